@@ -1,0 +1,68 @@
+# editgate: `make demo` runs an edit on the embedded local stack; `make test` runs every check.
+# Both set up .venv themselves (Python 3.13 where the machine has it, else the newest 3.11+).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 python3.12 python3.11 python3; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# sam build looks for the runtime's python3.13 on PATH: the venv's, where it is 3.13.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+NATIVE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))')
+
+.PHONY: help venv demo serve test lint typecheck template build build-native pytest clean
+
+help:
+	@echo "make demo   - edit the bundled sample image on the local stack (no AWS, no fal key)"
+	@echo "make test   - lint, types, template checks, sam build, artifact and pytest"
+	@echo "make serve  - run the API locally on http://127.0.0.1:8000/v1 (key sk-local)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python 3.11+ found"; exit 1; }
+	@echo "Setting up $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/editgate edit --prompt "turn it into a snowy winter evening" --output out/demo.png
+
+serve: venv
+	$(BIN)/editgate serve
+
+test: venv lint typecheck template build build-native pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy layers/editgate/editgate local/editgate_local functions tests
+
+template: venv
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint
+
+# The production artifact (arm64), and one for this machine's architecture that the artifact
+# tests import and invoke (arm64 wheels cannot be imported on x86_64).
+build: venv
+	@if [ "$(HAS_PY313)" = 1 ]; then $(BIN)/sam build --build-dir .aws-sam/build; \
+	else echo "SKIPPED sam build: it needs Python 3.13 (the Lambda runtime) and this venv has $$($(BIN)/python --version)"; fi
+
+build-native: venv
+	@if [ "$(HAS_PY313)" = 1 ]; then $(BIN)/sam build --build-dir .aws-sam/build-native \
+		--parameter-overrides Architecture=$(NATIVE_ARCH); \
+	else echo "SKIPPED native sam build (needs Python 3.13)"; fi
+
+pytest: venv
+	$(BIN)/pytest
+
+clean:
+	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache

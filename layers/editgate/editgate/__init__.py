@@ -1,0 +1,1 @@
+"""editgate: OpenAI-compatible image edits on fal, deployed into your own AWS account."""

@@ -1,0 +1,141 @@
+"""The OpenAI Images API surface: requests in, answers and errors out. No HTTP framework here:
+handlers pass in what they parsed."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from editgate.errors import AuthenticationFailed, InvalidRequest
+from editgate.normalize import EditRequest
+from editgate.pipeline import EditResult
+
+# Form fields with a place of their own in EditRequest; every other field is an option.
+_REQUEST_FIELDS = frozenset(EditRequest.model_fields) - {"options"}
+
+
+def check_api_key(authorization: str | None, keys: Iterable[str]) -> None:
+    """``Authorization: Bearer <key>`` must name one of ``keys`` (compared in constant time)."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    presented = presented.strip()
+    valid = scheme.lower() == "bearer" and any(
+        hmac.compare_digest(presented.encode(), key.encode()) for key in keys if key
+    )
+    if not valid:
+        raise AuthenticationFailed(
+            "Incorrect or missing API key. Send 'Authorization: Bearer <key>' with a key of this gateway."
+        )
+
+
+def request_from_form(
+    *,
+    prompt: str,
+    images: Sequence[object],
+    mask: object | None,
+    fields: Mapping[str, Any],
+) -> tuple[EditRequest, list[bytes]]:
+    """An edit from multipart form fields: the files, the prompt, and every other field as sent
+    (strings; ``a[b]`` and ``a[]`` names nest)."""
+    contents = [
+        _file_content(item, "image" if len(images) == 1 else f"image[{i}]") for i, item in enumerate(images)
+    ]
+    values: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for name, value in nest_fields(fields).items():
+        (values if name in _REQUEST_FIELDS else options)[name] = value
+    if mask is not None:
+        options["mask"] = True
+    try:
+        request = EditRequest.model_validate({**values, "prompt": prompt, "options": options})
+    except ValidationError as exc:
+        raise error_from_validation(exc.errors()) from None
+    return request, contents
+
+
+def nest_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``a[b]=1`` → ``{"a": {"b": "1"}}``, repeated ``a[]`` → ``{"a": [...]}``, as SDKs encode
+    ``extra_body`` in multipart."""
+    nested: dict[str, Any] = {}
+    for name, value in fields.items():
+        head, _, rest = name.partition("[")
+        if not rest or not head:
+            nested[name] = value
+            continue
+        keys = [head, *rest.rstrip("]").split("][")]
+        node = nested
+        for key in keys[:-2] if keys[-1] == "" else keys[:-1]:
+            node = node.setdefault(key, {})
+        if keys[-1] == "":
+            node[keys[-2]] = value if isinstance(value, list) else [value]
+        else:
+            node[keys[-1]] = value
+    return nested
+
+
+def error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+    """The first of a list of pydantic-style errors as an OpenAI 400 naming its parameter."""
+    first = errors[0] if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "options")]
+    param = loc[0] if loc else None
+    kind = first.get("type", "")
+    if kind == "missing":
+        return InvalidRequest(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
+    message = first.get("msg", "invalid value")
+    if kind == "unsupported_content_type":
+        return InvalidRequest(
+            f"{message}. Send the edit as multipart/form-data.", code="unsupported_content_type"
+        )
+    if param is None:
+        return InvalidRequest(f"The request body could not be read: {message}.", code="invalid_body")
+    if param in ("image", "image[]", "mask") and "UploadFile" in message:
+        name = "image" if param == "image[]" else param
+        return InvalidRequest(
+            f"Invalid type for '{name}': expected a file, but got a string instead.",
+            param=name,
+            code="invalid_type",
+        )
+    return InvalidRequest(f"Invalid value for '{param}': {message}.", param=param)
+
+
+def images_response(result: EditResult) -> dict[str, Any]:
+    """OpenAI's ImagesResponse, with the gateway's own facts under ``metadata``."""
+    return {
+        "created": result.created,
+        "data": [
+            {"url": image.url, "revised_prompt": None}
+            if image.url is not None
+            else {"b64_json": image.b64_json, "revised_prompt": None}
+            for image in result.images
+        ],
+        "size": str(result.size),
+        "output_format": result.output_format,
+        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+        "metadata": {
+            "request_id": result.request_id,
+            "model": result.model,
+            "provider": result.provider,
+            "cost": {"usd": result.cost_usd, "images": len(result.images)},
+            "provider_request_ids": list(result.provider_request_ids),
+            "ignored_params": list(result.ignored_params),
+            "resampled_from": str(result.resampled_from) if result.resampled_from else None,
+            "upscaled": result.upscaled,
+        },
+    }
+
+
+def _file_content(item: object, name: str) -> bytes:
+    content = getattr(item, "content", None)
+    if not isinstance(content, bytes):
+        raise InvalidRequest(
+            f"Invalid type for '{name}': expected a file, but got a string instead.",
+            param="image",
+            code="invalid_type",
+        )
+    return content

@@ -1,0 +1,142 @@
+"""Every image operation, with Pillow: sniffing, guarded decoding, fitting, resizing, encoding."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from editgate.errors import InvalidRequest
+
+OutputFormat = Literal["png", "jpeg", "webp", "gif", "avif"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpeg", "webp", "gif", "avif")
+ACCEPTED_INPUT_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+_PIL_FORMAT: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "avif": "AVIF"}
+CONTENT_TYPES: dict[str, str] = {f: f"image/{f}" for f in OUTPUT_FORMATS}
+_HAS_ALPHA = {"png", "webp", "gif", "avif"}
+
+
+@dataclass(frozen=True)
+class Size:
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+
+def sniff(data: bytes) -> str | None:
+    """The format of an encoded image from its bytes ("png", "jpeg", ...), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return (img.format or "").lower() or None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def decode_input(data: bytes, *, param: str, max_pixels: int) -> Image.Image:
+    """Decode an uploaded image (PNG, JPEG or WebP, by its bytes, not its label), with EXIF
+    orientation applied first. Refuses anything else before it is decoded in full."""
+    unsupported = InvalidRequest(
+        f"Invalid file '{param}': unsupported or unreadable image. Supported formats are PNG, JPEG and WebP.",
+        param=param,
+        code="invalid_image_format",
+    )
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise unsupported from None
+    if img.format not in ACCEPTED_INPUT_FORMATS:
+        raise unsupported
+    width, height = img.size
+    if width * height > max_pixels:
+        raise InvalidRequest(
+            f"Invalid file '{param}': {width}x{height} is more than the {max_pixels:,} pixels accepted.",
+            param=param,
+            code="image_too_large",
+        )
+    try:
+        img.load()
+        return ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError):
+        raise unsupported from None
+
+
+def decode_data_uri(uri: str) -> bytes:
+    header, sep, payload = uri.partition(",")
+    if not sep or not header.startswith("data:"):
+        raise ValueError("not a data: URI")
+    if header.endswith(";base64"):
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("bad base64 in data: URI") from exc
+    return payload.encode()
+
+
+def to_data_uri(data: bytes, content_type: str) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def fit(img: Image.Image, size: Size, mode: str = "cover") -> Image.Image:
+    """Bring ``img`` to exactly ``size``: ``cover`` scales and centre-crops, ``contain``
+    letterboxes (white, or transparent where the image has alpha), ``stretch`` distorts."""
+    box = (size.width, size.height)
+    if img.size == box:
+        return img
+    if mode == "stretch":
+        return img.resize(box, Image.Resampling.LANCZOS)
+    if mode == "contain":
+        fill = (0, 0, 0, 0) if img.mode == "RGBA" else (255, 255, 255)
+        return ImageOps.pad(
+            img.convert("RGBA" if img.mode == "RGBA" else "RGB"), box, Image.Resampling.LANCZOS, fill
+        )
+    return ImageOps.fit(img, box, method=Image.Resampling.LANCZOS)
+
+
+def encode(img: Image.Image, fmt: OutputFormat, *, compression: int | None = None) -> bytes:
+    """Encode in ``fmt``; ``compression`` (0-100, 100 = best quality) applies to jpeg, webp and avif.
+    A format without alpha is flattened on white."""
+    if fmt not in _HAS_ALPHA and img.mode in ("RGBA", "LA", "P"):
+        img = flatten_on_white(img)
+    elif img.mode not in ("RGB", "RGBA", "L", "P"):
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    options: dict[str, int] = {}
+    if fmt in ("jpeg", "webp", "avif"):
+        options["quality"] = max(1, compression if compression is not None else 100)
+    out = io.BytesIO()
+    img.save(out, format=_PIL_FORMAT[fmt], **options)
+    return out.getvalue()
+
+
+def finish(data: bytes, target: Size, fmt: OutputFormat, *, compression: int | None) -> bytes:
+    """Turn a provider's image into the answer's file: exactly ``target`` in ``fmt``. Bytes that
+    already are that (same format and size, no compression asked) are kept as they are."""
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError("the provider returned bytes that are not an image") from exc
+    same_size = opened.size == (target.width, target.height)
+    if same_size and (opened.format or "").lower() == fmt and compression is None:
+        return data
+    opened.load()
+    img = opened if same_size else opened.resize((target.width, target.height), Image.Resampling.LANCZOS)
+    return encode(img, fmt, compression=compression)
+
+
+def flatten_on_white(img: Image.Image) -> Image.Image:
+    """RGB with any transparency composited on white (what a viewer shows), not on black."""
+    if img.mode == "RGB":
+        return img
+    rgba = img.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat

@@ -1,0 +1,290 @@
+"""From a client's request to the plan of provider calls: validation, shape and scale, counts,
+formats and parameters, by the rules in the README ("Normalization rules"). Pure: no I/O."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from editgate.catalog import DEFAULT_MODEL, IGNORED_PARAMS, ModelSpec, ParamSpec
+from editgate.errors import InvalidRequest
+from editgate.images import OutputFormat, Size
+
+MIN_SIDE, MAX_SIDE = 64, 4096
+TIER_AREAS = {"0.5K": 512 * 512, "1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
+MAX_N = 10
+Fit = Literal["cover", "contain", "stretch"]
+
+
+class EditRequest(BaseModel):
+    """One edit as a client asked for it, whatever the transport (multipart, JSON, batch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1)
+    model: str = DEFAULT_MODEL
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    size: str | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    fit: Fit = "cover"
+    response_format: Literal["url", "b64_json"] = "url"
+    output_format: OutputFormat = "png"
+    output_compression: int | None = Field(default=None, ge=0, le=100)
+    # Everything else the client sent, as sent: model parameters, ignored and unknown keys.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProviderCall(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    payload: dict[str, Any]  # without the input image, which the pipeline adds
+    num_images: int
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model: ModelSpec
+    calls: tuple[ProviderCall, ...]
+    target: Size
+    provider_size: Size
+    fit: Fit
+    output_format: OutputFormat
+    output_compression: int | None
+    response_format: Literal["url", "b64_json"]
+    ignored: tuple[str, ...]
+    cost_usd: float
+
+    @property
+    def upscaled(self) -> bool:
+        return self.target.area > self.provider_size.area
+
+
+def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
+    if len(request.prompt) > spec.prompt_max_length:
+        raise InvalidRequest(
+            f"Invalid value for 'prompt': at most {spec.prompt_max_length} characters are accepted, "
+            f"got {len(request.prompt)}.",
+            param="prompt",
+            code="string_above_max_length",
+        )
+    target = target_size(request, spec, input_size)
+    provider_size = _provider_size(target, spec)
+    base, ignored = _provider_fields(request.options, spec)
+    base[spec.prompt_field] = request.prompt
+    if request.output_format in spec.native_output_formats:
+        base[spec.output_format_field] = request.output_format
+    else:  # ask for lossless output and convert it
+        base[spec.output_format_field] = "png"
+    calls = []
+    per_call = spec.max_images_per_call
+    seed = base.get("seed")
+    for k, start in enumerate(range(0, request.n, per_call)):
+        payload = dict(base)
+        payload[spec.num_images_field] = min(per_call, request.n - start)
+        if seed is not None:
+            payload["seed"] = seed + k * per_call  # every image differs, the set is reproducible
+        calls.append(ProviderCall(payload=payload, num_images=payload[spec.num_images_field]))
+    return Plan(
+        model=spec,
+        calls=tuple(calls),
+        target=target,
+        provider_size=provider_size,
+        fit=request.fit,
+        output_format=request.output_format,
+        output_compression=request.output_compression,
+        response_format=request.response_format,
+        ignored=tuple(ignored),
+        cost_usd=round(request.n * spec.price_per_image_usd, 6),
+    )
+
+
+# --- shape and scale -------------------------------------------------------------------------
+
+_WXH = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+_TIER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[kK]\s*$")
+_MEGAPIXELS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:[mM][pP])?\s*$")
+
+
+def target_size(request: EditRequest, spec: ModelSpec, input_size: Size) -> Size:
+    """The WxH the answer's images will have."""
+    aspect_ratio = request.aspect_ratio
+    if request.size is not None and request.size.strip().lower() != "auto":
+        wxh = _WXH.match(request.size)
+        if wxh:
+            width, height = int(wxh.group(1)), int(wxh.group(2))
+            if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+                raise InvalidRequest(
+                    f"Invalid value for 'size': each side must be {MIN_SIDE}-{MAX_SIDE} pixels, "
+                    f"got '{request.size}'.",
+                    param="size",
+                )
+            return Size(width, height)  # size fixes shape and scale
+        if not _RATIO.match(request.size):
+            raise InvalidRequest(
+                f"Invalid value for 'size': expected 'WxH' (e.g. 1024x1024), 'W:H' or 'auto', "
+                f"got '{request.size}'.",
+                param="size",
+            )
+        aspect_ratio = request.size  # "W:H" is an aspect ratio
+        param = "size"
+    else:
+        param = "aspect_ratio"
+
+    largest_tier = max(TIER_AREAS[t] for t in spec.resolution_tiers)
+    if aspect_ratio is None and request.resolution is None:
+        if input_size.area <= largest_tier:
+            return input_size  # the model's own behaviour: the input's size
+        return _bounded(input_size.width / input_size.height, largest_tier, spec.size_multiple)
+    ratio = (
+        nearest_ratio(_parse_ratio(aspect_ratio, param), spec.aspect_ratios)
+        if aspect_ratio is not None
+        else input_size.width / input_size.height
+    )
+    area = (
+        nearest_tier_area(_parse_resolution(request.resolution), spec.resolution_tiers)
+        if request.resolution is not None
+        else min(input_size.area, largest_tier)
+    )
+    return _bounded(ratio, area, spec.size_multiple)
+
+
+def _ratio_value(text: str) -> float:
+    width, height = text.split(":")
+    return float(width) / float(height)
+
+
+def _parse_ratio(text: str, param: str) -> float:
+    match = _RATIO.match(text)
+    if not match or float(match.group(1)) <= 0 or float(match.group(2)) <= 0:
+        raise InvalidRequest(
+            f"Invalid value for '{param}': expected an aspect ratio 'W:H' of positive numbers, got '{text}'.",
+            param=param,
+        )
+    return float(match.group(1)) / float(match.group(2))
+
+
+def _parse_resolution(text: str) -> float:
+    """A tier ("1K") or megapixels ("1", "0.25") as an area in pixels."""
+    tier, megapixels = _TIER.match(text), _MEGAPIXELS.match(text)
+    value = float(tier.group(1)) if tier else float(megapixels.group(1)) if megapixels else 0.0
+    if value <= 0:
+        raise InvalidRequest(
+            f"Invalid value for 'resolution': expected a tier (0.5K, 1K, 2K, 4K) or megapixels "
+            f"(0.25, 1, 4, 16), got '{text}'.",
+            param="resolution",
+        )
+    return (value * 1024) ** 2 if tier else value * 1024 * 1024
+
+
+def nearest_ratio(ratio: float, supported: tuple[str, ...]) -> float:
+    """The supported ratio nearest in log space; on a tie, the squarer one."""
+    return min(
+        (_ratio_value(s) for s in supported),
+        key=lambda r: (round(abs(math.log(ratio) - math.log(r)), 12), abs(math.log(r))),
+    )
+
+
+def nearest_tier_area(area: float, tiers: tuple[str, ...]) -> int:
+    """The tier area nearest in log space; on a tie, the smaller one."""
+    return min(
+        (TIER_AREAS[t] for t in tiers), key=lambda a: (round(abs(math.log(area) - math.log(a)), 12), a)
+    )
+
+
+def _bounded(ratio: float, area: float, multiple: int) -> Size:
+    """Sides for ``ratio`` and ``area``, multiples of ``multiple``, the longer at most MAX_SIDE."""
+    width, height = math.sqrt(area * ratio), math.sqrt(area / ratio)
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    return Size(_round_to(width * scale, multiple), _round_to(height * scale, multiple))
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, min(MAX_SIDE, round(value / multiple) * multiple))
+
+
+def _provider_size(target: Size, spec: ModelSpec) -> Size:
+    """The fitted input's size: the target's shape at the model's working scale or below."""
+    ratio = target.width / target.height
+    area = min(target.area, spec.working_area)
+    width = max(
+        spec.size_multiple, math.floor(math.sqrt(area * ratio) / spec.size_multiple) * spec.size_multiple
+    )
+    height = max(
+        spec.size_multiple, math.floor(math.sqrt(area / ratio) / spec.size_multiple) * spec.size_multiple
+    )
+    return Size(width, height)
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+_REFUSED = {
+    "mask": "this model has no mask input; describe the region to change in the prompt",
+}
+
+
+def _provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str, Any], list[str]]:
+    """The provider payload for the model's own parameters and unknown keys, and the names ignored."""
+    managed = {spec.prompt_field, spec.image_field, spec.num_images_field, spec.output_format_field}
+    renamed = {p.field: p.name for p in spec.params if p.behaviour == "renamed"}
+    payload: dict[str, Any] = {}
+    ignored: list[str] = []
+    for name, value in options.items():
+        param = spec.param(name)
+        if param is not None:
+            payload[param.field] = _coerce(param, value)
+        elif name in IGNORED_PARAMS:
+            ignored.append(name)
+        elif name in _REFUSED:
+            raise InvalidRequest(
+                f"'{name}' is not supported by {spec.id}: {_REFUSED[name]}.",
+                param=name,
+                code="unsupported_parameter",
+            )
+        elif name == "stream":
+            if _coerce(ParamSpec(name="stream", field="stream", kind="bool"), value):
+                raise InvalidRequest(
+                    "Streaming is not supported: send the request without 'stream'.",
+                    param="stream",
+                    code="unsupported_parameter",
+                )
+        elif name in renamed:
+            raise InvalidRequest(
+                f"'{name}' is set through '{renamed[name]}'.", param=name, code="unsupported_parameter"
+            )
+        elif name in managed:
+            raise InvalidRequest(
+                f"'{name}' is set by the gateway and cannot be sent.",
+                param=name,
+                code="unsupported_parameter",
+            )
+        else:
+            payload[name] = value  # unknown keys go to the provider unchanged
+    return payload, ignored
+
+
+_KIND_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@functools.cache
+def _adapter(param: ParamSpec) -> TypeAdapter[Any]:
+    limits: dict[str, Any] = {"ge": param.ge, "le": param.le, "max_length": param.max_length}
+    if param.kind == "float":
+        limits["allow_inf_nan"] = False
+    constraints = Field(**{k: v for k, v in limits.items() if v is not None})
+    return TypeAdapter(Annotated[_KIND_TYPES[param.kind], constraints])
+
+
+def _coerce(param: ParamSpec, value: Any) -> Any:
+    """The value as the catalog types it ("7" → 7, "true" → True), within its bounds."""
+    try:
+        return _adapter(param).validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise InvalidRequest(f"Invalid value for '{param.name}': {message}.", param=param.name) from None

@@ -1,0 +1,61 @@
+"""Settings, read once from the environment into a typed model.
+
+Nothing else in the package reads ``os.environ``: handlers build one ``Settings`` at cold start
+and pass it (or what it holds) down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SettingsError(RuntimeError):
+    """The deployment is misconfigured: raised at cold start, never per request."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    results_bucket: str = Field(min_length=3)
+    results_prefix: str = "results/"
+    presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    fal_key_secret_name: str = Field(min_length=1)
+    api_keys_secret_name: str = Field(min_length=1)
+    secrets_max_age_seconds: int = Field(default=300, ge=0)
+    fal_queue_url: str = "https://queue.fal.run"
+    # fal retires endpoints, so the endpoint behind each model is configuration.
+    fal_endpoint_hidream_e1_1: str = "fal-ai/hidream-e1-1"
+    fal_endpoint_hidream_e1_full: str = "fal-ai/hidream-e1-full"
+    # The whole fal round trip must end before API Gateway's 29 s integration timeout.
+    request_deadline_seconds: float = Field(default=27.0, gt=0)
+    fal_poll_interval_seconds: float = Field(default=0.25, gt=0)
+    max_input_pixels: int = Field(default=40_000_000, gt=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        names = {
+            "results_bucket": "RESULTS_BUCKET",
+            "results_prefix": "RESULTS_PREFIX",
+            "presign_expiry_seconds": "PRESIGN_EXPIRY_SECONDS",
+            "fal_key_secret_name": "FAL_KEY_SECRET_NAME",
+            "api_keys_secret_name": "API_KEYS_SECRET_NAME",
+            "secrets_max_age_seconds": "SECRETS_MAX_AGE_SECONDS",
+            "fal_queue_url": "FAL_QUEUE_URL",
+            "fal_endpoint_hidream_e1_1": "FAL_ENDPOINT_HIDREAM_E1_1",
+            "fal_endpoint_hidream_e1_full": "FAL_ENDPOINT_HIDREAM_E1_FULL",
+            "request_deadline_seconds": "REQUEST_DEADLINE_SECONDS",
+            "fal_poll_interval_seconds": "FAL_POLL_INTERVAL_SECONDS",
+            "max_input_pixels": "MAX_INPUT_PIXELS",
+        }
+        values = {field: env[var] for field, var in names.items() if env.get(var)}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{names[str(err['loc'][0])]}: {err['msg']}" for err in exc.errors() if err["loc"]
+            )
+            raise SettingsError(f"editgate is misconfigured: {problems}") from None

@@ -1,0 +1,366 @@
+"""A fal queue emulator: submit / status / result / cancel with fal's URLs, auth, 422 validation,
+latency and scripted faults. It makes a deterministic, visibly edited image with Pillow."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+# What each emulated endpoint accepts: name → (type, minimum, maximum, choices).
+_E1_SCHEMA: dict[str, tuple[type, float | None, float | None, tuple[str, ...] | None]] = {
+    "image_url": (str, None, None, None),
+    "prompt": (str, None, None, None),
+    "target_image_description": (str, None, None, None),
+    "negative_prompt": (str, None, None, None),
+    "num_inference_steps": (int, 1, 50, None),
+    "seed": (int, 0, 2**63 - 1, None),
+    "guidance_scale": (float, 0, 20, None),
+    "image_guidance_scale": (float, 0, 20, None),
+    "num_images": (int, 1, 4, None),
+    "enable_safety_checker": (bool, None, None, None),
+    "output_format": (str, None, None, ("jpeg", "png")),
+    "sync_mode": (bool, None, None, None),
+}
+SCHEMAS = {"fal-ai/hidream-e1-1": _E1_SCHEMA, "fal-ai/hidream-e1-full": _E1_SCHEMA}
+_REQUIRED = ("image_url", "prompt")
+WORKING_AREA = 1024 * 1024
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` calls of ``stage`` (submit, status, result, cancel, file) with ``status``."""
+
+    stage: str
+    status: int
+    times: int = 1
+    body: dict[str, Any] = field(default_factory=lambda: {"detail": "Injected fault"})
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    endpoint: str
+    payload: dict[str, Any]
+    submitted: float
+    cancelled: bool = False
+    output: tuple[int, dict[str, Any]] | None = None
+
+
+class FalEmulator:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, key: str | None = None, latency: float = 0.0
+    ):
+        self.key = key or f"emulator-{secrets.token_hex(8)}"
+        self.latency = latency
+        self._host = host
+        self.calls: Counter[str] = Counter()
+        self.payloads: list[dict[str, Any]] = []
+        self._faults: list[Fault] = []
+        self._jobs: dict[str, _Job] = {}
+        self._files: dict[str, tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fal-emulator", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def start(self) -> FalEmulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.payloads.clear()
+            self._faults.clear()
+
+    # --- the protocol, called by the HTTP handler ----------------------------------------------
+
+    def take_fault(self, stage: str) -> Fault | None:
+        with self._lock:
+            self.calls[stage] += 1
+            for fault in self._faults:
+                if fault.stage == stage and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def submit(self, endpoint: str, payload: dict[str, Any], base: str) -> tuple[int, dict[str, Any]]:
+        if endpoint not in SCHEMAS:
+            return 404, {"detail": f"Application '{endpoint}' not found"}
+        request_id = str(uuid.uuid4())
+        with self._lock:
+            self._jobs[request_id] = _Job(endpoint, payload, time.monotonic())
+            self.payloads.append(payload)
+        # fal's URLs name the app (owner/name) without the endpoint's sub-path.
+        app_path = "/".join(endpoint.split("/")[:2])
+        root = f"{base}/{app_path}/requests/{request_id}"
+        return 200, {
+            "status": "IN_QUEUE",
+            "request_id": request_id,
+            "response_url": root,
+            "status_url": f"{root}/status",
+            "cancel_url": f"{root}/cancel",
+            "queue_position": 0,
+        }
+
+    def status(self, request_id: str) -> tuple[int, dict[str, Any]]:
+        job = self._jobs.get(request_id)
+        if job is None:
+            return 404, {"detail": "Request not found"}
+        elapsed = time.monotonic() - job.submitted
+        if job.cancelled or elapsed >= self.latency:
+            return 200, {"status": "COMPLETED", "request_id": request_id, "logs": None}
+        if elapsed < self.latency / 2:
+            return 202, {"status": "IN_QUEUE", "request_id": request_id, "queue_position": 0}
+        return 202, {"status": "IN_PROGRESS", "request_id": request_id, "logs": []}
+
+    def result(self, request_id: str, base: str) -> tuple[int, dict[str, Any]]:
+        job = self._jobs.get(request_id)
+        if job is None:
+            return 404, {"detail": "Request not found"}
+        if job.cancelled:
+            return 400, {"detail": "Request was cancelled"}
+        if time.monotonic() - job.submitted < self.latency:
+            return 400, {"detail": "Request is still in progress"}
+        with self._lock:
+            if job.output is None:
+                job.output = self._run(job, base)
+            return job.output
+
+    def cancel(self, request_id: str) -> tuple[int, dict[str, Any]]:
+        job = self._jobs.get(request_id)
+        if job is None:
+            return 404, {"detail": "Request not found"}
+        if job.output is not None or time.monotonic() - job.submitted >= self.latency:
+            return 400, {"status": "ALREADY_COMPLETED"}
+        job.cancelled = True
+        return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    def file(self, name: str) -> tuple[bytes, str] | None:
+        return self._files.get(name)
+
+    def _run(self, job: _Job, base: str) -> tuple[int, dict[str, Any]]:
+        errors = validate(job.endpoint, job.payload)
+        if errors:
+            return 422, {"detail": errors}
+        try:
+            source = load_image(job.payload["image_url"])
+        except (ValueError, OSError, requests.RequestException) as exc:
+            return 422, {
+                "detail": [
+                    _error(("body", "image_url"), f"Could not load the image: {exc}", "image_load_error")
+                ]
+            }
+        seed = job.payload.get("seed", random.randint(0, 2**31))
+        fmt = job.payload.get("output_format", "jpeg")
+        images = []
+        for index in range(job.payload.get("num_images", 1)):
+            data = edited(source, job.payload["prompt"], seed + index, fmt)
+            if job.payload.get("sync_mode"):
+                url = f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
+            else:
+                name = f"{uuid.uuid4().hex}.{fmt}"
+                self._files[name] = (data, f"image/{fmt}")
+                url = f"{base}/files/{name}"
+            images.append({
+                "url": url, "content_type": f"image/{fmt}", "file_name": f"{index}.{fmt}",
+                "file_size": len(data), "width": source.width, "height": source.height,
+            })  # fmt: skip
+        return 200, {
+            "images": images,
+            "timings": {"inference": round(self.latency, 3)},
+            "seed": seed,
+            "has_nsfw_concepts": [False] * len(images),
+            "prompt": job.payload["prompt"],
+        }
+
+
+def validate(endpoint: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """fal-style (pydantic) 422 items for a payload; unknown fields are ignored, as fal's models do."""
+    schema = SCHEMAS[endpoint]
+    errors = [
+        _error(("body", name), "Field required", "missing") for name in _REQUIRED if name not in payload
+    ]
+    for name, value in payload.items():
+        if name not in schema:
+            continue
+        kind, low, high, choices = schema[name]
+        loc = ("body", name)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            errors.append(
+                _error(loc, f"Input should be a valid {kind.__name__}", f"{kind.__name__}_type", value)
+            )
+        elif low is not None and _number(value) < low:
+            errors.append(
+                _error(loc, f"Input should be greater than or equal to {low}", "greater_than_equal", value)
+            )
+        elif high is not None and _number(value) > high:
+            errors.append(
+                _error(loc, f"Input should be less than or equal to {high}", "less_than_equal", value)
+            )
+        elif choices is not None and value not in choices:
+            allowed = " or ".join(f"'{c}'" for c in choices)
+            errors.append(_error(loc, f"Input should be {allowed}", "literal_error", value))
+    return errors
+
+
+def _number(value: Any) -> float:
+    return float(value)
+
+
+def _error(loc: tuple[str, ...], msg: str, kind: str, value: Any = None) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "type": kind, "input": value}
+
+
+def load_image(url: str) -> Image.Image:
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        data = base64.b64decode(payload) if header.endswith(";base64") else payload.encode()
+    elif url.startswith(("http://", "https://")):
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        data = response.content
+    else:
+        raise ValueError("image_url must be an http(s) URL or a data: URI")
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")
+
+
+def edited(source: Image.Image, prompt: str, seed: int, fmt: str) -> bytes:
+    """What HiDream E1.1 does to sizes (work at ≤1 MP, sides multiples of 16, answer at the
+    input's size), with a deterministic, visible edit: a tint and a banner from prompt and seed."""
+    ratio = source.width / source.height
+    area = min(source.width * source.height, WORKING_AREA)
+    work = (
+        max(16, math.floor(math.sqrt(area * ratio) / 16) * 16),
+        max(16, math.floor(math.sqrt(area / ratio) / 16) * 16),
+    )
+    image = ImageOps.fit(source, work, Image.Resampling.LANCZOS)
+    digest = hashlib.sha256(f"{prompt}\x00{seed}".encode()).digest()
+    tint = (digest[0], digest[1], digest[2])
+    image = Image.blend(image, ImageOps.colorize(ImageOps.grayscale(image), (0, 0, 0), tint), 0.55)
+    draw = ImageDraw.Draw(image)
+    band = max(24, image.height // 8)
+    draw.rectangle((0, image.height - band, image.width, image.height), fill=(0, 0, 0))
+    font = ImageFont.load_default(size=max(12, band // 2))
+    draw.text(
+        (band // 4, image.height - band + band // 4), f"{prompt[:60]} · seed {seed}", fill=tint, font=font
+    )
+    image = image.resize(source.size, Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG" if fmt == "jpeg" else "PNG")
+    return out.getvalue()
+
+
+def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # see ../shared/specs/peer-litellm.md: Nagle + delayed ACK
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_PUT(self) -> None:
+            self._dispatch("PUT")
+
+        def _dispatch(self, method: str) -> None:
+            url = urlsplit(self.path)
+            parts = [p for p in url.path.split("/") if p]
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            base = f"http://{self.headers.get('host')}"
+            if method == "GET" and parts[:1] == ["files"] and len(parts) == 2:
+                return self._file(parts[1])
+            stage = _stage(method, parts)
+            if stage is None:
+                return self._json(404, {"detail": "Not Found"})
+            fault = emulator.take_fault(stage)
+            if fault is not None:
+                return self._json(fault.status, fault.body, fault.headers)
+            if self.headers.get("authorization") != f"Key {emulator.key}":
+                return self._json(401, {"detail": "No user found for Key ID and Secret"})
+            if stage == "submit":
+                try:
+                    payload = json.loads(body or b"{}")
+                except ValueError:
+                    return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
+                return self._json(*emulator.submit("/".join(parts), payload, base))
+            request_id = parts[3]
+            if stage == "status":
+                _ = parse_qs(url.query).get("logs")  # accepted as 1/0 or true/false, like fal
+                return self._json(*emulator.status(request_id))
+            if stage == "cancel":
+                return self._json(*emulator.cancel(request_id))
+            return self._json(*emulator.result(request_id, base))
+
+        def _file(self, name: str) -> None:
+            if emulator.take_fault("file") is not None:
+                return self._json(500, {"detail": "Injected fault"})
+            found = emulator.file(name)
+            if found is None:
+                return self._json(404, {"detail": "Not Found"})
+            self._send(200, found[0], found[1], {})
+
+        def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            self._send(status, json.dumps(body).encode(), "application/json", headers or {})
+
+        def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def _stage(method: str, parts: list[str]) -> str | None:
+    """Which protocol call a path is: {app}/requests/{id}[/status|/cancel], else a submit."""
+    if len(parts) >= 4 and parts[2] == "requests":
+        tail = parts[4:]
+        if method == "GET" and tail == ["status"]:
+            return "status"
+        if method == "PUT" and tail == ["cancel"]:
+            return "cancel"
+        if method == "GET" and not tail:
+            return "result"
+        return None
+    return "submit" if method == "POST" and len(parts) >= 2 else None

@@ -1,0 +1,199 @@
+"""A stand-in for API Gateway (REST, Lambda proxy): each HTTP request becomes the proxy event real
+API Gateway would send (a base64 body for the binary media types) and goes to the same handler."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+BINARY_MEDIA_TYPES = ("multipart/form-data",)  # template.yaml: BinaryMediaTypes
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+LAMBDA_MAX_EVENT = 6_291_456
+STAGE = "local"
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object that handlers use."""
+
+    function_name: str = "EditApiFunction"
+    memory_limit_in_mb: int = 1024
+    timeout_seconds: float = 30.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+
+
+def load_handler(path: Path, name: str = "lambda_handler") -> Handler:
+    """Import a function's module from its file, as the Lambda runtime does from its CodeUri."""
+    spec = importlib.util.spec_from_file_location(f"editgate_function_{path.parent.name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = getattr(module, name)
+    return handler
+
+
+def proxy_event(
+    method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str = "127.0.0.1"
+) -> dict[str, Any]:
+    """The API Gateway REST proxy event for one request."""
+    url = urlsplit(target)
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        multi_headers.setdefault(name, []).append(value)
+    query = parse_qs(url.query, keep_blank_values=True)
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    binary = any(content_type.lower().startswith(t) for t in BINARY_MEDIA_TYPES)
+    text_body: str | None
+    if not body:
+        text_body = None
+    elif binary:
+        text_body = base64.b64encode(body).decode("ascii")
+    else:
+        text_body = body.decode("utf-8", errors="replace")
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": url.path,
+        "path": url.path,
+        "httpMethod": method,
+        "headers": {k: v[-1] for k, v in multi_headers.items()},
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": next((v for k, v in headers if k.lower() == "host"), "localhost"),
+            "httpMethod": method,
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": next((v for k, v in headers if k.lower() == "user-agent"), ""),
+            },
+            "path": f"/{STAGE}{url.path}",
+            "protocol": "HTTP/1.1",
+            "requestId": request_id,
+            "requestTimeEpoch": int(time.time() * 1000),
+            "resourceId": "local",
+            "resourcePath": url.path,
+            "stage": STAGE,
+        },
+        "body": text_body,
+        "isBase64Encoded": binary and bool(body),
+    }
+
+
+class ApiFront:
+    def __init__(
+        self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, timeout_seconds: float = 30.0
+    ):
+        self.handler = handler
+        self.timeout_seconds = timeout_seconds
+        self._host = host
+        self._server = ThreadingHTTPServer((host, port), _http_handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="api-front", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def start(self) -> ApiFront:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Call the handler as Lambda would and turn its answer into an HTTP response."""
+        if len(json.dumps(event)) > LAMBDA_MAX_EVENT:
+            return _error(413, f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit.")
+        answer = self.handler(event, LambdaContext(timeout_seconds=self.timeout_seconds))
+        headers = [(k, v) for k, v in (answer.get("headers") or {}).items()]
+        for name, values in (answer.get("multiValueHeaders") or {}).items():
+            headers.extend((name, value) for value in values)
+        raw = answer.get("body") or ""
+        data = base64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()
+        return int(answer["statusCode"]), headers, data
+
+
+def _error(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "payload_too_large",
+        }
+    }
+    return status, [("content-type", "application/json")], json.dumps(body).encode()
+
+
+def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._forward()
+
+        def do_POST(self) -> None:
+            self._forward()
+
+        def do_PUT(self) -> None:
+            self._forward()
+
+        def do_DELETE(self) -> None:
+            self._forward()
+
+        def do_OPTIONS(self) -> None:
+            self._forward()
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if length > API_GATEWAY_MAX_BODY:
+                status, headers, data = _error(413, "The request is larger than API Gateway's 10 MB limit.")
+                self.close_connection = True
+            else:
+                body = self.rfile.read(length)
+                event = proxy_event(
+                    self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                )
+                status, headers, data = front.invoke(event)
+            self.send_response(status)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection"):
+                    self.send_header(name, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

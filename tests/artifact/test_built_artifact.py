@@ -1,0 +1,57 @@
+"""The `sam build` output, not the source tree: its function imports with its layer and answers
+the events in events/ (the closest thing to `sam local invoke` without a container)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from editgate_local.stack import REPO_ROOT, LocalStack
+from tests.integration.test_events import EVENTS, EXPECTED
+
+BUILD = REPO_ROOT / ".aws-sam" / "build-native"
+FUNCTION = BUILD / "EditApiFunction"
+LAYER = BUILD / "EditgateLayer" / "python"
+
+pytestmark = pytest.mark.skipif(
+    not FUNCTION.exists() and sys.version_info[:2] != (3, 13),
+    reason="no sam build output: `make build-native` needs Python 3.13, which this machine lacks",
+)
+
+
+def test_given_the_built_artifact_when_invoked_with_every_event_then_each_answers_as_expected(
+    stack: LocalStack,
+) -> None:
+    assert FUNCTION.exists(), "run `make build-native` first"
+    assert LAYER.exists(), "run `make build-native` first"
+    env = {
+        **os.environ,
+        **stack.env,
+        "PYTHONPATH": os.pathsep.join([str(FUNCTION), str(LAYER), str(REPO_ROOT / "local")]),
+    }
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("invoke_built.py")), *map(str, EVENTS)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    origin, answers = lines[0], lines[1:]
+    assert origin["editgate"].startswith(str(LAYER)), "editgate must come from the built layer"
+    assert origin["app"].startswith(str(FUNCTION))
+    assert len(answers) == len(EVENTS)
+    for answer in answers:
+        name = str(Path(answer["event"]).relative_to(REPO_ROOT / "events"))
+        assert answer["statusCode"] == EXPECTED[name][0], (name, answer["body"][:500])
+
+
+def test_given_the_built_layer_then_it_holds_no_dev_only_code() -> None:
+    assert LAYER.exists(), "run `make build-native` first"
+    present = {p.name for p in LAYER.iterdir()}
+    assert "editgate" in present
+    for dev_only in ("editgate_local", "moto", "openai", "pytest", "tests", "werkzeug", "flask"):
+        assert dev_only not in present, dev_only

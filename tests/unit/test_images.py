@@ -1,0 +1,66 @@
+"""Image handling with Pillow: sniffing, decoding guards, EXIF, fitting and encoding."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from editgate.errors import InvalidRequest
+from editgate.images import Size, decode_input, encode, finish, fit, sniff
+from tests.conftest import open_image, png_bytes
+
+
+def test_given_encoded_bytes_then_the_format_comes_from_the_bytes() -> None:
+    assert sniff(png_bytes()) == "png"
+    assert sniff(encode(Image.new("RGB", (8, 8)), "webp")) == "webp"
+    assert sniff(b"GIF? no, text") is None
+
+
+def test_given_an_image_over_the_pixel_limit_then_it_is_refused_before_decoding() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_input(png_bytes((1000, 1000)), param="image", max_pixels=999_999)
+    assert caught.value.code == "image_too_large"
+
+
+def test_given_a_gif_then_it_is_refused_as_unsupported_input() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_input(encode(Image.new("RGB", (8, 8)), "gif"), param="image", max_pixels=10**6)
+    assert caught.value.code == "invalid_image_format"
+
+
+def test_given_a_truncated_png_then_it_is_refused_not_crashed() -> None:
+    with pytest.raises(InvalidRequest):
+        decode_input(png_bytes((300, 300))[:200], param="image", max_pixels=10**6)
+
+
+def test_given_exif_orientation_then_it_is_applied_first() -> None:
+    image = Image.new("RGB", (40, 20), (10, 20, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    assert decode_input(out.getvalue(), param="image", max_pixels=10**6).size == (20, 40)
+
+
+def test_given_bytes_already_in_the_target_format_and_size_then_they_are_kept_untouched() -> None:
+    data = png_bytes((64, 64))
+    assert finish(data, Size(64, 64), "png", compression=None) is data
+
+
+def test_given_another_size_then_the_result_is_resized_exactly() -> None:
+    result = open_image(finish(png_bytes((64, 64)), Size(100, 50), "jpeg", compression=80))
+    assert result.format == "JPEG"
+    assert result.size == (100, 50)
+
+
+@pytest.mark.parametrize("mode", ["cover", "contain", "stretch"])
+def test_given_any_fit_then_the_image_has_exactly_the_size(mode: str) -> None:
+    assert fit(Image.new("RGB", (300, 100)), Size(128, 128), mode).size == (128, 128)
+
+
+def test_given_transparency_and_jpeg_then_it_is_flattened_on_white() -> None:
+    clear = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert open_image(encode(clear, "jpeg")).getpixel((4, 4)) == (255, 255, 255)
+    assert open_image(encode(clear, "png")).mode == "RGBA"

@@ -1,0 +1,140 @@
+"""The shape, scale, count and parameter rules, without I/O."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from editgate.catalog import build_catalog
+from editgate.errors import InvalidRequest
+from editgate.images import Size
+from editgate.normalize import MAX_SIDE, EditRequest, nearest_ratio, plan, target_size
+from editgate.settings import Settings
+
+SETTINGS = Settings(results_bucket="bucket", fal_key_secret_name="fal", api_keys_secret_name="keys")
+SPEC = build_catalog(SETTINGS)["hidream-e1-1"]
+SQUARE = Size(1000, 1000)
+
+
+def request(**fields: Any) -> EditRequest:
+    return EditRequest.model_validate({"prompt": "edit", **fields})
+
+
+def test_given_no_shape_or_scale_then_the_target_is_the_input_size() -> None:
+    assert target_size(request(), SPEC, Size(768, 513)) == Size(768, 513)
+    assert target_size(request(size="auto"), SPEC, Size(768, 513)) == Size(768, 513)
+
+
+def test_given_size_wxh_then_it_wins_over_aspect_ratio_and_resolution() -> None:
+    got = target_size(request(size="1920x1080", aspect_ratio="1:1", resolution="0.5K"), SPEC, SQUARE)
+    assert got == Size(1920, 1080)
+
+
+@pytest.mark.parametrize("size", ["63x100", "100x4097", "0x0"])
+def test_given_a_side_outside_64_to_4096_then_size_is_refused(size: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        target_size(request(size=size), SPEC, SQUARE)
+    assert caught.value.param == "size"
+
+
+def test_given_size_as_a_ratio_then_it_is_an_aspect_ratio() -> None:
+    assert target_size(request(size="16:9"), SPEC, SQUARE) == target_size(
+        request(aspect_ratio="16:9"), SPEC, SQUARE
+    )
+
+
+def test_given_7_to_1_then_the_log_nearest_supported_ratio_8_to_1_is_used() -> None:
+    assert nearest_ratio(7.0, SPEC.aspect_ratios) == 8.0
+    assert nearest_ratio(1 / 7, SPEC.aspect_ratios) == 1 / 8
+
+
+def test_given_a_tie_between_ratios_then_the_squarer_one_wins() -> None:
+    assert nearest_ratio(math.sqrt(2.0), ("1:1", "2:1")) == 1.0
+
+
+def test_given_a_resolution_tier_then_the_area_is_that_tier() -> None:
+    got = target_size(request(aspect_ratio="1:1", resolution="2K"), SPEC, SQUARE)
+    assert got == Size(2048, 2048)
+    assert target_size(request(aspect_ratio="1:1", resolution="4"), SPEC, SQUARE) == Size(2048, 2048)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("aspect_ratio", "wide"), ("aspect_ratio", "0:1"), ("resolution", "huge")]
+)
+def test_given_an_unreadable_shape_or_scale_then_the_field_is_named(field: str, value: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        target_size(request(**{field: value}), SPEC, SQUARE)
+    assert caught.value.param == field
+
+
+@given(
+    ratio=st.floats(min_value=0.05, max_value=20, allow_nan=False),
+    resolution=st.sampled_from(["0.5K", "1K", "2K", "4K", "0.25", "1", "4", "16", "3"]),
+)
+def test_given_any_ratio_and_resolution_then_sides_are_multiples_of_16_within_bounds(
+    ratio: float, resolution: str
+) -> None:
+    got = target_size(request(aspect_ratio=f"{ratio}:1", resolution=resolution), SPEC, SQUARE)
+    assert got.width % 16 == 0
+    assert got.height % 16 == 0
+    assert 16 <= got.width <= MAX_SIDE
+    assert 16 <= got.height <= MAX_SIDE
+    chosen = nearest_ratio(ratio, SPEC.aspect_ratios)
+    assert abs(got.width / got.height - chosen) / chosen < 0.1
+
+
+def test_given_n_10_then_three_calls_of_4_4_2_with_seeds_4_apart() -> None:
+    result = plan(request(n=10, options={"seed": "100"}), SPEC, SQUARE)
+    assert [c.num_images for c in result.calls] == [4, 4, 2]
+    assert [c.payload["seed"] for c in result.calls] == [100, 104, 108]
+    assert result.cost_usd == pytest.approx(0.6)
+
+
+def test_given_model_parameters_then_they_are_typed_renamed_and_unknown_keys_pass_through() -> None:
+    result = plan(
+        request(
+            options={"cfg_scale": "7", "enable_safety_checker": "false", "lora": {"scale": "1"}, "user": "u1"}
+        ),
+        SPEC,
+        SQUARE,
+    )
+    payload = result.calls[0].payload
+    assert payload["guidance_scale"] == 7.0
+    assert payload["enable_safety_checker"] is False
+    assert payload["lora"] == {"scale": "1"}
+    assert "user" not in payload
+    assert result.ignored == ("user",)
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [({"mask": True}, "mask"), ({"stream": "true"}, "stream"), ({"guidance_scale": "3"}, "guidance_scale"),
+     ({"image_url": "https://x"}, "image_url"), ({"num_inference_steps": "0"}, "num_inference_steps")],
+)  # fmt: skip
+def test_given_a_parameter_the_model_cannot_take_then_it_is_refused_by_name(
+    options: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(options=options), SPEC, SQUARE)
+    assert caught.value.param == param
+
+
+def test_given_a_prompt_over_1000_characters_then_it_is_refused() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(prompt="x" * 1001), SPEC, SQUARE)
+    assert caught.value.param == "prompt"
+
+
+def test_given_webp_output_then_the_provider_is_asked_for_lossless_png() -> None:
+    assert plan(request(output_format="webp"), SPEC, SQUARE).calls[0].payload["output_format"] == "png"
+    assert plan(request(output_format="jpeg"), SPEC, SQUARE).calls[0].payload["output_format"] == "jpeg"
+
+
+def test_given_a_target_above_the_working_scale_then_the_plan_says_it_is_upscaled() -> None:
+    result = plan(request(size="2048x2048"), SPEC, SQUARE)
+    assert result.provider_size == Size(1024, 1024)
+    assert result.upscaled

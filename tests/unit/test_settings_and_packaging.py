@@ -1,0 +1,45 @@
+"""Settings from the environment, and the layer's dependency list against pyproject's."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+from editgate.settings import Settings, SettingsError
+from editgate_local.stack import REPO_ROOT
+
+REQUIRED = {"RESULTS_BUCKET": "bucket", "FAL_KEY_SECRET_NAME": "fal", "API_KEYS_SECRET_NAME": "keys"}
+
+
+def test_given_the_required_variables_then_settings_have_safe_defaults() -> None:
+    settings = Settings.from_env(REQUIRED)
+    assert settings.results_bucket == "bucket"
+    assert settings.fal_queue_url == "https://queue.fal.run"
+    assert settings.fal_endpoint_hidream_e1_1 == "fal-ai/hidream-e1-1"
+    assert settings.request_deadline_seconds < 29  # API Gateway's integration timeout
+
+
+def test_given_a_missing_or_bad_variable_then_the_error_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="RESULTS_BUCKET"):
+        Settings.from_env({k: v for k, v in REQUIRED.items() if k != "RESULTS_BUCKET"})
+    with pytest.raises(SettingsError, match="PRESIGN_EXPIRY_SECONDS"):
+        Settings.from_env({**REQUIRED, "PRESIGN_EXPIRY_SECONDS": "99999999"})
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {
+        re.split(r"[<>=\[; ]", line.strip(), maxsplit=1)[0].lower() for line in requirements if line.strip()
+    }
+
+
+def test_the_layer_requirements_are_pyprojects_runtime_dependencies_less_boto3() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    layer = [
+        line
+        for line in (REPO_ROOT / "layers/editgate/requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert sorted(layer) == sorted(d for d in project if not d.startswith("boto3"))
+    assert "boto3" not in _names(layer)
