@@ -15,12 +15,14 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from editgate_local.background_server import BackgroundServer
 
 # What each emulated endpoint accepts: name → (type, minimum, maximum, choices).
 _E1_SCHEMA: dict[str, tuple[type, float | None, float | None, tuple[str, ...] | None]] = {
@@ -68,28 +70,24 @@ class FalEmulator:
     ):
         self.key = key or f"emulator-{secrets.token_hex(8)}"
         self.latency = latency
-        self._host = host
         self.calls: Counter[str] = Counter()
         self.payloads: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
         self._jobs: dict[str, _Job] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fal-emulator", daemon=True)
+        self._server = BackgroundServer(_handler_for(self), host=host, port=port, name="fal-emulator")
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> FalEmulator:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def inject(self, fault: Fault) -> None:
         with self._lock:

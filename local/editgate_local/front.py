@@ -6,16 +6,17 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from editgate_local.background_server import BackgroundServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -112,22 +113,18 @@ class ApiFront:
     ):
         self.handler = handler
         self.timeout_seconds = timeout_seconds
-        self._host = host
-        self._server = ThreadingHTTPServer((host, port), _http_handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api-front", daemon=True)
+        self._server = BackgroundServer(_http_handler_for(self), host=host, port=port, name="api-front")
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> ApiFront:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""

@@ -1,0 +1,73 @@
+"""`editgate serve` as a user runs it: a separate process, ready when it says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from editgate_local.stack import free_port
+from tests.conftest import open_image
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, list[str]]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FAL_KEY"}
+    env["EDITGATE_API_KEYS"] = "sk-served,sk-other"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "editgate_local.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:  # readiness: the command says "ready" once it serves
+        lines.append(line.rstrip())
+        if line.strip() == "ready":
+            break
+    try:
+        assert lines[-1:] == ["ready"], "\n".join(lines)
+        yield f"http://127.0.0.1:{port}", lines
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_given_serve_then_it_prints_base_url_key_and_which_fal_before_ready(
+    served: tuple[str, list[str]],
+) -> None:
+    base_url, lines = served
+    output = "\n".join(lines)
+    assert f"base URL: {base_url}/v1" in output
+    assert "API key:  sk-served" in output
+    assert "fal emulator" in output
+    assert "nothing billed" in output
+
+
+def test_given_serve_when_the_sdk_edits_then_the_url_serves_the_png(
+    served: tuple[str, list[str]], sample_png: Path
+) -> None:
+    base_url, _ = served
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-other", max_retries=0)
+    with sample_png.open("rb") as image:
+        answer = client.images.edit(model="hidream-e1-1", image=image, prompt="add fog")
+    assert answer.data is not None
+    assert open_image(requests.get(answer.data[0].url or "", timeout=10).content).format == "PNG"
+
+
+def test_given_serve_when_a_key_not_in_editgate_api_keys_is_used_then_401(
+    served: tuple[str, list[str]], sample_png: Path
+) -> None:
+    base_url, _ = served
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-local", max_retries=0)
+    with sample_png.open("rb") as image, pytest.raises(openai.AuthenticationError):
+        client.images.edit(image=image, prompt="add fog")
