@@ -1,20 +1,22 @@
-"""POST /v1/images/edits (and /images/edits): wiring only. The work is ``editgate.pipeline.edit``."""
+"""The OpenAI Images API: edits (multipart or JSON, ``?dry_run=true``), models, and a clear
+answer for generations. Wiring only: the work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import File, Form, UploadFile
+from aws_lambda_powertools.event_handler.openapi.params import File, Form, Query, UploadFile
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, secrets, web
+from editgate import api, pipeline, secrets, web
+from editgate.errors import InvalidRequest, NotFound
 from editgate.fal import FalClient
-from editgate.pipeline import Services, edit
 from editgate.settings import Settings
 from editgate.storage import ResultStore
 
@@ -24,7 +26,7 @@ metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 
 settings = Settings.from_env()
-services = Services.create(
+services = pipeline.Services.create(
     settings,
     FalClient(
         settings.fal_queue_url,
@@ -45,26 +47,54 @@ def create_edit(
     image: Files = None,
     image_list: Annotated[UploadFile | list[UploadFile] | None, File(alias="image[]")] = None,
     mask: Files = None,
+    dry_run: Annotated[bool, Query()] = False,
 ) -> Response[str]:
-    uploads = [
-        f for group in (image, image_list) for f in (group if isinstance(group, list) else [group]) if f
-    ]
-    fields = web.form_fields(app, declared=("prompt", "image", "image[]", "mask"))
-    request, inputs = api.request_from_form(prompt=prompt, images=uploads, mask=mask, fields=fields)
-    result = edit(
-        request,
-        inputs,
-        services,
-        request_id=web.request_id(app),
-        deadline=web.deadline(app, settings.request_deadline_seconds),
-    )
+    inputs: Sequence[pipeline.InputImage]
+    if web.is_json(app):
+        request, inputs = api.request_from_json(app.current_event.json_body)
+    else:
+        uploads = [
+            f for group in (image, image_list) for f in (group if isinstance(group, list) else [group]) if f
+        ]
+        fields = web.form_fields(app, declared=("prompt", "image", "image[]", "mask"))
+        request, inputs = api.request_from_form(prompt=prompt, images=uploads, mask=mask, fields=fields)
+    deadline = web.deadline(app, settings.request_deadline_seconds)
+    if dry_run:
+        return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
+    result = pipeline.edit(request, inputs, services, request_id=web.request_id(app), deadline=deadline)
     metrics.add_metric(name="ImagesEdited", unit=MetricUnit.Count, value=len(result.images))
     metrics.add_metric(name="CostUSD", unit=MetricUnit.Count, value=result.cost_usd)
     return web.json_response(app, api.images_response(result))
+
+
+@app.get("/v1/models")
+@app.get("/models")
+def list_models() -> Response[str]:
+    return web.json_response(app, api.model_list(services.catalog.values()))
+
+
+@app.get("/v1/models/<model_id>")
+@app.get("/models/<model_id>")
+def get_model(model_id: str) -> Response[str]:
+    spec = services.catalog.get(model_id)
+    if spec is None:
+        raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+    return web.json_response(app, api.model_object(spec))
+
+
+@app.post("/v1/images/generations")
+@app.post("/images/generations")
+def create_generation() -> Response[str]:
+    raise InvalidRequest(
+        "The models of this gateway edit images and do not generate them from text: "
+        "send the image and prompt to /v1/images/edits.",
+        code="unsupported_operation",
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     return app.resolve(event, context)

@@ -16,31 +16,80 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from editgate_local.background_server import BackgroundServer
 
-# What each emulated endpoint accepts: name → (type, minimum, maximum, choices).
-_E1_SCHEMA: dict[str, tuple[type, float | None, float | None, tuple[str, ...] | None]] = {
-    "image_url": (str, None, None, None),
-    "prompt": (str, None, None, None),
-    "target_image_description": (str, None, None, None),
-    "negative_prompt": (str, None, None, None),
-    "num_inference_steps": (int, 1, 50, None),
-    "seed": (int, 0, 2**63 - 1, None),
-    "guidance_scale": (float, 0, 20, None),
-    "image_guidance_scale": (float, 0, 20, None),
-    "num_images": (int, 1, 4, None),
-    "enable_safety_checker": (bool, None, None, None),
-    "output_format": (str, None, None, ("jpeg", "png")),
-    "sync_mode": (bool, None, None, None),
+
+class _Input(BaseModel):
+    # fal's endpoints are pydantic models: unknown fields are ignored, values coerced leniently.
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str
+    seed: int | None = Field(default=None, ge=0)
+    num_images: int = Field(default=1, ge=1, le=4)
+    num_inference_steps: int = Field(default=50, ge=1, le=50)
+    guidance_scale: float = Field(default=3.5, ge=0, le=20)
+    enable_safety_checker: bool = True
+    sync_mode: bool = False
+
+    @property
+    def image(self) -> tuple[str, str]:
+        """The input image's field and URL."""
+        raise NotImplementedError
+
+
+class HidreamE1Input(_Input):
+    """fal-ai/hidream-e1-1 and fal-ai/hidream-e1-full: the output follows the input's size."""
+
+    image_url: str
+    target_image_description: str | None = None
+    negative_prompt: str = "low resolution, blur"
+    image_guidance_scale: float = Field(default=2.0, ge=0, le=20)
+    output_format: Literal["jpeg", "png"] = "jpeg"
+
+    @property
+    def image(self) -> tuple[str, str]:
+        return "image_url", self.image_url
+
+
+class ImageSize(BaseModel):
+    width: int = Field(ge=16, le=4096)
+    height: int = Field(ge=16, le=4096)
+
+
+_PRESETS = {
+    "square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576),
+}  # fmt: skip
+
+
+class HidreamO1EditInput(_Input):
+    """fal-ai/hidream-o1-image/edit: reference images and a native output size up to ~2048²."""
+
+    reference_image_urls: list[str] = Field(min_length=1)
+    image_size: (
+        ImageSize
+        | Literal["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"]
+    ) = ImageSize(width=2048, height=2048)
+    keep_original_aspect: bool = True
+    output_format: Literal["jpeg", "png", "webp"] = "png"
+
+    @property
+    def image(self) -> tuple[str, str]:
+        return "reference_image_urls", self.reference_image_urls[0]
+
+
+SCHEMAS: dict[str, type[_Input]] = {
+    "fal-ai/hidream-e1-1": HidreamE1Input,
+    "fal-ai/hidream-e1-full": HidreamE1Input,
+    "fal-ai/hidream-o1-image/edit": HidreamO1EditInput,
 }
-SCHEMAS = {"fal-ai/hidream-e1-1": _E1_SCHEMA, "fal-ai/hidream-e1-full": _E1_SCHEMA}
-_REQUIRED = ("image_url", "prompt")
 WORKING_AREA = 1024 * 1024
 
 
@@ -166,23 +215,25 @@ class FalEmulator:
         return self._files.get(name)
 
     def _run(self, job: _Job, base: str) -> tuple[int, dict[str, Any]]:
-        errors = validate(job.endpoint, job.payload)
-        if errors:
-            return 422, {"detail": errors}
         try:
-            source = load_image(job.payload["image_url"])
+            params = SCHEMAS[job.endpoint].model_validate(job.payload)
+        except ValidationError as exc:
+            detail = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
+            return 422, {"detail": json.loads(json.dumps(detail, default=str))}
+        field, url = params.image
+        try:
+            source = load_image(url)
         except (ValueError, OSError, requests.RequestException) as exc:
             return 422, {
-                "detail": [
-                    _error(("body", "image_url"), f"Could not load the image: {exc}", "image_load_error")
-                ]
+                "detail": [_error(("body", field), f"Could not load the image: {exc}", "image_load_error")]
             }
-        seed = job.payload.get("seed", random.randint(0, 2**31))
-        fmt = job.payload.get("output_format", "jpeg")
+        seed = params.seed if params.seed is not None else random.randint(0, 2**31)
+        size = output_size(params, source.size)
+        fmt = str(getattr(params, "output_format", "jpeg"))
         images = []
-        for index in range(job.payload.get("num_images", 1)):
-            data = edited(source, job.payload["prompt"], seed + index, fmt)
-            if job.payload.get("sync_mode"):
+        for index in range(params.num_images):
+            data = edited(source, params.prompt, seed + index, fmt, size)
+            if params.sync_mode:
                 url = f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
             else:
                 name = f"{uuid.uuid4().hex}.{fmt}"
@@ -190,50 +241,26 @@ class FalEmulator:
                 url = f"{base}/files/{name}"
             images.append({
                 "url": url, "content_type": f"image/{fmt}", "file_name": f"{index}.{fmt}",
-                "file_size": len(data), "width": source.width, "height": source.height,
+                "file_size": len(data), "width": size[0], "height": size[1],
             })  # fmt: skip
         return 200, {
             "images": images,
             "timings": {"inference": round(self.latency, 3)},
             "seed": seed,
             "has_nsfw_concepts": [False] * len(images),
-            "prompt": job.payload["prompt"],
+            "prompt": params.prompt,
         }
 
 
-def validate(endpoint: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """fal-style (pydantic) 422 items for a payload; unknown fields are ignored, as fal's models do."""
-    schema = SCHEMAS[endpoint]
-    errors = [
-        _error(("body", name), "Field required", "missing") for name in _REQUIRED if name not in payload
-    ]
-    for name, value in payload.items():
-        if name not in schema:
-            continue
-        kind, low, high, choices = schema[name]
-        loc = ("body", name)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            errors.append(
-                _error(loc, f"Input should be a valid {kind.__name__}", f"{kind.__name__}_type", value)
-            )
-        elif low is not None and _number(value) < low:
-            errors.append(
-                _error(loc, f"Input should be greater than or equal to {low}", "greater_than_equal", value)
-            )
-        elif high is not None and _number(value) > high:
-            errors.append(
-                _error(loc, f"Input should be less than or equal to {high}", "less_than_equal", value)
-            )
-        elif choices is not None and value not in choices:
-            allowed = " or ".join(f"'{c}'" for c in choices)
-            errors.append(_error(loc, f"Input should be {allowed}", "literal_error", value))
-    return errors
-
-
-def _number(value: Any) -> float:
-    return float(value)
+def output_size(params: _Input, input_size: tuple[int, int]) -> tuple[int, int]:
+    """HiDream E1 answers at the input's size; O1 at its image_size, snapped to multiples of 16
+    within about 2048² pixels."""
+    if not isinstance(params, HidreamO1EditInput):
+        return input_size
+    size = params.image_size
+    width, height = _PRESETS[size] if isinstance(size, str) else (size.width, size.height)
+    scale = min(1.0, math.sqrt(2048 * 2048 / (width * height)))
+    return max(16, int(width * scale) // 16 * 16), max(16, int(height * scale) // 16 * 16)
 
 
 def _error(loc: tuple[str, ...], msg: str, kind: str, value: Any = None) -> dict[str, Any]:
@@ -255,9 +282,10 @@ def load_image(url: str) -> Image.Image:
     return image.convert("RGB")
 
 
-def edited(source: Image.Image, prompt: str, seed: int, fmt: str) -> bytes:
+def edited(source: Image.Image, prompt: str, seed: int, fmt: str, size: tuple[int, int]) -> bytes:
     """What HiDream E1.1 does to sizes (work at ≤1 MP, sides multiples of 16, answer at the
-    input's size), with a deterministic, visible edit: a tint and a banner from prompt and seed."""
+    input's size, or at ``size``), with a deterministic, visible edit: a tint and a banner from
+    prompt and seed."""
     ratio = source.width / source.height
     area = min(source.width * source.height, WORKING_AREA)
     work = (
@@ -275,9 +303,9 @@ def edited(source: Image.Image, prompt: str, seed: int, fmt: str) -> bytes:
     draw.text(
         (band // 4, image.height - band + band // 4), f"{prompt[:60]} · seed {seed}", fill=tint, font=font
     )
-    image = image.resize(source.size, Image.Resampling.LANCZOS)
+    image = image.resize(size, Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    image.save(out, format="JPEG" if fmt == "jpeg" else "PNG")
+    image.save(out, format=fmt.upper())
     return out.getvalue()
 
 

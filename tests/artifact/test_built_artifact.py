@@ -55,3 +55,16 @@ def test_given_the_built_layer_then_it_holds_no_dev_only_code() -> None:
     assert "editgate" in present
     for dev_only in ("editgate_local", "moto", "openai", "pytest", "tests", "werkzeug", "flask"):
         assert dev_only not in present, dev_only
+
+
+PRODUCTION_LAYER = REPO_ROOT / ".aws-sam" / "build" / "EditgateLayer" / "python"
+
+
+@pytest.mark.skipif(
+    not PRODUCTION_LAYER.exists(),
+    reason="no production build here (`make build` makes it; it needs Python 3.13)",
+)
+def test_given_the_production_build_then_its_compiled_dependencies_are_for_arm64() -> None:
+    binaries = [p.name for p in (PRODUCTION_LAYER / "PIL").glob("_imaging*.so")]
+    assert binaries
+    assert all("aarch64" in name for name in binaries), binaries

@@ -20,6 +20,10 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/missing_prompt.json": (400, "prompt"),
     "edit_api/not_an_image.json": (400, "image"),
     "edit_api/wrong_api_key.json": (401, None),
+    "edit_api/edit_dry_run.json": (200, None),
+    "edit_api/edit_json_body.json": (200, None),
+    "edit_api/list_models.json": (200, None),
+    "edit_api/unknown_route.json": (404, None),
 }
 
 
@@ -39,7 +43,11 @@ def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
     status, param = EXPECTED[str(path.relative_to(REPO_ROOT / "events"))]
     assert answer["statusCode"] == status
     body = json.loads(answer["body"])
-    if status == 200:
+    if status == 200 and "provider_requests" in body:  # a dry run
+        assert body["cost"]["images"] == 6
+    elif status == 200 and body.get("object") == "list":
+        assert {m["id"] for m in body["data"]} >= {"hidream-e1-1"}
+    elif status == 200:
         item = body["data"][0]
         assert item.get("url") or open_image(base64.b64decode(item["b64_json"]))
     else:
@@ -50,6 +58,9 @@ def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
 def test_the_multipart_events_are_base64_encoded_as_api_gateway_sends_them() -> None:
     for path in EVENTS:
         event = json.loads(path.read_text())
+        if not event["headers"].get("Content-Type", "").startswith("multipart/"):
+            assert event["isBase64Encoded"] is False
+            continue
         assert event["isBase64Encoded"] is True
         assert event["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
         assert base64.b64decode(event["body"]).startswith(b"--")

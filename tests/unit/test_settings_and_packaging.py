@@ -17,7 +17,7 @@ def test_given_the_required_variables_then_settings_have_safe_defaults() -> None
     settings = Settings.from_env(REQUIRED)
     assert settings.results_bucket == "bucket"
     assert settings.fal_queue_url == "https://queue.fal.run"
-    assert settings.fal_endpoint_hidream_e1_1 == "fal-ai/hidream-e1-1"
+    assert settings.fal_endpoints == {}
     assert settings.request_deadline_seconds < 29  # API Gateway's integration timeout
 
 

@@ -9,12 +9,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from editgate.catalog import ModelSpec
 from editgate.errors import AuthenticationFailed, InvalidRequest
 from editgate.normalize import EditRequest
 from editgate.pipeline import EditResult
 
-# Form fields with a place of their own in EditRequest; every other field is an option.
+# Fields with a place of their own in EditRequest; every other field is an option.
 _REQUEST_FIELDS = frozenset(EditRequest.model_fields) - {"options"}
+MAX_JSON_IMAGES = 16
+MAX_IMAGE_URL_LENGTH = 20_971_520
 
 
 def check_api_key(authorization: str | None, keys: Iterable[str]) -> None:
@@ -42,17 +45,74 @@ def request_from_form(
     contents = [
         _file_content(item, "image" if len(images) == 1 else f"image[{i}]") for i, item in enumerate(images)
     ]
-    values: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    for name, value in nest_fields(fields).items():
-        (values if name in _REQUEST_FIELDS else options)[name] = value
+    values = {**nest_fields(fields), "prompt": prompt}
     if mask is not None:
-        options["mask"] = True
+        values["mask"] = True
+    return _edit_request(values), contents
+
+
+def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
+    """An edit from the JSON variant: ``{"images": [{"image_url": "https://…" | "data:…"}], "prompt": …}``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The JSON body must be an object.", code="invalid_body")
+    images = body.get("images")
+    if not isinstance(images, list) or not 1 <= len(images) <= MAX_JSON_IMAGES:
+        raise InvalidRequest(
+            f"Invalid value for 'images': expected a list of 1 to {MAX_JSON_IMAGES} images.",
+            param="images",
+            code="missing_required_parameter" if images is None else "invalid_value",
+        )
+    urls = [_image_url(item, index) for index, item in enumerate(images)]
+    return _edit_request({k: v for k, v in body.items() if k != "images"}), urls
+
+
+def _edit_request(values: Mapping[str, Any]) -> EditRequest:
+    """Known fields in their place, every other one an option, validated once."""
+    known = {k: v for k, v in values.items() if k in _REQUEST_FIELDS}
+    options = {k: v for k, v in values.items() if k not in _REQUEST_FIELDS}
     try:
-        request = EditRequest.model_validate({**values, "prompt": prompt, "options": options})
+        return EditRequest.model_validate({**known, "options": options})
     except ValidationError as exc:
         raise error_from_validation(exc.errors()) from None
-    return request, contents
+
+
+def _image_url(item: object, index: int) -> str:
+    if isinstance(item, dict) and "file_id" in item and "image_url" not in item:
+        raise InvalidRequest(
+            "Invalid value for 'images': file_id is not supported (this gateway has no Files API); "
+            "send image_url.",
+            param="images",
+            code="unsupported_parameter",
+        )
+    url = item.get("image_url") if isinstance(item, dict) else None
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(
+            f"Invalid value for 'images': images[{index}] must be an object with an 'image_url'.",
+            param="images",
+        )
+    if len(url) > MAX_IMAGE_URL_LENGTH:
+        raise InvalidRequest(
+            f"Invalid value for 'images': images[{index}].image_url is longer than "
+            f"{MAX_IMAGE_URL_LENGTH:,} characters.",
+            param="images",
+            code="string_above_max_length",
+        )
+    return url
+
+
+def model_object(spec: ModelSpec) -> dict[str, Any]:
+    """OpenAI's model object, with the model's capabilities under ``editgate``."""
+    return {
+        "id": spec.id,
+        "object": "model",
+        "created": spec.created,
+        "owned_by": spec.provider,
+        "editgate": spec.capabilities(),
+    }
+
+
+def model_list(specs: Iterable[ModelSpec]) -> dict[str, Any]:
+    return {"object": "list", "data": [model_object(spec) for spec in specs]}
 
 
 def nest_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,7 +138,7 @@ def nest_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 def error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
     """The first of a list of pydantic-style errors as an OpenAI 400 naming its parameter."""
     first = errors[0] if errors else {}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "options")]
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "options")]
     param = loc[0] if loc else None
     kind = first.get("type", "")
     if kind == "missing":

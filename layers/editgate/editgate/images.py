@@ -95,6 +95,8 @@ def fit(img: Image.Image, size: Size, mode: str = "cover") -> Image.Image:
     if mode == "stretch":
         return img.resize(box, Image.Resampling.LANCZOS)
     if mode == "contain":
+        if img.mode == "L":  # an alpha mask: the letterbox is transparent
+            return ImageOps.pad(img, box, Image.Resampling.LANCZOS, 0)
         fill = (0, 0, 0, 0) if img.mode == "RGBA" else (255, 255, 255)
         return ImageOps.pad(
             img.convert("RGBA" if img.mode == "RGBA" else "RGB"), box, Image.Resampling.LANCZOS, fill
@@ -117,19 +119,37 @@ def encode(img: Image.Image, fmt: OutputFormat, *, compression: int | None = Non
     return out.getvalue()
 
 
-def finish(data: bytes, target: Size, fmt: OutputFormat, *, compression: int | None) -> bytes:
-    """Turn a provider's image into the answer's file: exactly ``target`` in ``fmt``. Bytes that
-    already are that (same format and size, no compression asked) are kept as they are."""
+def finish(
+    data: bytes, target: Size, fmt: OutputFormat, *, compression: int | None, alpha: Image.Image | None = None
+) -> bytes:
+    """Turn a provider's image into the answer's file: exactly ``target`` in ``fmt``, with the
+    input's transparency (``alpha``, already at ``target``) where the format keeps it. Bytes that
+    already are all that (same format and size, no compression, no alpha) are kept untouched."""
     try:
         opened = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ValueError("the provider returned bytes that are not an image") from exc
+    keep_alpha = alpha is not None and fmt in _HAS_ALPHA
     same_size = opened.size == (target.width, target.height)
-    if same_size and (opened.format or "").lower() == fmt and compression is None:
+    if same_size and (opened.format or "").lower() == fmt and compression is None and not keep_alpha:
         return data
     opened.load()
     img = opened if same_size else opened.resize((target.width, target.height), Image.Resampling.LANCZOS)
+    if keep_alpha and alpha is not None:
+        img = img.convert("RGBA")
+        img.putalpha(alpha)
     return encode(img, fmt, compression=compression)
+
+
+def alpha_at(img: Image.Image, size: Size, mode: str) -> Image.Image | None:
+    """The image's transparency brought to ``size`` the way the image itself is fitted, or None
+    when it has none."""
+    if img.mode not in ("RGBA", "LA", "PA") and not (img.mode == "P" and "transparency" in img.info):
+        return None
+    mask = img.convert("RGBA").getchannel("A")
+    if mask.getextrema() == (255, 255):
+        return None
+    return fit(mask, size, mode)
 
 
 def flatten_on_white(img: Image.Image) -> Image.Image:

@@ -42,7 +42,7 @@ class EditRequest(BaseModel):
 class ProviderCall(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    payload: dict[str, Any]  # without the input image, which the pipeline adds
+    payload: dict[str, Any]  # without the input image: see Plan.payloads
     num_images: int
 
 
@@ -64,6 +64,12 @@ class Plan(BaseModel):
     def upscaled(self) -> bool:
         return self.target.area > self.provider_size.area
 
+    def payloads(self, image_uri: str) -> list[dict[str, Any]]:
+        """What each provider call sends: the one place the input image joins the payload, for
+        the real run and the dry run alike."""
+        image = [image_uri] if self.model.image_field_is_list else image_uri
+        return [{**call.payload, self.model.image_field: image} for call in self.calls]
+
 
 def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
     if len(request.prompt) > spec.prompt_max_length:
@@ -77,6 +83,8 @@ def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
     provider_size = _provider_size(target, spec)
     base, ignored = _provider_fields(request.options, spec)
     base[spec.prompt_field] = request.prompt
+    if spec.size_field:
+        base[spec.size_field] = {"width": provider_size.width, "height": provider_size.height}
     if request.output_format in spec.native_output_formats:
         base[spec.output_format_field] = request.output_format
     else:  # ask for lossless output and convert it
@@ -100,7 +108,7 @@ def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
         output_compression=request.output_compression,
         response_format=request.response_format,
         ignored=tuple(ignored),
-        cost_usd=round(request.n * spec.price_per_image_usd, 6),
+        cost_usd=spec.price_usd(request.n, provider_size.width, provider_size.height),
     )
 
 
@@ -231,7 +239,13 @@ _REFUSED = {
 
 def _provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str, Any], list[str]]:
     """The provider payload for the model's own parameters and unknown keys, and the names ignored."""
-    managed = {spec.prompt_field, spec.image_field, spec.num_images_field, spec.output_format_field}
+    managed = {
+        spec.prompt_field,
+        spec.image_field,
+        spec.num_images_field,
+        spec.output_format_field,
+        spec.size_field,
+    }
     renamed = {p.field: p.name for p in spec.params if p.behaviour == "renamed"}
     payload: dict[str, Any] = {}
     ignored: list[str] = []

@@ -1,25 +1,33 @@
-"""The one function that does an edit, whatever the transport: ``edit``."""
+"""The one function that does an edit, whatever the transport: ``edit`` (and ``dry_run``, which
+stops where the paid call would start)."""
 
 from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools import Logger
+from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from editgate import images, normalize
 from editgate.catalog import ModelSpec, build_catalog
 from editgate.errors import InvalidRequest, UpstreamError
 from editgate.fal import FalClient, FalOutput, ProviderRejected
+from editgate.fetch import ImageFetcher
 from editgate.images import CONTENT_TYPES, OutputFormat, Size
 from editgate.normalize import EditRequest, Plan
 from editgate.settings import Settings
 from editgate.storage import ResultStore
 
 logger = Logger(child=True)
+
+# An input image: uploaded bytes, or a URL / data: URI to fetch.
+InputImage = bytes | str
 
 
 @dataclass
@@ -29,6 +37,7 @@ class Services:
     settings: Settings
     fal: FalClient
     store: ResultStore
+    fetcher: ImageFetcher
     catalog: dict[str, ModelSpec] = field(default_factory=dict)
 
     def model(self, model_id: str) -> ModelSpec:
@@ -44,7 +53,13 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, fal: FalClient, store: ResultStore) -> Services:
-        return cls(settings=settings, fal=fal, store=store, catalog=build_catalog(settings))
+        return cls(
+            settings=settings,
+            fal=fal,
+            store=store,
+            fetcher=ImageFetcher(max_bytes=settings.max_image_bytes),
+            catalog=build_catalog(settings),
+        )
 
 
 class EditedImage(BaseModel):
@@ -69,10 +84,18 @@ class EditResult(BaseModel):
     upscaled: bool
 
 
-def edit(
-    request: EditRequest, inputs: list[bytes], services: Services, *, request_id: str, deadline: float
-) -> EditResult:
-    """Validate, plan, run on the provider, finish and deliver one edit. Raises ``EditgateError``s."""
+@dataclass(frozen=True)
+class _Prepared:
+    spec: ModelSpec
+    plan: Plan
+    image_uri: str
+    alpha: Image.Image | None
+
+
+def _prepare(
+    request: EditRequest, inputs: Sequence[InputImage], services: Services, deadline: float
+) -> _Prepared:
+    """Everything before the paid call: validation, the plan, the provider's input image."""
     spec = services.model(request.model)
     if not inputs:
         raise InvalidRequest(
@@ -84,24 +107,77 @@ def edit(
             param="image",
             code="too_many_images",
         )
-    source = images.decode_input(inputs[0], param="image", max_pixels=services.settings.max_input_pixels)
+    data = inputs[0] if isinstance(inputs[0], bytes) else services.fetcher.fetch(inputs[0], deadline)
+    source = images.decode_input(data, param="image", max_pixels=services.settings.max_input_pixels)
     plan = normalize.plan(request, spec, Size(*source.size))
-    provider_input = images.encode(
-        images.fit(images.flatten_on_white(source), plan.provider_size, plan.fit), "png"
-    )
-    image_uri = images.to_data_uri(provider_input, CONTENT_TYPES["png"])
+    fitted = images.fit(images.flatten_on_white(source), plan.provider_size, plan.fit)
+    image_uri = images.to_data_uri(images.encode(fitted, "png"), CONTENT_TYPES["png"])
+    return _Prepared(spec, plan, image_uri, images.alpha_at(source, plan.target, plan.fit))
 
-    def run(payload: dict[str, object]) -> FalOutput:
+
+def dry_run(
+    request: EditRequest, inputs: Sequence[InputImage], services: Services, *, deadline: float
+) -> dict[str, Any]:
+    """What ``edit`` would send and cost, without calling the provider or storing anything."""
+    prepared = _prepare(request, inputs, services, deadline)
+    plan, spec = prepared.plan, prepared.spec
+    image_field = f"<{len(prepared.image_uri):,}-character data:image/png;base64 URI, {plan.provider_size}>"
+    return {
+        "object": "edit.dry_run",
+        "model": spec.id,
+        "provider": spec.provider,
+        "endpoint_id": spec.endpoint_id,
+        "provider_requests": [
+            {**payload, spec.image_field: [image_field] if spec.image_field_is_list else image_field}
+            for payload in plan.payloads(prepared.image_uri)
+        ],
+        "size": str(plan.target),
+        "provider_size": str(plan.provider_size),
+        "resampled": plan.provider_size != plan.target,
+        "upscaled": plan.upscaled,
+        "output_format": plan.output_format,
+        "response_format": plan.response_format,
+        "ignored_params": list(plan.ignored),
+        "cost": {"usd": plan.cost_usd, "images": sum(c.num_images for c in plan.calls)},
+    }
+
+
+def edit(
+    request: EditRequest,
+    inputs: Sequence[InputImage],
+    services: Services,
+    *,
+    request_id: str,
+    deadline: float,
+) -> EditResult:
+    """Validate, plan, run on the provider, finish and deliver one edit. Raises ``EditgateError``s."""
+    prepared = _prepare(request, inputs, services, deadline)
+    spec, plan = prepared.spec, prepared.plan
+
+    def run(payload: dict[str, Any]) -> FalOutput:
         try:
-            return services.fal.run(spec.endpoint_id, {**payload, spec.image_field: image_uri}, deadline)
+            return services.fal.run(spec.endpoint_id, payload, deadline)
         except ProviderRejected as exc:
             name = spec.client_name(exc.param) if exc.param else None
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
 
+    def finish(url: str) -> bytes:
+        data = services.fal.fetch(url, deadline)
+        try:
+            return images.finish(
+                data,
+                plan.target,
+                plan.output_format,
+                compression=plan.output_compression,
+                alpha=prepared.alpha,
+            )
+        except ValueError:
+            raise UpstreamError("The provider returned an unreadable image.") from None
+
     with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
-        outputs = list(pool.map(run, [call.payload for call in plan.calls]))
+        outputs = list(pool.map(run, plan.payloads(prepared.image_uri)))
         urls = [image.url for output in outputs for image in output.images]
-        finished = list(pool.map(lambda url: _finish(services.fal.fetch(url, deadline), plan), urls))
+        finished = list(pool.map(finish, urls))
     delivered = [
         _deliver(data, index, plan, services.store, request_id) for index, data in enumerate(finished)
     ]
@@ -113,19 +189,12 @@ def edit(
         images=tuple(delivered),
         size=plan.target,
         output_format=plan.output_format,
-        cost_usd=round(len(delivered) * spec.price_per_image_usd, 6),
+        cost_usd=spec.price_usd(len(delivered), plan.provider_size.width, plan.provider_size.height),
         provider_request_ids=tuple(o.request_id for o in outputs),
         ignored_params=plan.ignored,
         resampled_from=plan.provider_size if plan.provider_size != plan.target else None,
         upscaled=plan.upscaled,
     )
-
-
-def _finish(data: bytes, plan: Plan) -> bytes:
-    try:
-        return images.finish(data, plan.target, plan.output_format, compression=plan.output_compression)
-    except ValueError:
-        raise UpstreamError("The provider returned an unreadable image.") from None
 
 
 def _deliver(data: bytes, index: int, plan: Plan, store: ResultStore, request_id: str) -> EditedImage:

@@ -6,6 +6,7 @@ and pass it (or what it holds) down.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -26,13 +27,14 @@ class Settings(BaseModel):
     api_keys_secret_name: str = Field(min_length=1)
     secrets_max_age_seconds: int = Field(default=300, ge=0)
     fal_queue_url: str = "https://queue.fal.run"
-    # fal retires endpoints, so the endpoint behind each model is configuration.
-    fal_endpoint_hidream_e1_1: str = "fal-ai/hidream-e1-1"
-    fal_endpoint_hidream_e1_full: str = "fal-ai/hidream-e1-full"
+    # fal retires endpoints: model id -> fal endpoint id, over the catalog's defaults.
+    fal_endpoints: dict[str, str] = Field(default_factory=dict)
     # The whole fal round trip must end before API Gateway's 29 s integration timeout.
     request_deadline_seconds: float = Field(default=27.0, gt=0)
     fal_poll_interval_seconds: float = Field(default=0.25, gt=0)
     max_input_pixels: int = Field(default=40_000_000, gt=0)
+    # The most bytes read for one input image given by URL (the JSON body's image_url).
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,13 +47,20 @@ class Settings(BaseModel):
             "api_keys_secret_name": "API_KEYS_SECRET_NAME",
             "secrets_max_age_seconds": "SECRETS_MAX_AGE_SECONDS",
             "fal_queue_url": "FAL_QUEUE_URL",
-            "fal_endpoint_hidream_e1_1": "FAL_ENDPOINT_HIDREAM_E1_1",
-            "fal_endpoint_hidream_e1_full": "FAL_ENDPOINT_HIDREAM_E1_FULL",
+            "fal_endpoints": "FAL_ENDPOINTS",
             "request_deadline_seconds": "REQUEST_DEADLINE_SECONDS",
             "fal_poll_interval_seconds": "FAL_POLL_INTERVAL_SECONDS",
             "max_input_pixels": "MAX_INPUT_PIXELS",
+            "max_image_bytes": "MAX_IMAGE_BYTES",
         }
-        values = {field: env[var] for field, var in names.items() if env.get(var)}
+        values: dict[str, object] = {field: env[var] for field, var in names.items() if env.get(var)}
+        if "fal_endpoints" in values:  # JSON: {"hidream-e1-1": "fal-ai/hidream-e1-1"}
+            try:
+                values["fal_endpoints"] = json.loads(env["FAL_ENDPOINTS"])
+            except json.JSONDecodeError:
+                raise SettingsError(
+                    "editgate is misconfigured: FAL_ENDPOINTS must be a JSON object"
+                ) from None
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

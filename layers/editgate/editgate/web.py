@@ -56,6 +56,10 @@ def form_fields(app: APIGatewayRestResolver, declared: Iterable[str]) -> dict[st
     return {name: value for name, value in _parse_multipart_body(body, boundary).items() if name not in skip}
 
 
+def is_json(app: APIGatewayRestResolver) -> bool:
+    return app.current_event.headers.get("content-type", "").lower().startswith("application/json")
+
+
 def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Response[str]:
     headers = {"x-request-id": request_id(app), "x-should-retry": str(error.retryable).lower()}
     return Response(error.status, "application/json", json.dumps(error.body()), headers)

@@ -1,0 +1,124 @@
+"""Fetching input images by URL: only public addresses, checked on every hop, with a size limit."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pytest
+
+from editgate.errors import InvalidRequest
+from editgate.fetch import ImageFetcher, is_public
+from editgate_local.background_server import BackgroundServer
+from tests.conftest import png_bytes
+
+PNG = png_bytes((32, 32))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/image.png":
+            self._send(200, PNG, {"content-length": str(len(PNG))})
+        elif self.path.startswith("/redirect?to="):
+            self._send(302, b"", {"location": self.path.split("=", 1)[1], "content-length": "0"})
+        elif self.path == "/large":
+            self._send(200, b"x" * 5000, {"content-length": "5000"})
+        elif self.path == "/large-unsized":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"x" * 5000)
+            self.close_connection = True
+        else:
+            self._send(404, b"", {"content-length": "0"})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[int]:
+    server = BackgroundServer(_Handler, host="127.0.0.1", port=0, name="origin")
+    server.start()
+    yield int(server.url.rsplit(":", 1)[1])
+    server.stop()
+
+
+def fetcher(max_bytes: int = 1_000_000) -> ImageFetcher:
+    """Names resolve as a small DNS would; the test's own loopback server stands for the public
+    host cdn.example, every other address keeps the production policy."""
+    names = {
+        "cdn.example": ["127.0.0.1"],
+        "intranet.example": ["10.1.2.3"],
+        "mixed.example": ["8.8.8.8", "10.0.0.1"],
+    }
+
+    def allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return str(address) == "127.0.0.1" or is_public(address)
+
+    return ImageFetcher(
+        max_bytes=max_bytes, resolver=lambda host, port: names.get(host, [host]), allowed=allowed
+    )
+
+
+def deadline() -> float:
+    return time.monotonic() + 5
+
+
+def test_given_a_public_host_then_the_image_is_fetched(origin: int) -> None:
+    assert fetcher().fetch(f"http://cdn.example:{origin}/image.png", deadline()) == PNG
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/x.png", "http://localhost/x.png", "http://169.254.169.254/latest/meta-data/",
+     "http://intranet.example/x.png", "http://mixed.example/x.png", "http://[::1]/x.png",
+     "http://[::ffff:10.0.0.1]/x.png", "http://100.64.0.1/x.png"],
+)  # fmt: skip
+def test_given_a_private_loopback_or_link_local_address_then_it_is_refused(url: str) -> None:
+    production = ImageFetcher(
+        max_bytes=1000, resolver=lambda host, port: {"localhost": ["127.0.0.1"]}.get(host, [])
+    )
+    names = fetcher() if "example" in url else production
+    with pytest.raises(InvalidRequest) as caught:
+        names.fetch(url, deadline())
+    assert caught.value.code == "invalid_image_url"
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://cdn.example/x.png", "gopher://x", "//cdn.example/x"]
+)
+def test_given_a_scheme_other_than_http_then_it_is_refused(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="only http"):
+        fetcher().fetch(url, deadline())
+
+
+def test_given_a_redirect_to_a_private_address_then_it_is_refused(origin: int) -> None:
+    with pytest.raises(InvalidRequest, match="not a public address"):
+        fetcher().fetch(f"http://cdn.example:{origin}/redirect?to=http://intranet.example/x.png", deadline())
+
+
+def test_given_a_redirect_to_a_public_address_then_it_is_followed(origin: int) -> None:
+    target = f"http://cdn.example:{origin}/image.png"
+    assert fetcher().fetch(f"http://cdn.example:{origin}/redirect?to={target}", deadline()) == PNG
+
+
+@pytest.mark.parametrize("path", ["/large", "/large-unsized"])
+def test_given_a_body_over_the_limit_then_it_is_refused(origin: int, path: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        fetcher(max_bytes=1000).fetch(f"http://cdn.example:{origin}{path}", deadline())
+    assert caught.value.code == "image_too_large"
+
+
+def test_given_a_data_uri_over_the_limit_then_it_is_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        fetcher(max_bytes=10).fetch("data:image/png;base64," + "A" * 100, deadline())
