@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
+import requests
 from PIL import Image
 
+from editgate.settings import Settings
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
@@ -32,15 +36,49 @@ def emulator(stack: LocalStack) -> Iterator[FalEmulator]:
     stack.emulator.reset()
 
 
+def _distinct(request: Any) -> None:
+    request.headers.setdefault("Idempotency-Key", uuid.uuid4().hex)
+
+
+class ApiKey(requests.auth.AuthBase):
+    """Bearer auth for raw requests, each marked distinct like the ``client`` fixture's."""
+
+    def __init__(self, key: str = API_KEY) -> None:
+        self.key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.key}"
+        _distinct(request)
+        return request
+
+
+AUTH = ApiKey()
+
+
+def sdk_client(base_url: str, api_key: str = API_KEY, *, distinct: bool = True) -> openai.OpenAI:
+    """The official SDK without retries, so a test sees exactly the calls it makes. ``distinct``:
+    each request carries its own Idempotency-Key, so tests that repeat a request get a new edit
+    rather than the gateway's replay of the first (tests of deduplication turn it off)."""
+    hooks = {"request": [_distinct]} if distinct else {}
+    http_client = openai.DefaultHttpxClient(event_hooks=hooks)
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, http_client=http_client)
+
+
 @pytest.fixture
 def client(stack: LocalStack, emulator: FalEmulator) -> openai.OpenAI:
-    # No SDK retries: each test sees exactly the calls it makes.
-    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=API_KEY, max_retries=0)
+    return sdk_client(f"{stack.base_url}/v1")
 
 
 @pytest.fixture
 def sample_png() -> Path:
     return SAMPLE_IMAGE
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings with the required values filled in, for tests of the core without a stack."""
+    required = {"results_bucket": "bucket", "fal_key_secret_name": "fal", "api_keys_secret_name": "keys",
+                "idempotency_table": "idempotency"}  # fmt: skip
+    return Settings.model_validate({**required, **overrides})
 
 
 def png_bytes(

@@ -3,6 +3,7 @@ answer for generations. Wiring only: the work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, pipeline, secrets, web
+from editgate import api, dedupe, pipeline, secrets, web
 from editgate.errors import InvalidRequest, NotFound
 from editgate.fal import FalClient
 from editgate.settings import Settings
@@ -35,6 +36,11 @@ services = pipeline.Services.create(
     ),
     ResultStore(settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds),
 )
+deduplicator = dedupe.Deduplicator(
+    settings.idempotency_table,
+    keyed_ttl_seconds=settings.idempotency_ttl_seconds,
+    fingerprint_ttl_seconds=settings.fingerprint_ttl_seconds,
+)
 web.install(app, partial(secrets.api_keys, settings.api_keys_secret_name, settings.secrets_max_age_seconds))
 
 Files = Annotated[UploadFile | list[UploadFile] | None, File()]
@@ -49,6 +55,7 @@ def create_edit(
     mask: Files = None,
     dry_run: Annotated[bool, Query()] = False,
 ) -> Response[str]:
+    started = time.monotonic()
     inputs: Sequence[pipeline.InputImage]
     if web.is_json(app):
         request, inputs = api.request_from_json(app.current_event.json_body)
@@ -61,10 +68,33 @@ def create_edit(
     deadline = web.deadline(app, settings.request_deadline_seconds)
     if dry_run:
         return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
-    result = pipeline.edit(request, inputs, services, request_id=web.request_id(app), deadline=deadline)
+    request_id = web.request_id(app)
+    record = deduplicator.run(
+        caller_id=dedupe.caller(web.api_key(app)),
+        idempotency_key=app.current_event.headers.get("idempotency-key"),
+        request_digest=dedupe.digest(request, inputs),
+        work=lambda: pipeline.edit(
+            request, inputs, services, request_id=request_id, deadline=deadline
+        ).model_dump(mode="json"),
+    )
+    result = pipeline.inline(pipeline.EditResult.model_validate(record), services.store)
+    replayed = result.request_id != request_id
+    if replayed:
+        metrics.add_metric(name="Replays", unit=MetricUnit.Count, value=1)
+    else:
+        _edit_metrics(result, time.monotonic() - started)
+    return web.json_response(app, api.images_response(result, replayed=replayed))
+
+
+def _edit_metrics(result: pipeline.EditResult, seconds: float) -> None:
     metrics.add_metric(name="ImagesEdited", unit=MetricUnit.Count, value=len(result.images))
-    metrics.add_metric(name="CostUSD", unit=MetricUnit.Count, value=result.cost_usd)
-    return web.json_response(app, api.images_response(result))
+    metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=result.cost_usd)
+    metrics.add_metric(name="FalLatency", unit=MetricUnit.Milliseconds, value=result.provider_seconds * 1000)
+    metrics.add_metric(
+        name="GatewayLatency", unit=MetricUnit.Milliseconds, value=(seconds - result.provider_seconds) * 1000
+    )
+    metrics.add_metric(name="FalRetries", unit=MetricUnit.Count, value=result.provider_retries)
+    metrics.add_metric(name="PartialFailures", unit=MetricUnit.Count, value=len(result.failures))
 
 
 @app.get("/v1/models")
@@ -97,4 +127,5 @@ def create_generation() -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    deduplicator.register(context)
     return app.resolve(event, context)

@@ -1,5 +1,10 @@
 """A fal queue emulator: submit / status / result / cancel with fal's URLs, auth, 422 validation,
-latency and scripted faults. It makes a deterministic, visibly edited image with Pillow."""
+latency, and faults scripted per call or at random. It makes a deterministic, visibly edited
+image with Pillow.
+
+Faults are injected with ``FalEmulator.inject(Fault(...))`` or over HTTP:
+``POST /_emulator/faults`` with a list of faults, ``POST /_emulator/random`` with
+``{"rate": 0.2, "seed": 1}``, ``POST /_emulator/reset``."""
 
 from __future__ import annotations
 
@@ -93,15 +98,51 @@ SCHEMAS: dict[str, type[_Input]] = {
 WORKING_AREA = 1024 * 1024
 
 
+FaultKind = Literal["status", "drop", "malformed", "slow", "nsfw", "failed"]
+STAGES = ("submit", "status", "result", "cancel", "file")
+
+
 @dataclass
 class Fault:
-    """Answer the next ``times`` calls of ``stage`` (submit, status, result, cancel, file) with ``status``."""
+    """What the next ``times`` calls of ``stage`` (submit, status, result, cancel, file) get.
+
+    ``status``: answer ``status_code`` with ``body``, from fal's ingress (no ``x-fal-request-id``)
+    unless ``from_runner``. ``drop``: close the connection without an answer. ``malformed``: a 200
+    whose body is not JSON. ``slow``: wait ``delay`` seconds, then answer normally. ``nsfw``
+    (result): the images come back black and flagged in ``has_nsfw_concepts``. ``failed``
+    (submit): the request ends ``COMPLETED`` with an error, and its result is a runner's 500.
+    """
 
     stage: str
-    status: int
+    kind: FaultKind = "status"
+    status_code: int = 500
     times: int = 1
     body: dict[str, Any] = field(default_factory=lambda: {"detail": "Injected fault"})
     headers: dict[str, str] = field(default_factory=dict)
+    from_runner: bool = False
+    delay: float = 0.0
+
+
+# What a random transient fault may be at each stage: only what fal's clients retry, and no
+# dropped connection on submit (whether that submit reached fal is unknowable, so it is not sent again).
+_TRANSIENT: dict[str, tuple[Fault, ...]] = {
+    "submit": (
+        Fault("submit", status_code=502),
+        Fault("submit", status_code=503),
+        Fault("submit", status_code=429),
+    ),
+    "status": (
+        Fault("status", status_code=503),
+        Fault("status", status_code=500),
+        Fault("status", kind="drop"),
+    ),
+    "result": (
+        Fault("result", status_code=502),
+        Fault("result", status_code=504),
+        Fault("result", kind="drop"),
+    ),
+    "file": (Fault("file", status_code=503), Fault("file", kind="drop")),
+}
 
 
 @dataclass
@@ -110,6 +151,8 @@ class _Job:
     payload: dict[str, Any]
     submitted: float
     cancelled: bool = False
+    failed: bool = False
+    nsfw: bool = False
     output: tuple[int, dict[str, Any]] | None = None
 
 
@@ -122,6 +165,8 @@ class FalEmulator:
         self.calls: Counter[str] = Counter()
         self.payloads: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
+        self._random_rate = 0.0
+        self._random = random.Random(0)
         self._jobs: dict[str, _Job] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
@@ -138,15 +183,22 @@ class FalEmulator:
     def stop(self) -> None:
         self._server.stop()
 
-    def inject(self, fault: Fault) -> None:
+    def inject(self, *faults: Fault) -> None:
         with self._lock:
-            self._faults.append(fault)
+            self._faults.extend(faults)
+
+    def random_faults(self, rate: float, seed: int = 0) -> None:
+        """Give each call a ``rate`` chance of a transient fault that fal's clients would retry."""
+        with self._lock:
+            self._random_rate = rate
+            self._random = random.Random(seed)
 
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
             self.payloads.clear()
             self._faults.clear()
+            self._random_rate = 0.0
 
     # --- the protocol, called by the HTTP handler ----------------------------------------------
 
@@ -157,14 +209,19 @@ class FalEmulator:
                 if fault.stage == stage and fault.times > 0:
                     fault.times -= 1
                     return fault
+            if stage in _TRANSIENT and self._random.random() < self._random_rate:
+                return self._random.choice(_TRANSIENT[stage])
         return None
 
-    def submit(self, endpoint: str, payload: dict[str, Any], base: str) -> tuple[int, dict[str, Any]]:
+    def submit(
+        self, endpoint: str, payload: dict[str, Any], base: str, fault: Fault | None
+    ) -> tuple[int, dict[str, Any]]:
         if endpoint not in SCHEMAS:
             return 404, {"detail": f"Application '{endpoint}' not found"}
         request_id = str(uuid.uuid4())
+        job = _Job(endpoint, payload, time.monotonic(), failed=fault is not None and fault.kind == "failed")
         with self._lock:
-            self._jobs[request_id] = _Job(endpoint, payload, time.monotonic())
+            self._jobs[request_id] = job
             self.payloads.append(payload)
         # fal's URLs name the app (owner/name) without the endpoint's sub-path.
         app_path = "/".join(endpoint.split("/")[:2])
@@ -184,12 +241,15 @@ class FalEmulator:
             return 404, {"detail": "Request not found"}
         elapsed = time.monotonic() - job.submitted
         if job.cancelled or elapsed >= self.latency:
-            return 200, {"status": "COMPLETED", "request_id": request_id, "logs": None}
+            done: dict[str, Any] = {"status": "COMPLETED", "request_id": request_id, "logs": None}
+            if job.failed:
+                done.update(error="Internal error while running the model", error_type="runner_error")
+            return 200, done
         if elapsed < self.latency / 2:
             return 202, {"status": "IN_QUEUE", "request_id": request_id, "queue_position": 0}
         return 202, {"status": "IN_PROGRESS", "request_id": request_id, "logs": []}
 
-    def result(self, request_id: str, base: str) -> tuple[int, dict[str, Any]]:
+    def result(self, request_id: str, base: str, fault: Fault | None) -> tuple[int, dict[str, Any]]:
         job = self._jobs.get(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
@@ -197,7 +257,11 @@ class FalEmulator:
             return 400, {"detail": "Request was cancelled"}
         if time.monotonic() - job.submitted < self.latency:
             return 400, {"detail": "Request is still in progress"}
+        if job.failed:
+            return 500, {"detail": "Internal error while running the model", "error_type": "runner_error"}
         with self._lock:
+            if fault is not None and fault.kind == "nsfw":
+                job.nsfw = True
             if job.output is None:
                 job.output = self._run(job, base)
             return job.output
@@ -232,7 +296,9 @@ class FalEmulator:
         fmt = str(getattr(params, "output_format", "jpeg"))
         images = []
         for index in range(params.num_images):
-            data = edited(source, params.prompt, seed + index, fmt, size)
+            data = (
+                blacked_out(size, fmt) if job.nsfw else edited(source, params.prompt, seed + index, fmt, size)
+            )
             if params.sync_mode:
                 url = f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
             else:
@@ -247,7 +313,7 @@ class FalEmulator:
             "images": images,
             "timings": {"inference": round(self.latency, 3)},
             "seed": seed,
-            "has_nsfw_concepts": [False] * len(images),
+            "has_nsfw_concepts": [job.nsfw] * len(images),
             "prompt": params.prompt,
         }
 
@@ -265,6 +331,13 @@ def output_size(params: _Input, input_size: tuple[int, int]) -> tuple[int, int]:
 
 def _error(loc: tuple[str, ...], msg: str, kind: str, value: Any = None) -> dict[str, Any]:
     return {"loc": list(loc), "msg": msg, "type": kind, "input": value}
+
+
+def blacked_out(size: tuple[int, int], fmt: str) -> bytes:
+    """What fal's safety checker returns in place of a flagged image."""
+    out = io.BytesIO()
+    Image.new("RGB", size).save(out, format=fmt.upper())
+    return out.getvalue()
 
 
 def load_image(url: str) -> Image.Image:
@@ -331,14 +404,32 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in url.path.split("/") if p]
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             base = f"http://{self.headers.get('host')}"
-            if method == "GET" and parts[:1] == ["files"] and len(parts) == 2:
-                return self._file(parts[1])
-            stage = _stage(method, parts)
+            if parts[:1] == ["_emulator"] and method == "POST":
+                return self._control(parts[1:], body)
+            stage = (
+                "file"
+                if method == "GET" and parts[:1] == ["files"] and len(parts) == 2
+                else _stage(method, parts)
+            )
             if stage is None:
                 return self._json(404, {"detail": "Not Found"})
             fault = emulator.take_fault(stage)
-            if fault is not None:
-                return self._json(fault.status, fault.body, fault.headers)
+            if fault is not None and fault.kind == "slow":
+                time.sleep(fault.delay)
+            elif fault is not None and fault.kind == "drop":
+                self.close_connection = True
+                return None
+            elif fault is not None and fault.kind == "malformed":
+                return self._send(200, b"{not json", "application/json", {"x-fal-request-id": "malformed"})
+            elif fault is not None and fault.kind == "status":
+                headers = {
+                    **fault.headers,
+                    **({"x-fal-request-id": str(uuid.uuid4())} if fault.from_runner else {}),
+                }
+                return self._json(fault.status_code, fault.body, headers)
+            if stage == "file":
+                found = emulator.file(parts[1])
+                return self._send(200, *found, {}) if found else self._json(404, {"detail": "Not Found"})
             if self.headers.get("authorization") != f"Key {emulator.key}":
                 return self._json(401, {"detail": "No user found for Key ID and Secret"})
             if stage == "submit":
@@ -346,22 +437,26 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
                     payload = json.loads(body or b"{}")
                 except ValueError:
                     return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
-                return self._json(*emulator.submit("/".join(parts), payload, base))
+                return self._json(*emulator.submit("/".join(parts), payload, base, fault))
             request_id = parts[3]
             if stage == "status":
                 _ = parse_qs(url.query).get("logs")  # accepted as 1/0 or true/false, like fal
                 return self._json(*emulator.status(request_id))
             if stage == "cancel":
                 return self._json(*emulator.cancel(request_id))
-            return self._json(*emulator.result(request_id, base))
+            return self._json(*emulator.result(request_id, base, fault))
 
-        def _file(self, name: str) -> None:
-            if emulator.take_fault("file") is not None:
-                return self._json(500, {"detail": "Injected fault"})
-            found = emulator.file(name)
-            if found is None:
-                return self._json(404, {"detail": "Not Found"})
-            self._send(200, found[0], found[1], {})
+        def _control(self, command: list[str], body: bytes) -> None:
+            data = json.loads(body or b"{}")
+            if command == ["faults"]:
+                emulator.inject(*(Fault(**item) for item in data))
+            elif command == ["random"]:
+                emulator.random_faults(float(data["rate"]), int(data.get("seed", 0)))
+            elif command == ["reset"]:
+                emulator.reset()
+            else:
+                return self._json(404, {"detail": "Unknown control command"})
+            return self._json(200, {"ok": True})
 
         def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             self._send(status, json.dumps(body).encode(), "application/json", headers or {})

@@ -19,6 +19,7 @@ from editgate_local.front import ApiFront, Handler, load_handler
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
 BUCKET = "editgate-local-results"
+IDEMPOTENCY_TABLE = "editgate-local-idempotency"
 FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not its value
 API_KEYS_SECRET = "editgate/local/api-keys"  # noqa: S105
 REGION = "us-east-1"
@@ -86,6 +87,7 @@ class LocalStack:
             "RESULTS_BUCKET": BUCKET,
             "FAL_KEY_SECRET_NAME": FAL_KEY_SECRET,
             "API_KEYS_SECRET_NAME": API_KEYS_SECRET,
+            "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
             "FAL_QUEUE_URL": self.emulator.url
             if self.emulator
             else self._environ.get("FAL_QUEUE_URL", "https://queue.fal.run"),
@@ -109,6 +111,12 @@ class LocalStack:
     def _provision(self, fal_key: str) -> None:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=IDEMPOTENCY_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         manager = boto3.client("secretsmanager", region_name=REGION)
         manager.create_secret(Name=FAL_KEY_SECRET, SecretString=fal_key)
         manager.create_secret(Name=API_KEYS_SECRET, SecretString=",".join(self.api_keys))

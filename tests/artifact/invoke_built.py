@@ -1,11 +1,14 @@
 """Run inside a subprocess whose PYTHONPATH is a built function and its built layer: import the
-handler from the artifact and answer each event file given, one JSON line each."""
+handler from the artifact and answer each event file given, one marked JSON line each."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+
+# Marks this script's lines apart from what the function itself prints (EMF metrics, logs).
+MARK = "ARTIFACT "
 
 
 def main() -> None:
@@ -14,13 +17,11 @@ def main() -> None:
     import editgate
     from editgate_local.front import LambdaContext
 
-    print(json.dumps({"editgate": editgate.__file__, "app": app.__file__}), flush=True)
+    print(MARK + json.dumps({"editgate": editgate.__file__, "app": app.__file__}), flush=True)
     for name in sys.argv[1:]:
         answer = app.lambda_handler(json.loads(Path(name).read_text()), LambdaContext())
-        print(
-            json.dumps({"event": name, "statusCode": answer["statusCode"], "body": answer["body"]}),
-            flush=True,
-        )
+        line = {"event": name, "statusCode": answer["statusCode"], "body": answer["body"]}
+        print(MARK + json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

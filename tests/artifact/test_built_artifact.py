@@ -7,11 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import boto3
 import pytest
 
-from editgate_local.stack import REPO_ROOT, LocalStack
+from editgate_local.stack import REGION, REPO_ROOT, LocalStack
+from tests.artifact.invoke_built import MARK
 from tests.integration.test_events import EVENTS, EXPECTED
 
 BUILD = REPO_ROOT / ".aws-sam" / "build-native"
@@ -29,9 +32,18 @@ def test_given_the_built_artifact_when_invoked_with_every_event_then_each_answer
 ) -> None:
     assert FUNCTION.exists(), "run `make build-native` first"
     assert LAYER.exists(), "run `make build-native` first"
+    # A table of its own, so that no answer is a replay of the same event sent in-process.
+    table = f"artifact-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     env = {
         **os.environ,
         **stack.env,
+        "IDEMPOTENCY_TABLE": table,
         "PYTHONPATH": os.pathsep.join([str(FUNCTION), str(LAYER), str(REPO_ROOT / "local")]),
     }
     completed = subprocess.run(
@@ -39,7 +51,9 @@ def test_given_the_built_artifact_when_invoked_with_every_event_then_each_answer
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line.removeprefix(MARK)) for line in completed.stdout.splitlines() if line.startswith(MARK)
+    ]
     origin, answers = lines[0], lines[1:]
     assert origin["editgate"].startswith(str(LAYER)), "editgate must come from the built layer"
     assert origin["app"].startswith(str(FUNCTION))
@@ -47,6 +61,9 @@ def test_given_the_built_artifact_when_invoked_with_every_event_then_each_answer
     for answer in answers:
         name = str(Path(answer["event"]).relative_to(REPO_ROOT / "events"))
         assert answer["statusCode"] == EXPECTED[name][0], (name, answer["body"][:500])
+        metadata = json.loads(answer["body"]).get("metadata")
+        if metadata:
+            assert metadata["replayed"] is False, name
 
 
 def test_given_the_built_layer_then_it_holds_no_dev_only_code() -> None:

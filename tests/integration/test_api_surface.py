@@ -18,9 +18,7 @@ from PIL import Image
 from editgate.images import to_data_uri
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
-from tests.conftest import API_KEY, open_image, png_bytes
-
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+from tests.conftest import AUTH, open_image, png_bytes
 
 
 def fetch_image(url: str | None) -> Image.Image:
@@ -130,7 +128,7 @@ def test_given_dry_run_then_it_shows_exactly_what_is_sent_and_calls_nothing(
     form = {"prompt": "edit", "n": "6", "seed": "5", "cfg_scale": "4", "size": "16:9", "user": "u"}
     files = {"image": ("s.png", sample_png.read_bytes(), "image/png")}
     dry = requests.post(
-        f"{stack.base_url}/v1/images/edits?dry_run=true", headers=AUTH, files=files, data=form, timeout=30
+        f"{stack.base_url}/v1/images/edits?dry_run=true", auth=AUTH, files=files, data=form, timeout=30
     )
     assert dry.status_code == 200, dry.text
     assert emulator.calls["submit"] == 0
@@ -138,9 +136,7 @@ def test_given_dry_run_then_it_shows_exactly_what_is_sent_and_calls_nothing(
     assert shown["cost"] == {"usd": 0.36, "images": 6}
     assert shown["ignored_params"] == ["user"]
 
-    real = requests.post(
-        f"{stack.base_url}/v1/images/edits", headers=AUTH, files=files, data=form, timeout=30
-    )
+    real = requests.post(f"{stack.base_url}/v1/images/edits", auth=AUTH, files=files, data=form, timeout=30)
     assert real.status_code == 200
     sent = sorted(emulator.payloads, key=lambda p: p["seed"])
     assert len(sent) == len(shown["provider_requests"]) == 2
@@ -185,7 +181,7 @@ def test_given_the_json_body_with_a_data_uri_then_the_edit_is_returned(
         "size": "512x512",
         "seed": 9,
     }
-    response = requests.post(f"{stack.base_url}/v1/images/edits", headers=AUTH, json=body, timeout=30)
+    response = requests.post(f"{stack.base_url}/v1/images/edits", auth=AUTH, json=body, timeout=30)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert len(answer["data"]) == 2
@@ -204,7 +200,7 @@ def test_given_a_json_image_that_cannot_be_used_then_400_before_fal(
     stack: LocalStack, emulator: FalEmulator, images: list[dict[str, str]], code: str
 ) -> None:
     response = requests.post(
-        f"{stack.base_url}/v1/images/edits", headers=AUTH, json={"images": images, "prompt": "x"}, timeout=30
+        f"{stack.base_url}/v1/images/edits", auth=AUTH, json={"images": images, "prompt": "x"}, timeout=30
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code

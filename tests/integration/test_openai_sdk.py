@@ -12,7 +12,7 @@ import requests
 
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
-from tests.conftest import API_KEY, open_image
+from tests.conftest import open_image, sdk_client
 
 
 def test_given_a_png_when_edited_then_one_presigned_url_serves_an_edited_png(
@@ -123,7 +123,7 @@ def test_given_a_text_file_as_image_when_edited_then_bad_request_names_image(
 def test_given_a_wrong_api_key_when_edited_then_authentication_error(
     stack: LocalStack, sample_png: Path
 ) -> None:
-    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="sk-wrong", max_retries=0)
+    client = sdk_client(f"{stack.base_url}/v1", "sk-wrong")
     with sample_png.open("rb") as image, pytest.raises(openai.AuthenticationError) as caught:
         client.images.edit(image=image, prompt="edit it")
 
@@ -134,7 +134,7 @@ def test_given_a_wrong_api_key_when_edited_then_authentication_error(
 def test_given_a_wrong_api_key_and_no_prompt_then_authentication_comes_first(
     stack: LocalStack, sample_png: Path
 ) -> None:
-    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="sk-wrong", max_retries=0)
+    client = sdk_client(f"{stack.base_url}/v1", "sk-wrong")
     with sample_png.open("rb") as image, pytest.raises(openai.AuthenticationError):
         client.images.edit(image=image, prompt=openai.omit)  # type: ignore[call-overload]
 
@@ -142,7 +142,7 @@ def test_given_a_wrong_api_key_and_no_prompt_then_authentication_comes_first(
 def test_given_a_second_configured_key_when_edited_then_it_is_accepted(
     stack: LocalStack, sample_png: Path
 ) -> None:
-    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="sk-second", max_retries=0)
+    client = sdk_client(f"{stack.base_url}/v1", "sk-second")
     with sample_png.open("rb") as image:
         answer = client.images.edit(image=image, prompt="edit it")
     assert answer.data is not None
@@ -152,7 +152,7 @@ def test_given_a_second_configured_key_when_edited_then_it_is_accepted(
 def test_given_base_url_without_v1_when_edited_then_images_edits_route_answers(
     stack: LocalStack, sample_png: Path
 ) -> None:
-    client = openai.OpenAI(base_url=stack.base_url, api_key=API_KEY, max_retries=0)
+    client = sdk_client(stack.base_url)
     with sample_png.open("rb") as image:
         answer = client.images.edit(image=image, prompt="edit it", response_format="b64_json")
     assert answer.data is not None

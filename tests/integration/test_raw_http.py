@@ -16,9 +16,7 @@ from PIL import Image
 
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
-from tests.conftest import API_KEY, open_image
-
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+from tests.conftest import API_KEY, AUTH, open_image
 
 
 def _encoded(fmt: str) -> bytes:
@@ -59,7 +57,7 @@ def test_given_an_octet_stream_part_named_unknown_file_then_the_type_is_read_fro
 ) -> None:
     response = requests.post(
         f"{stack.base_url}/v1/images/edits",
-        headers=AUTH,
+        auth=AUTH,
         files={"image": ("unknown_file", _encoded(fmt), "application/octet-stream")},
         data={"prompt": "edit", "response_format": "b64_json"},
         timeout=30,
@@ -74,7 +72,7 @@ def test_given_several_image_array_parts_then_bad_request_says_one_image(
     png = _encoded("PNG")
     response = requests.post(
         f"{stack.base_url}/v1/images/edits",
-        headers=AUTH,
+        auth=AUTH,
         files=[("image[]", ("a.png", png, "image/png")), ("image[]", ("b.png", png, "image/png"))],
         data={"prompt": "edit"},
         timeout=30,
@@ -88,7 +86,7 @@ def test_given_several_image_array_parts_then_bad_request_says_one_image(
 def test_given_image_sent_as_a_text_field_then_bad_request_says_expected_a_file(stack: LocalStack) -> None:
     response = requests.post(
         f"{stack.base_url}/v1/images/edits",
-        headers=AUTH,
+        auth=AUTH,
         files={"image": (None, "https://example.com/cat.png"), "prompt": (None, "edit")},
         timeout=30,
     )
@@ -107,7 +105,7 @@ def test_given_an_invalid_value_then_bad_request_names_the_field(
 ) -> None:
     response = requests.post(
         f"{stack.base_url}/v1/images/edits",
-        headers=AUTH,
+        auth=AUTH,
         files={"image": ("s.png", sample_png.read_bytes(), "image/png")},
         data={"prompt": "edit", field: value},
         timeout=30,
@@ -119,14 +117,15 @@ def test_given_an_invalid_value_then_bad_request_names_the_field(
 
 
 def test_given_an_unknown_route_then_not_found_in_openai_shape(stack: LocalStack) -> None:
-    response = requests.get(f"{stack.base_url}/v1/images/nothing", headers=AUTH, timeout=10)
+    response = requests.get(f"{stack.base_url}/v1/images/nothing", auth=AUTH, timeout=10)
     assert _assert_openai_error(response, 404)["code"] == "not_found"
 
 
 def test_given_a_body_that_is_not_multipart_then_bad_request(stack: LocalStack) -> None:
     response = requests.post(
         f"{stack.base_url}/v1/images/edits",
-        headers={**AUTH, "Content-Type": "text/plain"},
+        auth=AUTH,
+        headers={"Content-Type": "text/plain"},
         data="prompt=x",
         timeout=10,
     )

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from editgate_local.stack import free_port
-from tests.conftest import open_image
+from tests.conftest import open_image, sdk_client
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_given_serve_when_the_sdk_edits_then_the_url_serves_the_png(
     served: tuple[str, list[str]], sample_png: Path
 ) -> None:
     base_url, _ = served
-    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-other", max_retries=0)
+    client = sdk_client(f"{base_url}/v1", "sk-other")
     with sample_png.open("rb") as image:
         answer = client.images.edit(model="hidream-e1-1", image=image, prompt="add fog")
     assert answer.data is not None
@@ -68,6 +68,6 @@ def test_given_serve_when_a_key_not_in_editgate_api_keys_is_used_then_401(
     served: tuple[str, list[str]], sample_png: Path
 ) -> None:
     base_url, _ = served
-    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-local", max_retries=0)
+    client = sdk_client(f"{base_url}/v1", "sk-local")
     with sample_png.open("rb") as image, pytest.raises(openai.AuthenticationError):
         client.images.edit(image=image, prompt="add fog")

@@ -10,10 +10,10 @@ from editgate.catalog import MODELS, ModelSpec, build_catalog
 from editgate.errors import InvalidRequest
 from editgate.images import Size
 from editgate.normalize import EditRequest, plan
-from editgate.settings import Settings
 from editgate_local.fal_emulator import SCHEMAS
+from tests.conftest import make_settings
 
-SETTINGS = Settings(results_bucket="bucket", fal_key_secret_name="fal", api_keys_secret_name="keys")
+SETTINGS = make_settings()
 CATALOG = build_catalog(SETTINGS)
 INPUT = Size(1200, 800)
 
@@ -78,12 +78,7 @@ def test_every_catalog_endpoint_is_served_by_the_emulator_with_its_own_schema() 
 
 
 def test_given_an_endpoint_override_then_the_model_uses_it() -> None:
-    settings = Settings(
-        results_bucket="bucket",
-        fal_key_secret_name="fal",
-        api_keys_secret_name="keys",
-        fal_endpoints={"hidream-e1-1": "fal-ai/hidream-e1-2"},
-    )
+    settings = make_settings(fal_endpoints={"hidream-e1-1": "fal-ai/hidream-e1-2"})
     assert build_catalog(settings)["hidream-e1-1"].endpoint_id == "fal-ai/hidream-e1-2"
     assert build_catalog(settings)["hidream-e1-full"].endpoint_id == "fal-ai/hidream-e1-full"
 

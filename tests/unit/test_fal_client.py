@@ -76,7 +76,7 @@ def test_given_the_deadline_passes_then_the_request_is_cancelled_and_a_504_raise
 
 def test_given_a_server_error_on_submit_then_a_502(fal: FalEmulator) -> None:
     fal.reset()
-    fal.inject(Fault("submit", 500))
+    fal.inject(Fault("submit", status_code=500))
     with pytest.raises(UpstreamError) as caught:
         client(fal).run(ENDPOINT, payload(), time.monotonic() + 10)
     assert caught.value.status == 502

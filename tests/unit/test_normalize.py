@@ -13,9 +13,9 @@ from editgate.catalog import build_catalog
 from editgate.errors import InvalidRequest
 from editgate.images import Size
 from editgate.normalize import MAX_SIDE, EditRequest, nearest_ratio, plan, target_size
-from editgate.settings import Settings
+from tests.conftest import make_settings
 
-SETTINGS = Settings(results_bucket="bucket", fal_key_secret_name="fal", api_keys_secret_name="keys")
+SETTINGS = make_settings()
 SPEC = build_catalog(SETTINGS)["hidream-e1-1"]
 SQUARE = Size(1000, 1000)
 

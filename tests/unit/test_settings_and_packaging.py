@@ -10,7 +10,12 @@ import pytest
 from editgate.settings import Settings, SettingsError
 from editgate_local.stack import REPO_ROOT
 
-REQUIRED = {"RESULTS_BUCKET": "bucket", "FAL_KEY_SECRET_NAME": "fal", "API_KEYS_SECRET_NAME": "keys"}
+REQUIRED = {
+    "RESULTS_BUCKET": "bucket",
+    "FAL_KEY_SECRET_NAME": "fal",
+    "API_KEYS_SECRET_NAME": "keys",
+    "IDEMPOTENCY_TABLE": "idempotency",
+}
 
 
 def test_given_the_required_variables_then_settings_have_safe_defaults() -> None:

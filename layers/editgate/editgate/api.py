@@ -164,13 +164,13 @@ def error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest
     return InvalidRequest(f"Invalid value for '{param}': {message}.", param=param)
 
 
-def images_response(result: EditResult) -> dict[str, Any]:
+def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, Any]:
     """OpenAI's ImagesResponse, with the gateway's own facts under ``metadata``."""
     return {
         "created": result.created,
         "data": [
             {"url": image.url, "revised_prompt": None}
-            if image.url is not None
+            if image.b64_json is None
             else {"b64_json": image.b64_json, "revised_prompt": None}
             for image in result.images
         ],
@@ -186,6 +186,8 @@ def images_response(result: EditResult) -> dict[str, Any]:
             "ignored_params": list(result.ignored_params),
             "resampled_from": str(result.resampled_from) if result.resampled_from else None,
             "upscaled": result.upscaled,
+            "failures": [failure.model_dump() for failure in result.failures],
+            "replayed": replayed,
         },
     }
 

@@ -1,26 +1,40 @@
 """fal's queue protocol over one pooled ``requests`` session: submit, poll, result, download.
 
-Every call shares one deadline (a ``time.monotonic()`` instant). The fal key is sent only to the
+Every call shares one deadline (a ``time.monotonic()`` instant) and retries what fal's own
+clients retry (see ``_retryable``), never past the deadline. The fal key is sent only to the
 queue host, never to the hosts that serve result images.
 """
 
 from __future__ import annotations
 
+import email.utils
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict
+from aws_lambda_powertools import Logger, Tracer
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from editgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from editgate.errors import (
+    EditgateError,
+    InvalidRequest,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from editgate.images import decode_data_uri
 
 logger = Logger(child=True)
+tracer = Tracer()
 
 _MAX_POLL_INTERVAL = 2.0
+_MAX_ATTEMPTS = 10
+# Statuses worth another try; 502-504 only when they come from fal's ingress (see _retryable).
+_RETRY_STATUSES = {408, 409, 429, 502, 503, 504}
 
 
 class FalImage(BaseModel):
@@ -36,6 +50,13 @@ class FalOutput(BaseModel):
     images: list[FalImage]
     seed: int | None = None
     has_nsfw_concepts: list[bool] | None = None
+    retries: int = 0  # how many calls to fal were retried for this request
+    seconds: float = 0.0  # submit to result, as the gateway saw it
+
+    def flagged(self, index: int) -> bool:
+        return bool(
+            self.has_nsfw_concepts and index < len(self.has_nsfw_concepts) and self.has_nsfw_concepts[index]
+        )
 
 
 class ProviderRejected(InvalidRequest):
@@ -49,38 +70,46 @@ class FalClient:
         key: Callable[[], str],
         *,
         poll_interval: float = 0.25,
+        retry_base_seconds: float = 0.1,
         session: requests.Session | None = None,
     ) -> None:
         self._queue_url = queue_url.rstrip("/")
         self._queue_host = urlsplit(self._queue_url).netloc
         self._key = key
         self._poll_interval = poll_interval
+        self._retry_base = retry_base_seconds
         self._session = session or requests.Session()
 
+    @tracer.capture_method(capture_response=False)
     def run(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalOutput:
-        """Submit, wait for completion, and return the result."""
-        submitted = self._call("POST", f"{self._queue_url}/{endpoint_id}", deadline, json=payload)
-        queued = submitted.json()
-        request_id = queued["request_id"]
+        """Submit, wait for completion, and return the result; cancel if the deadline comes first."""
+        started = time.monotonic()
+        retries = [0]
+        # X-Fal-Request-Timeout: fal gives up on starting the request once we could not use it.
+        start_limit = {"X-Fal-Request-Timeout": str(max(1, int(_remaining(deadline))))}
+        submitted = self._call("POST", f"{self._queue_url}/{endpoint_id}", deadline, retries,
+                               sent_is_final=True, json=payload, headers=start_limit)  # fmt: skip
+        queued = _json(submitted)
+        request_id = str(queued.get("request_id", ""))
         logger.info("fal request submitted", extra={"fal_request_id": request_id, "endpoint": endpoint_id})
-        interval = self._poll_interval
-        while True:
-            status = self._call("GET", queued["status_url"], deadline, params={"logs": "0"})
-            if status.status_code == 200 and status.json().get("status") == "COMPLETED":
-                break
-            if _remaining(deadline) <= interval:
-                self._cancel(queued.get("cancel_url"), request_id)
-                raise UpstreamTimeout(
-                    "The edit did not finish in time and was cancelled; try again.", code="upstream_timeout"
-                )
-            time.sleep(interval)
-            interval = min(interval * 1.5, _MAX_POLL_INTERVAL)  # fast first, then slower
-        result = self._call("GET", queued["response_url"], deadline, accept={200, 422})
+        try:
+            self._wait(queued, deadline, retries)
+        except UpstreamTimeout:
+            self._cancel(queued.get("cancel_url"), request_id)
+            raise
+        result = self._call("GET", queued["response_url"], deadline, retries, accept={200, 422})
         if result.status_code == 422:
             raise _rejection(result)
-        output = FalOutput.model_validate({**result.json(), "request_id": request_id})
+        try:
+            output = FalOutput.model_validate(
+                {**_json(result), "request_id": request_id, "retries": retries[0],
+                 "seconds": time.monotonic() - started}
+            )  # fmt: skip
+        except ValidationError:
+            raise UpstreamError("The provider answered with a result the gateway cannot read.") from None
         if not output.images:
             raise UpstreamError("The provider finished without returning an image.")
+        logger.info("fal request completed", extra={"fal_request_id": request_id, "retries": retries[0]})
         return output
 
     def fetch(self, url: str, deadline: float) -> bytes:
@@ -90,44 +119,147 @@ class FalClient:
                 return decode_data_uri(url)
             except ValueError:
                 raise UpstreamError("The provider returned an unreadable image.") from None
-        return self._call("GET", url, deadline).content
+        return self._call("GET", url, deadline, [0]).content
+
+    def _wait(self, queued: dict[str, Any], deadline: float, retries: list[int]) -> None:
+        interval = self._poll_interval
+        while True:
+            status = self._call(
+                "GET", queued["status_url"], deadline, retries, params={"logs": "0"}, poll=True
+            )
+            if status.status_code == 200 and _json(status).get("status") == "COMPLETED":
+                return  # a failed request ends COMPLETED too: its error comes from the result call
+            if _remaining(deadline) <= interval:
+                raise UpstreamTimeout(
+                    "The edit did not finish in time and was cancelled; try again.", retry_after=2
+                )
+            time.sleep(interval)
+            interval = min(interval * 1.5, _MAX_POLL_INTERVAL)  # fast first, then slower
 
     def _cancel(self, cancel_url: str | None, request_id: str) -> None:
         if not cancel_url:
             return
         try:
-            self._session.put(cancel_url, headers=self._headers(cancel_url), timeout=3)
+            self._session.put(cancel_url, headers=self._auth(cancel_url), timeout=3)
             logger.info("fal request cancelled", extra={"fal_request_id": request_id})
         except requests.RequestException:
             logger.warning("fal cancel failed", extra={"fal_request_id": request_id})
 
-    def _headers(self, url: str) -> dict[str, str]:
+    def _auth(self, url: str) -> dict[str, str]:
         if urlsplit(url).netloc != self._queue_host:
             return {}
         return {"Authorization": f"Key {self._key()}"}
 
     def _call(
-        self, method: str, url: str, deadline: float, *, accept: set[int] | None = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        deadline: float,
+        retries: list[int],
+        *,
+        accept: set[int] | None = None,
+        sent_is_final: bool = False,
+        poll: bool = False,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
-        remaining = _remaining(deadline)
-        if remaining <= 0:
-            raise UpstreamTimeout("The edit did not finish in time; try again.")
+        """One protocol call with retries. ``sent_is_final``: a request that may have reached fal
+        is not sent again (a submit: a second one would be a second paid edit)."""
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            remaining = _remaining(deadline)
+            if remaining <= 0:
+                raise UpstreamTimeout("The edit did not finish in time; try again.", retry_after=2)
+            try:
+                response = self._session.request(
+                    method, url, headers={**self._auth(url), **(headers or {})},
+                    timeout=(min(5.0, remaining), remaining), **kwargs,
+                )  # fmt: skip
+            except requests.RequestException as exc:
+                failure: EditgateError = _transport_error(exc)
+                may_retry = not sent_is_final or _never_sent(exc)
+                wait = self._backoff(attempt)
+            else:
+                if response.status_code in (accept or {200, 202}):
+                    return response
+                failure = _status_error(response)
+                may_retry = _retryable(response, poll=poll)
+                wait = _retry_after(response) or self._backoff(attempt)
+            if not may_retry or attempt == _MAX_ATTEMPTS or time.monotonic() + wait >= deadline:
+                raise failure
+            retries[0] += 1
+            logger.info("retrying fal call", extra={"attempt": attempt, "wait_seconds": round(wait, 3)})
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> float:
+        """fal-client's: min(base * 2^(n-1), 30 s) times a random 0.5 to 1.5."""
+        delay: float = min(self._retry_base * 2 ** (attempt - 1), 30.0)
+        return delay * random.uniform(0.5, 1.5)
+
+
+def _retryable(response: requests.Response, *, poll: bool) -> bool:
+    status = response.status_code
+    if response.headers.get("x-fal-request-timeout-type"):
+        return False  # fal's own start deadline (the one we set) passed: trying again cannot help
+    if status in (502, 503, 504):
+        return "x-fal-request-id" not in response.headers  # from the ingress: never reached a runner
+    return status in _RETRY_STATUSES or (poll and status == 500)
+
+
+def _status_error(response: requests.Response) -> EditgateError:
+    status = response.status_code
+    if status in (401, 403):
+        return UpstreamAuthFailed("The provider refused the gateway's credentials: check the fal key secret.")
+    if status == 422:
+        return _rejection(response)
+    if status == 429:
+        return RateLimited(
+            "The provider's queue is full; try again shortly.", retry_after=_retry_after(response) or 5.0
+        )
+    if status == 504 and response.headers.get("x-fal-request-timeout-type"):
+        return UpstreamTimeout("The provider could not start the edit in time; try again.", retry_after=5)
+    return UpstreamError(f"The provider answered HTTP {status}.")
+
+
+def _transport_error(exc: requests.RequestException) -> EditgateError:
+    if isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout):
+        return UpstreamTimeout("The provider did not answer in time; try again.", retry_after=2)
+    return UpstreamError(f"Could not reach the provider ({type(exc).__name__}).")
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """The connection failed before the request went out, so sending it again is safe."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), capped at 30."""
+    if value := response.headers.get("retry-after-ms"):
         try:
-            response = self._session.request(
-                method, url, headers=self._headers(url), timeout=(min(5.0, remaining), remaining), **kwargs
-            )
-        except requests.Timeout:
-            raise UpstreamTimeout("The provider did not answer in time; try again.") from None
-        except requests.RequestException as exc:
-            raise UpstreamError(f"Could not reach the provider ({type(exc).__name__}).") from None
-        if response.status_code in (accept or {200, 202}):
-            return response
-        if response.status_code in (401, 403):
-            raise UpstreamError(
-                "The provider refused the gateway's credentials: check the fal key secret.",
-                code="upstream_auth_failed",
-            )
-        raise UpstreamError(f"The provider answered HTTP {response.status_code}.")
+            return min(max(float(value) / 1000, 0.0), 30.0)
+        except ValueError:
+            return None
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), 30.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else min(max(parsed.timestamp() - time.time(), 0.0), 30.0)
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise UpstreamError("The provider answered with malformed JSON.") from None
+    if not isinstance(body, dict):
+        raise UpstreamError("The provider answered with unexpected JSON.")
+    return body
 
 
 def _remaining(deadline: float) -> float:
@@ -138,10 +270,10 @@ def _rejection(response: requests.Response) -> ProviderRejected:
     """fal's 422 (pydantic-style ``detail``) as an error naming the provider field."""
     try:
         detail = response.json().get("detail")
-    except ValueError:
+    except (ValueError, AttributeError):
         detail = None
     first = detail[0] if isinstance(detail, list) and detail and isinstance(detail[0], dict) else {}
     loc = [str(part) for part in first.get("loc", []) if part != "body"]
-    field = loc[-1] if loc else None
+    field = loc[0] if loc else None
     message = first.get("msg") or "the provider rejected the request"
     return ProviderRejected(f"Invalid value for '{field}': {message}.", param=field)

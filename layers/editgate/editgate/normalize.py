@@ -17,6 +17,11 @@ from editgate.images import OutputFormat, Size
 MIN_SIDE, MAX_SIDE = 64, 4096
 TIER_AREAS = {"0.5K": 512 * 512, "1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
 MAX_N = 10
+# Lambda's synchronous response limit, which a b64_json answer must fit.
+LAMBDA_RESPONSE_LIMIT = 6_291_456
+# The most bytes a pixel can take in each format (incompressible RGBA for the lossless ones), so
+# that a b64_json answer that might not fit is refused before anything is paid for.
+_WORST_BYTES_PER_PIXEL = {"png": 4.1, "webp": 4.1, "avif": 3.0, "jpeg": 3.0, "gif": 1.1}
 Fit = Literal["cover", "contain", "stretch"]
 
 
@@ -80,6 +85,16 @@ def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
             code="string_above_max_length",
         )
     target = target_size(request, spec, input_size)
+    if request.response_format == "b64_json":
+        worst = request.n * target.area * _WORST_BYTES_PER_PIXEL[request.output_format] * 4 / 3
+        if worst > LAMBDA_RESPONSE_LIMIT:
+            raise InvalidRequest(
+                f"{request.n} image(s) of {target} as {request.output_format} in base64 may exceed Lambda's "
+                f"{LAMBDA_RESPONSE_LIMIT:,}-byte response limit: use response_format=url "
+                "(or a smaller n or size).",
+                param="response_format",
+                code="response_too_large",
+            )
     provider_size = _provider_size(target, spec)
     base, ignored = _provider_fields(request.options, spec)
     base[spec.prompt_field] = request.prompt

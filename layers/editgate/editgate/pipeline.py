@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict
 
 from editgate import images, normalize
 from editgate.catalog import ModelSpec, build_catalog
-from editgate.errors import InvalidRequest, UpstreamError
+from editgate.errors import (
+    ContentPolicyViolation,
+    EditgateError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UpstreamError,
+)
 from editgate.fal import FalClient, FalOutput, ProviderRejected
 from editgate.fetch import ImageFetcher
 from editgate.images import CONTENT_TYPES, OutputFormat, Size
@@ -63,8 +69,17 @@ class Services:
 
 
 class EditedImage(BaseModel):
+    key: str  # where the image is stored in the results bucket
     url: str | None = None
     b64_json: str | None = None
+
+
+class CallFailure(BaseModel):
+    """A provider call of a partly answered request: what it would have made and why it did not."""
+
+    images: int
+    code: str | None
+    message: str
 
 
 class EditResult(BaseModel):
@@ -77,11 +92,15 @@ class EditResult(BaseModel):
     images: tuple[EditedImage, ...]
     size: Size
     output_format: OutputFormat
+    response_format: str
     cost_usd: float
     provider_request_ids: tuple[str, ...]
     ignored_params: tuple[str, ...]
     resampled_from: Size | None  # the provider's size, when the answer's was reached by resampling
     upscaled: bool
+    failures: tuple[CallFailure, ...] = ()
+    provider_seconds: float = 0.0  # the longest provider call, submit to result
+    provider_retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,16 +169,20 @@ def edit(
     request_id: str,
     deadline: float,
 ) -> EditResult:
-    """Validate, plan, run on the provider, finish and deliver one edit. Raises ``EditgateError``s."""
+    """Validate, plan, run on the provider, finish and store one edit. Raises ``EditgateError``s;
+    when only some of the provider calls fail, answers with the images that were made (they are
+    paid) and reports the rest in ``failures``."""
     prepared = _prepare(request, inputs, services, deadline)
     spec, plan = prepared.spec, prepared.plan
 
-    def run(payload: dict[str, Any]) -> FalOutput:
+    def call(payload: dict[str, Any]) -> _CallOutcome:
         try:
-            return services.fal.run(spec.endpoint_id, payload, deadline)
+            output = services.fal.run(spec.endpoint_id, payload, deadline)
         except ProviderRejected as exc:
             name = spec.client_name(exc.param) if exc.param else None
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
+        kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
+        return _CallOutcome(output, [finish(url) for url in kept], len(output.images) - len(kept))
 
     def finish(url: str) -> bytes:
         data = services.fal.fetch(url, deadline)
@@ -175,31 +198,78 @@ def edit(
             raise UpstreamError("The provider returned an unreadable image.") from None
 
     with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
-        outputs = list(pool.map(run, plan.payloads(prepared.image_uri)))
-        urls = [image.url for output in outputs for image in output.images]
-        finished = list(pool.map(finish, urls))
-    delivered = [
-        _deliver(data, index, plan, services.store, request_id) for index, data in enumerate(finished)
-    ]
+        futures = [pool.submit(call, payload) for payload in plan.payloads(prepared.image_uri)]
+    outcomes: list[_CallOutcome] = []
+    errors: list[tuple[int, EditgateError]] = []
+    for planned, future in zip(plan.calls, futures, strict=True):
+        try:
+            outcomes.append(future.result())
+        except EditgateError as exc:
+            errors.append((planned.num_images, exc))
+    made = [data for outcome in outcomes for data in outcome.images]
+    flagged = sum(outcome.flagged for outcome in outcomes)
+    if not made:
+        if errors:
+            raise errors[0][1]
+        raise ContentPolicyViolation(
+            "The edited image was flagged by the provider's safety checker and is not returned.",
+            param="prompt" if flagged else None,
+        )
+    failures = [CallFailure(images=n, code=exc.code, message=exc.message) for n, exc in errors]
+    if flagged:
+        failures.append(CallFailure(images=flagged, code="content_policy_violation",
+                                    message="flagged by the provider's safety checker"))  # fmt: skip
+    if failures:
+        logger.warning("partial answer", extra={"made": len(made), "failures": [f.code for f in failures]})
+    stored = [_store(data, index, plan, services.store, request_id) for index, data in enumerate(made)]
     return EditResult(
         created=int(time.time()),
         request_id=request_id,
         model=spec.id,
         provider=spec.provider,
-        images=tuple(delivered),
+        images=tuple(stored),
         size=plan.target,
         output_format=plan.output_format,
-        cost_usd=spec.price_usd(len(delivered), plan.provider_size.width, plan.provider_size.height),
-        provider_request_ids=tuple(o.request_id for o in outputs),
+        response_format=plan.response_format,
+        # fal bills the images it made, flagged ones included; failed calls are not billed.
+        cost_usd=spec.price_usd(len(made) + flagged, plan.provider_size.width, plan.provider_size.height),
+        provider_request_ids=tuple(o.output.request_id for o in outcomes),
         ignored_params=plan.ignored,
         resampled_from=plan.provider_size if plan.provider_size != plan.target else None,
         upscaled=plan.upscaled,
+        failures=tuple(failures),
+        provider_seconds=max(o.output.seconds for o in outcomes),
+        provider_retries=sum(o.output.retries for o in outcomes),
     )
 
 
-def _deliver(data: bytes, index: int, plan: Plan, store: ResultStore, request_id: str) -> EditedImage:
-    if plan.response_format == "b64_json":
-        return EditedImage(b64_json=base64.b64encode(data).decode("ascii"))
+def inline(result: EditResult, store: ResultStore) -> EditResult:
+    """The answer as the client asked for it: ``b64_json`` images read back from the bucket
+    (results are always stored, so a repeated request can be answered from its record)."""
+    if result.response_format != "b64_json":
+        return result
+    encoded = [
+        image.model_copy(update={"b64_json": base64.b64encode(store.get(image.key)).decode("ascii")})
+        for image in result.images
+    ]
+    size = sum(len(image.b64_json or "") for image in encoded)
+    if size > normalize.LAMBDA_RESPONSE_LIMIT:
+        raise PayloadTooLarge(
+            f"The images are {size:,} bytes as base64, over Lambda's "
+            f"{normalize.LAMBDA_RESPONSE_LIMIT:,}-byte response limit: ask for response_format=url.",
+            param="response_format",
+        )
+    return result.model_copy(update={"images": tuple(encoded)})
+
+
+@dataclass(frozen=True)
+class _CallOutcome:
+    output: FalOutput
+    images: list[bytes]
+    flagged: int
+
+
+def _store(data: bytes, index: int, plan: Plan, store: ResultStore, request_id: str) -> EditedImage:
     key = store.key_for(request_id, index, plan.output_format)
     store.put(key, data, CONTENT_TYPES[plan.output_format])
-    return EditedImage(url=store.presign(key))
+    return EditedImage(key=key, url=store.presign(key) if plan.response_format == "url" else None)

@@ -25,6 +25,11 @@ class Settings(BaseModel):
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     fal_key_secret_name: str = Field(min_length=1)
     api_keys_secret_name: str = Field(min_length=1)
+    idempotency_table: str = Field(min_length=3)
+    # How long an Idempotency-Key names its edit, and how long an identical request without one
+    # is taken for a client's retry of the first.
+    idempotency_ttl_seconds: int = Field(default=3600, ge=60)
+    fingerprint_ttl_seconds: int = Field(default=120, ge=1)
     secrets_max_age_seconds: int = Field(default=300, ge=0)
     fal_queue_url: str = "https://queue.fal.run"
     # fal retires endpoints: model id -> fal endpoint id, over the catalog's defaults.
@@ -45,6 +50,9 @@ class Settings(BaseModel):
             "presign_expiry_seconds": "PRESIGN_EXPIRY_SECONDS",
             "fal_key_secret_name": "FAL_KEY_SECRET_NAME",
             "api_keys_secret_name": "API_KEYS_SECRET_NAME",
+            "idempotency_table": "IDEMPOTENCY_TABLE",
+            "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
+            "fingerprint_ttl_seconds": "FINGERPRINT_TTL_SECONDS",
             "secrets_max_age_seconds": "SECRETS_MAX_AGE_SECONDS",
             "fal_queue_url": "FAL_QUEUE_URL",
             "fal_endpoints": "FAL_ENDPOINTS",

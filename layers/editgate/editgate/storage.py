@@ -6,10 +6,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import boto3
+from aws_lambda_powertools import Tracer
 from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+tracer = Tracer()
 
 
 class ResultStore:
@@ -26,8 +29,12 @@ class ResultStore:
         day = (now or datetime.now(UTC)).strftime("%Y/%m/%d")
         return f"{self._prefix}{day}/{request_id}/{index}.{extension}"
 
+    @tracer.capture_method(capture_response=False)
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
 
     def presign(self, key: str) -> str:
         return self._s3.generate_presigned_url(

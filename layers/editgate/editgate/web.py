@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
@@ -23,11 +24,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ValidationException,
 )
+from aws_lambda_powertools.metrics import MetricUnit
 
 from editgate import api
 from editgate.errors import EditgateError, NotFound
 
 logger = Logger(child=True)
+metrics = Metrics()  # the handler's: Powertools keeps one metric set per process
 # Lambda stops the function at its timeout; leave this much to answer with a clean 504.
 _ANSWER_MARGIN_SECONDS = 1.0
 
@@ -62,7 +65,14 @@ def is_json(app: APIGatewayRestResolver) -> bool:
 
 def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Response[str]:
     headers = {"x-request-id": request_id(app), "x-should-retry": str(error.retryable).lower()}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(math.ceil(error.retry_after))
     return Response(error.status, "application/json", json.dumps(error.body()), headers)
+
+
+def api_key(app: APIGatewayRestResolver) -> str:
+    """The key the caller presented (already checked by the auth middleware)."""
+    return app.current_event.headers.get("authorization", "").partition(" ")[2].strip()
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
@@ -82,6 +92,8 @@ def install(app: APIGatewayRestResolver, api_keys: Callable[[], Iterable[str]]) 
         logger.info(
             "request refused", extra={"status": error.status, "code": error.code, "param": error.param}
         )
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=f"Errors.{error.code}", unit=MetricUnit.Count, value=1)
         return error_response(app, error)
 
     app.exception_handler(EditgateError)(refused)

@@ -1,0 +1,106 @@
+"""Client retries are not double charges: a repeated edit gets the stored answer of the first.
+
+With an ``Idempotency-Key`` header, the key (per API key) names the edit for
+``idempotency_ttl_seconds``, and reusing it for a different request is refused. Without one, a
+fingerprint of the API key and the request's content (fields and image bytes, not the multipart
+framing, which changes on every SDK retry) names it for a short ``fingerprint_ttl_seconds``. Both
+are Powertools Idempotency records in DynamoDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from editgate.errors import IdempotencyKeyReused, RequestInProgress
+from editgate.normalize import EditRequest
+
+Work = Callable[[], dict[str, Any]]
+
+
+def digest(request: EditRequest, inputs: Sequence[bytes | str]) -> str:
+    """What makes two edits the same edit: every field, and each image's bytes (or URL)."""
+    canonical = {
+        "request": request.model_dump(mode="json"),
+        "inputs": [hashlib.sha256(i).hexdigest() if isinstance(i, bytes) else i for i in inputs],
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def caller(api_key: str) -> str:
+    """Who asked, without keeping the key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _run_keyed(*, request: dict[str, str], work: Work) -> dict[str, Any]:
+    return work()
+
+
+def _run_fingerprinted(*, request: dict[str, str], work: Work) -> dict[str, Any]:
+    return work()
+
+
+class Deduplicator:
+    def __init__(self, table_name: str, *, keyed_ttl_seconds: int, fingerprint_ttl_seconds: int) -> None:
+        self._keyed_config = IdempotencyConfig(
+            event_key_jmespath="key",
+            payload_validation_jmespath="digest",
+            expires_after_seconds=keyed_ttl_seconds,
+        )
+        self._fingerprint_config = IdempotencyConfig(
+            event_key_jmespath="key", expires_after_seconds=fingerprint_ttl_seconds
+        )
+        # One persistence layer per decorated function: each is configured for its own function.
+        self._keyed = idempotent_function(
+            data_keyword_argument="request",
+            persistence_store=DynamoDBPersistenceLayer(table_name=table_name),
+            config=self._keyed_config,
+        )(_run_keyed)
+        self._fingerprinted = idempotent_function(
+            data_keyword_argument="request",
+            persistence_store=DynamoDBPersistenceLayer(table_name=table_name),
+            config=self._fingerprint_config,
+        )(_run_fingerprinted)
+
+    def register(self, context: LambdaContext) -> None:
+        """In-progress records expire with the invocation, so a crash does not block retries."""
+        self._keyed_config.register_lambda_context(context)
+        self._fingerprint_config.register_lambda_context(context)
+
+    def run(
+        self, *, caller_id: str, idempotency_key: str | None, request_digest: str, work: Work
+    ) -> dict[str, Any]:
+        """``work()``'s answer, computed once per edit; a repeat gets the stored answer."""
+        try:
+            if idempotency_key:
+                key = hashlib.sha256(f"{caller_id}:{idempotency_key}".encode()).hexdigest()
+                answer: dict[str, Any] = self._keyed(
+                    request={"key": key, "digest": request_digest}, work=work
+                )
+                return answer
+            key = hashlib.sha256(f"{caller_id}:{request_digest}".encode()).hexdigest()
+            answer = self._fingerprinted(request={"key": key}, work=work)
+            return answer
+        except IdempotencyAlreadyInProgressError:
+            raise RequestInProgress(
+                "The same request is being answered right now; retry in a moment to get its answer.",
+                retry_after=2,
+            ) from None
+        except IdempotencyValidationError:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different request; send a new key.",
+                param="Idempotency-Key",
+            ) from None
