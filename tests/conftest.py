@@ -24,7 +24,9 @@ API_KEY = "sk-local"
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     # environ={}: a developer's own FAL_KEY must never send test traffic to real fal.
-    with LocalStack(api_keys=(API_KEY, "sk-second"), environ={}) as local:
+    # A short deadline and retry base keep timeouts and retry exhaustion quick to test.
+    fast = {"REQUEST_DEADLINE_SECONDS": "4", "FAL_RETRY_BASE_SECONDS": "0.01"}
+    with LocalStack(api_keys=(API_KEY, "sk-second"), environ={}, settings_env=fast) as local:
         yield local
 
 

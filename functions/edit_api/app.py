@@ -33,6 +33,7 @@ services = pipeline.Services.create(
         settings.fal_queue_url,
         partial(secrets.secret_text, settings.fal_key_secret_name, settings.secrets_max_age_seconds),
         poll_interval=settings.fal_poll_interval_seconds,
+        retry_base_seconds=settings.fal_retry_base_seconds,
     ),
     ResultStore(settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds),
 )

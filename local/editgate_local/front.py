@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import queue
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -45,9 +46,10 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
 
 
-def load_handler(path: Path, name: str = "lambda_handler") -> Handler:
-    """Import a function's module from its file, as the Lambda runtime does from its CodeUri."""
-    spec = importlib.util.spec_from_file_location(f"editgate_function_{path.parent.name}", path)
+def load_handler(path: Path, name: str = "lambda_handler", environment: int = 0) -> Handler:
+    """Import a function's module from its file, as the Lambda runtime does from its CodeUri: a
+    new module each call, like a new execution environment with its own cold start."""
+    spec = importlib.util.spec_from_file_location(f"editgate_function_{path.parent.name}_{environment}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module: ModuleType = importlib.util.module_from_spec(spec)
@@ -108,11 +110,21 @@ def proxy_event(
 
 
 class ApiFront:
+    """``environments``: the function's handler, once per execution environment. Like Lambda,
+    each environment runs one invocation at a time; more environments, more run at once."""
+
     def __init__(
-        self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0, timeout_seconds: float = 30.0
+        self,
+        environments: Sequence[Handler],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout_seconds: float = 30.0,
     ):
-        self.handler = handler
         self.timeout_seconds = timeout_seconds
+        self._idle: queue.Queue[Handler] = queue.Queue()
+        for handler in environments:
+            self._idle.put(handler)
         self._server = BackgroundServer(_http_handler_for(self), host=host, port=port, name="api-front")
 
     @property
@@ -126,11 +138,20 @@ class ApiFront:
     def stop(self) -> None:
         self._server.stop()
 
+    def call(self, event: dict[str, Any]) -> dict[str, Any]:
+        """One invocation in an idle execution environment, waiting for one when all are busy."""
+        handler = self._idle.get()
+        try:
+            answer: dict[str, Any] = handler(event, LambdaContext(timeout_seconds=self.timeout_seconds))
+            return answer
+        finally:
+            self._idle.put(handler)
+
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
         if len(json.dumps(event)) > LAMBDA_MAX_EVENT:
             return _error(413, f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit.")
-        answer = self.handler(event, LambdaContext(timeout_seconds=self.timeout_seconds))
+        answer = self.call(event)
         headers = [(k, v) for k, v in (answer.get("headers") or {}).items()]
         for name, values in (answer.get("multiValueHeaders") or {}).items():
             headers.extend((name, value) for value in values)

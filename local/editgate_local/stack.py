@@ -14,7 +14,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.front import ApiFront, Handler, load_handler
+from editgate_local.front import ApiFront, load_handler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
@@ -44,11 +44,17 @@ class LocalStack:
         api_keys: tuple[str, ...] = ("sk-local",),
         fal_latency: float = 0.0,
         environ: Mapping[str, str] | None = None,
+        settings_env: Mapping[str, str] | None = None,
+        concurrency: int = 4,
     ) -> None:
         self.host = host
         self.port = port
         self.api_keys = api_keys
         self.fal_latency = fal_latency
+        # The function's settings beyond the stack's own (e.g. REQUEST_DEADLINE_SECONDS).
+        self.settings_env = dict(settings_env or {})
+        # Execution environments of the function: how many requests it serves at once.
+        self.concurrency = concurrency
         self._environ = os.environ if environ is None else environ
         self.real_fal_key = self._environ.get("FAL_KEY") or None
         self.emulator: FalEmulator | None = None
@@ -96,17 +102,16 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self._environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             "POWERTOOLS_METRICS_DISABLED": self._environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+            **self.settings_env,
         }
         # The handler reads settings and boto3 reads its endpoint from the process environment,
         # exactly as in Lambda.
         os.environ.update(self.env)
         os.environ.pop("FAL_KEY", None)  # the function reads the key from Secrets Manager only
         self._provision(fal_key)
-        self.front = ApiFront(self.handler(), host=self.host, port=self.port).start()
+        environments = [load_handler(EDIT_API, environment=n) for n in range(self.concurrency)]
+        self.front = ApiFront(environments, host=self.host, port=self.port).start()
         return self
-
-    def handler(self) -> Handler:
-        return load_handler(EDIT_API)
 
     def _provision(self, fal_key: str) -> None:
         s3 = boto3.client("s3", region_name=REGION)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from editgate_local.front import LambdaContext
 from editgate_local.stack import REPO_ROOT, LocalStack
 from tests.conftest import open_image
 
@@ -38,7 +37,7 @@ def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
 ) -> None:
     assert stack.front is not None
     event = json.loads(path.read_text())
-    answer = stack.front.handler(event, LambdaContext())
+    answer = stack.front.call(event)
 
     status, param = EXPECTED[str(path.relative_to(REPO_ROOT / "events"))]
     assert answer["statusCode"] == status

@@ -94,7 +94,8 @@ class FalClient:
         logger.info("fal request submitted", extra={"fal_request_id": request_id, "endpoint": endpoint_id})
         try:
             self._wait(queued, deadline, retries)
-        except UpstreamTimeout:
+        except EditgateError:
+            # Giving up on a request fal may still run: cancel it so it is not run (and billed).
             self._cancel(queued.get("cancel_url"), request_id)
             raise
         result = self._call("GET", queued["response_url"], deadline, retries, accept={200, 422})

@@ -37,6 +37,8 @@ class Settings(BaseModel):
     # The whole fal round trip must end before API Gateway's 29 s integration timeout.
     request_deadline_seconds: float = Field(default=27.0, gt=0)
     fal_poll_interval_seconds: float = Field(default=0.25, gt=0)
+    # First retry delay of a failed fal call (doubling, capped at 30 s, with jitter: fal-client's).
+    fal_retry_base_seconds: float = Field(default=0.1, gt=0)
     max_input_pixels: int = Field(default=40_000_000, gt=0)
     # The most bytes read for one input image given by URL (the JSON body's image_url).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
@@ -58,6 +60,7 @@ class Settings(BaseModel):
             "fal_endpoints": "FAL_ENDPOINTS",
             "request_deadline_seconds": "REQUEST_DEADLINE_SECONDS",
             "fal_poll_interval_seconds": "FAL_POLL_INTERVAL_SECONDS",
+            "fal_retry_base_seconds": "FAL_RETRY_BASE_SECONDS",
             "max_input_pixels": "MAX_INPUT_PIXELS",
             "max_image_bytes": "MAX_IMAGE_BYTES",
         }
