@@ -57,6 +57,26 @@ class ApiKey(requests.auth.AuthBase):
 AUTH = ApiKey()
 
 
+def post_edit(
+    base_url: str,
+    image: bytes,
+    prompt: str,
+    *,
+    auth: requests.auth.AuthBase | None = AUTH,
+    headers: dict[str, str] | None = None,
+    fields: dict[str, str] | None = None,
+) -> requests.Response:
+    """A raw multipart edit, as curl or any non-SDK client sends it."""
+    return requests.post(
+        f"{base_url}/v1/images/edits",
+        auth=auth,
+        headers=headers,
+        files={"image": ("image.png", image, "image/png")},
+        data={"prompt": prompt, **(fields or {})},
+        timeout=60,
+    )
+
+
 def sdk_client(base_url: str, api_key: str = API_KEY, *, distinct: bool = True) -> openai.OpenAI:
     """The official SDK without retries, so a test sees exactly the calls it makes. ``distinct``:
     each request carries its own Idempotency-Key, so tests that repeat a request get a new edit

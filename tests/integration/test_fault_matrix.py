@@ -12,7 +12,7 @@ import requests
 
 from editgate_local.fal_emulator import FalEmulator, Fault
 from editgate_local.stack import LocalStack
-from tests.conftest import AUTH
+from tests.conftest import post_edit
 
 INGRESS_502 = Fault("submit", status_code=502)
 SCHEMA_422 = {"detail": [{"loc": ["body", "guidance_scale"], "msg": "Input should be less than or equal to 20",
@@ -116,12 +116,8 @@ def test_given_a_fal_fault_then_the_client_gets_exactly_the_expected_answer(
 ) -> None:
     faulty.inject(*scenario.faults)
     faulty.latency = scenario.latency
-    response = requests.post(
-        f"{stack.base_url}/v1/images/edits",
-        auth=AUTH,
-        files={"image": ("s.png", sample_png.read_bytes(), "image/png")},
-        data={"prompt": f"fault matrix: {scenario.name}", **scenario.form},
-        timeout=60,
+    response = post_edit(
+        stack.base_url, sample_png.read_bytes(), f"fault matrix: {scenario.name}", **scenario.form
     )
 
     assert response.status_code == scenario.status, response.text
@@ -153,13 +149,7 @@ def test_given_fal_refuses_the_key_then_the_client_is_told_not_to_retry(
     stack: LocalStack, faulty: FalEmulator, sample_png: Path
 ) -> None:
     faulty.inject(Fault("submit", status_code=401))
-    response = requests.post(
-        f"{stack.base_url}/v1/images/edits",
-        auth=AUTH,
-        files={"image": ("s.png", sample_png.read_bytes(), "image/png")},
-        data={"prompt": "key check"},
-        timeout=30,
-    )
+    response = post_edit(stack.base_url, sample_png.read_bytes(), "key check")
     assert response.status_code == 502
     assert response.headers["x-should-retry"] == "false"
 
@@ -171,12 +161,6 @@ def test_given_faults_over_the_control_endpoint_then_they_apply(
         f"{faulty.url}/_emulator/faults", json=[{"stage": "submit", "status_code": 503}], timeout=5
     )
     assert control.status_code == 200
-    response = requests.post(
-        f"{stack.base_url}/v1/images/edits",
-        auth=AUTH,
-        files={"image": ("s.png", sample_png.read_bytes(), "image/png")},
-        data={"prompt": "control endpoint"},
-        timeout=30,
-    )
+    response = post_edit(stack.base_url, sample_png.read_bytes(), "control endpoint")
     assert response.status_code == 200
     assert faulty.calls["submit"] == 2

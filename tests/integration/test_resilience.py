@@ -18,14 +18,7 @@ from aws_lambda_powertools import Metrics
 
 from editgate_local.fal_emulator import FalEmulator, Fault
 from editgate_local.stack import LocalStack
-from tests.conftest import API_KEY, AUTH, sdk_client
-
-
-def _edit_form(sample_png: Path, prompt: str, **fields: str) -> dict[str, object]:
-    return {
-        "files": {"image": ("s.png", sample_png.read_bytes(), "image/png")},
-        "data": {"prompt": prompt, **fields},
-    }
+from tests.conftest import API_KEY, AUTH, ApiKey, post_edit, sdk_client
 
 
 def test_given_20_percent_transient_faults_then_200_sdk_edits_nearly_all_succeed(
@@ -84,11 +77,10 @@ def test_given_the_same_idempotency_key_then_one_fal_call_and_the_same_urls(
 def test_given_an_idempotency_key_reused_for_another_request_then_409_not_retryable(
     stack: LocalStack, emulator: FalEmulator, sample_png: Path
 ) -> None:
-    headers = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "reused-key"}
-    first = requests.post(f"{stack.base_url}/v1/images/edits", headers=headers, timeout=30,
-                          **_edit_form(sample_png, "first body"))  # type: ignore[arg-type]  # fmt: skip
-    second = requests.post(f"{stack.base_url}/v1/images/edits", headers=headers, timeout=30,
-                           **_edit_form(sample_png, "second body"))  # type: ignore[arg-type]  # fmt: skip
+    keyed = ApiKey()
+    headers = {"Idempotency-Key": "reused-key"}
+    first = post_edit(stack.base_url, sample_png.read_bytes(), "first body", auth=keyed, headers=headers)
+    second = post_edit(stack.base_url, sample_png.read_bytes(), "second body", auth=keyed, headers=headers)
     assert first.status_code == 200
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "idempotency_key_reused"
@@ -115,25 +107,21 @@ def test_given_the_same_request_in_flight_then_409_in_progress_with_retry_after(
     stack: LocalStack, emulator: FalEmulator, sample_png: Path
 ) -> None:
     emulator.latency = 1.5
-    headers = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "in-flight"}
-    form = _edit_form(sample_png, "slow edit")
-    results: list[requests.Response] = []
-    first = threading.Thread(target=lambda: results.append(
-        requests.post(f"{stack.base_url}/v1/images/edits", headers=headers, timeout=30, **form)))  # type: ignore[arg-type]  # fmt: skip
-    try:
-        first.start()
-        emulator_ready = threading.Event()
-        while emulator.calls["submit"] == 0 and not emulator_ready.wait(0.01):
-            pass  # the first request has reached fal: it is in flight
-        second = requests.post(f"{stack.base_url}/v1/images/edits", headers=headers, timeout=30, **form)  # type: ignore[arg-type]
-        first.join()
-    finally:
-        emulator.latency = 0.0
+    image, headers = sample_png.read_bytes(), {"Idempotency-Key": "in-flight"}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            first = pool.submit(post_edit, stack.base_url, image, "slow edit", headers=headers)
+            while emulator.calls["submit"] == 0 and not first.done():
+                threading.Event().wait(0.01)  # until the first request has reached fal: in flight
+            second = post_edit(stack.base_url, image, "slow edit", headers=headers)
+            first_answer = first.result()
+        finally:
+            emulator.latency = 0.0
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "request_in_progress"
     assert second.headers["x-should-retry"] == "true"
     assert int(second.headers["retry-after"]) >= 1
-    assert results[0].status_code == 200
+    assert first_answer.status_code == 200
 
 
 def test_given_a_b64_answer_that_cannot_fit_6_mb_then_400_before_fal(
@@ -189,13 +177,14 @@ def test_given_any_outcome_then_no_key_is_ever_logged_or_answered(
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     secrets_ = [API_KEY, "sk-second", emulator.key]
-    url = f"{stack.base_url}/v1/images/edits"
-    answers = [requests.post(url, auth=AUTH, timeout=30, **_edit_form(sample_png, "ok"))]  # type: ignore[arg-type]
-    wrong = {"Authorization": "Bearer sk-second-x"}
-    answers.append(requests.post(url, headers=wrong, timeout=30, **_edit_form(sample_png, "wrong key")))  # type: ignore[arg-type]
+    image = sample_png.read_bytes()
+    answers = [
+        post_edit(stack.base_url, image, "ok"),
+        post_edit(stack.base_url, image, "wrong key", auth=ApiKey("sk-second-x")),
+    ]
     emulator.inject(Fault("submit", status_code=401))
-    answers.append(requests.post(url, auth=AUTH, timeout=30, **_edit_form(sample_png, "fal refuses the key")))  # type: ignore[arg-type]
-    answers.append(requests.post(url, auth=AUTH, timeout=30, **_edit_form(sample_png, "bad", n="99")))  # type: ignore[arg-type]
+    answers.append(post_edit(stack.base_url, image, "fal refuses the key"))
+    answers.append(post_edit(stack.base_url, image, "bad", n="99"))
 
     logs = service_logs.getvalue() + caplog.text
     assert [a.status_code for a in answers] == [200, 401, 502, 400]
