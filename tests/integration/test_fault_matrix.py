@@ -117,7 +117,7 @@ def test_given_a_fal_fault_then_the_client_gets_exactly_the_expected_answer(
     faulty.inject(*scenario.faults)
     faulty.latency = scenario.latency
     response = post_edit(
-        stack.base_url, sample_png.read_bytes(), f"fault matrix: {scenario.name}", **scenario.form
+        stack.base_url, sample_png.read_bytes(), f"fault matrix: {scenario.name}", fields=scenario.form
     )
 
     assert response.status_code == scenario.status, response.text

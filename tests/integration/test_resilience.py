@@ -184,7 +184,7 @@ def test_given_any_outcome_then_no_key_is_ever_logged_or_answered(
     ]
     emulator.inject(Fault("submit", status_code=401))
     answers.append(post_edit(stack.base_url, image, "fal refuses the key"))
-    answers.append(post_edit(stack.base_url, image, "bad", n="99"))
+    answers.append(post_edit(stack.base_url, image, "bad", fields={"n": "99"}))
 
     logs = service_logs.getvalue() + caplog.text
     assert [a.status_code for a in answers] == [200, 401, 502, 400]
