@@ -71,6 +71,10 @@ def test_given_an_unreadable_shape_or_scale_then_the_field_is_named(field: str, 
     assert caught.value.param == field
 
 
+def _log_distance(a: float, b: float) -> float:
+    return abs(math.log(a) - math.log(b))
+
+
 @given(
     ratio=st.floats(min_value=0.05, max_value=20, allow_nan=False),
     resolution=st.sampled_from(["0.5K", "1K", "2K", "4K", "0.25", "1", "4", "16", "3"]),
@@ -83,8 +87,17 @@ def test_given_any_ratio_and_resolution_then_sides_are_multiples_of_16_within_bo
     assert got.height % 16 == 0
     assert 16 <= got.width <= MAX_SIDE
     assert 16 <= got.height <= MAX_SIDE
+
+
+@given(ratio=st.floats(min_value=0.05, max_value=20, allow_nan=False))
+def test_given_any_ratio_then_the_supported_ratio_chosen_is_the_log_nearest(ratio: float) -> None:
+    supported = [int(w) / int(h) for w, h in (r.split(":") for r in SPEC.aspect_ratios)]
+    best = min(_log_distance(ratio, s) for s in supported)
     chosen = nearest_ratio(ratio, SPEC.aspect_ratios)
-    assert abs(got.width / got.height - chosen) / chosen < 0.1
+    assert _log_distance(ratio, chosen) == pytest.approx(best)
+    # and the image's own shape is that ratio, within what rounding sides to 16 px can move it
+    got = target_size(request(aspect_ratio=f"{ratio}:1", resolution="1K"), SPEC, SQUARE)
+    assert _log_distance(got.width / got.height, chosen) < math.log(1 + 16 / min(got.width, got.height))
 
 
 def test_given_n_10_then_three_calls_of_4_4_2_with_seeds_4_apart() -> None:
