@@ -14,7 +14,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 NATIVE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))')
 
-.PHONY: help venv demo serve test lint typecheck template build build-native pytest clean
+.PHONY: help venv node-deps demo serve test lint typecheck template build build-native pytest clean
 
 help:
 	@echo "make demo   - edit the bundled sample image on the local stack (no AWS, no fal key)"
@@ -31,13 +31,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The Node SDK contract tests' dependencies (skipped, with a message, where npm is missing).
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then cd tests/node && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "SKIPPED npm ci: no npm on this machine (the Node SDK tests will be skipped)"; fi
+
 demo: venv
 	$(BIN)/editgate edit --prompt "turn it into a snowy winter evening" --output out/demo.png
 
 serve: venv
 	$(BIN)/editgate serve
 
-test: venv lint typecheck template build build-native pytest
+test: venv node-deps lint typecheck template build build-native pytest
 
 lint: venv
 	$(BIN)/ruff check .
@@ -65,4 +70,4 @@ pytest: venv
 	$(BIN)/pytest
 
 clean:
-	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules

@@ -196,15 +196,14 @@ def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:
             self._forward()
 
         def _forward(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            if length > API_GATEWAY_MAX_BODY:
+            body = self._body()
+            if body is None:
                 status, headers, data = _error(413, "The request is larger than API Gateway's 10 MB limit.")
                 self.close_connection = True
             else:
-                body = self.rfile.read(length)
-                event = proxy_event(
-                    self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-                )
+                # API Gateway hands Lambda the assembled body: the transfer framing is gone.
+                kept = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
+                event = proxy_event(self.command, self.path, kept, body, self.client_address[0])
                 status, headers, data = front.invoke(event)
             self.send_response(status)
             for name, value in headers:
@@ -213,5 +212,21 @@ def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _body(self) -> bytes | None:
+            """The request body, sized or chunked (streamed uploads, e.g. the Node SDK's); None
+            past API Gateway's limit."""
+            if "chunked" not in self.headers.get("transfer-encoding", "").lower():
+                length = int(self.headers.get("content-length") or 0)
+                return None if length > API_GATEWAY_MAX_BODY else self.rfile.read(length)
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after each chunk
+                if len(body) > API_GATEWAY_MAX_BODY:
+                    return None
+            while self.rfile.readline().strip():
+                pass  # trailers, up to the blank line
+            return bytes(body)
 
     return Handler

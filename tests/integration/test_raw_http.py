@@ -51,6 +51,20 @@ def test_given_curl_with_an_image_file_when_posted_then_the_edit_is_returned(
     assert emulator.calls["submit"] == 1
 
 
+def test_given_a_chunked_upload_then_it_is_assembled_as_api_gateway_does(
+    stack: LocalStack, sample_png: Path, emulator: FalEmulator
+) -> None:
+    completed = subprocess.run(
+        ["curl", "-sS", f"{stack.base_url}/v1/images/edits", "-H", f"Authorization: Bearer {API_KEY}",
+         "-H", "Transfer-Encoding: chunked", "-F", f"image=@{sample_png}", "-F", "prompt=chunked upload",
+         "-F", "response_format=b64_json"],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    answer = json.loads(completed.stdout)
+    assert answer["size"] == "768x512", answer
+    assert emulator.calls["submit"] == 1
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])
 def test_given_an_octet_stream_part_named_unknown_file_then_the_type_is_read_from_its_bytes(
     stack: LocalStack, fmt: str
