@@ -11,6 +11,7 @@ import email.utils
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +60,13 @@ class FalOutput(BaseModel):
         )
 
 
+@dataclass
+class _Retries:
+    """How many calls of one fal request were sent again."""
+
+    count: int = 0
+
+
 class ProviderRejected(InvalidRequest):
     """fal refused the input (its 422); ``param`` is the provider's field name."""
 
@@ -84,7 +92,7 @@ class FalClient:
     def run(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalOutput:
         """Submit, wait for completion, and return the result; cancel if the deadline comes first."""
         started = time.monotonic()
-        retries = [0]
+        retries = _Retries()
         # X-Fal-Request-Timeout: fal gives up on starting the request once we could not use it.
         start_limit = {"X-Fal-Request-Timeout": str(max(1, int(_remaining(deadline))))}
         submitted = self._call("POST", f"{self._queue_url}/{endpoint_id}", deadline, retries,
@@ -103,14 +111,14 @@ class FalClient:
             raise _rejection(result)
         try:
             output = FalOutput.model_validate(
-                {**_json(result), "request_id": request_id, "retries": retries[0],
+                {**_json(result), "request_id": request_id, "retries": retries.count,
                  "seconds": time.monotonic() - started}
             )  # fmt: skip
         except ValidationError:
             raise UpstreamError("The provider answered with a result the gateway cannot read.") from None
         if not output.images:
             raise UpstreamError("The provider finished without returning an image.")
-        logger.info("fal request completed", extra={"fal_request_id": request_id, "retries": retries[0]})
+        logger.info("fal request completed", extra={"fal_request_id": request_id, "retries": retries.count})
         return output
 
     def fetch(self, url: str, deadline: float) -> bytes:
@@ -120,9 +128,9 @@ class FalClient:
                 return decode_data_uri(url)
             except ValueError:
                 raise UpstreamError("The provider returned an unreadable image.") from None
-        return self._call("GET", url, deadline, [0]).content
+        return self._call("GET", url, deadline, _Retries()).content
 
-    def _wait(self, queued: dict[str, Any], deadline: float, retries: list[int]) -> None:
+    def _wait(self, queued: dict[str, Any], deadline: float, retries: _Retries) -> None:
         interval = self._poll_interval
         while True:
             status = self._call(
@@ -156,7 +164,7 @@ class FalClient:
         method: str,
         url: str,
         deadline: float,
-        retries: list[int],
+        retries: _Retries,
         *,
         accept: set[int] | None = None,
         sent_is_final: bool = False,
@@ -187,7 +195,7 @@ class FalClient:
                 wait = _retry_after(response) or self._backoff(attempt)
             if not may_retry or attempt == _MAX_ATTEMPTS or time.monotonic() + wait >= deadline:
                 raise failure
-            retries[0] += 1
+            retries.count += 1
             logger.info("retrying fal call", extra={"attempt": attempt, "wait_seconds": round(wait, 3)})
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

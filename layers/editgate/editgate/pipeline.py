@@ -140,16 +140,13 @@ def dry_run(
     """What ``edit`` would send and cost, without calling the provider or storing anything."""
     prepared = _prepare(request, inputs, services, deadline)
     plan, spec = prepared.plan, prepared.spec
-    image_field = f"<{len(prepared.image_uri):,}-character data:image/png;base64 URI, {plan.provider_size}>"
+    placeholder = f"<{len(prepared.image_uri):,}-character data:image/png;base64 URI, {plan.provider_size}>"
     return {
         "object": "edit.dry_run",
         "model": spec.id,
         "provider": spec.provider,
         "endpoint_id": spec.endpoint_id,
-        "provider_requests": [
-            {**payload, spec.image_field: [image_field] if spec.image_field_is_list else image_field}
-            for payload in plan.payloads(prepared.image_uri)
-        ],
+        "provider_requests": plan.payloads(placeholder),
         "size": str(plan.target),
         "provider_size": str(plan.provider_size),
         "resampled": plan.provider_size != plan.target,
