@@ -33,6 +33,11 @@ def test_given_a_missing_or_bad_variable_then_the_error_names_the_variable() -> 
         Settings.from_env({**REQUIRED, "PRESIGN_EXPIRY_SECONDS": "99999999"})
 
 
+def test_given_an_idempotency_ttl_beyond_the_url_lifetime_then_the_deployment_is_refused() -> None:
+    with pytest.raises(SettingsError, match="IDEMPOTENCY_TTL_SECONDS must not exceed PRESIGN_EXPIRY_SECONDS"):
+        Settings.from_env({**REQUIRED, "PRESIGN_EXPIRY_SECONDS": "600", "IDEMPOTENCY_TTL_SECONDS": "3600"})
+
+
 def _names(requirements: list[str]) -> set[str]:
     return {
         re.split(r"[<>=\[; ]", line.strip(), maxsplit=1)[0].lower() for line in requirements if line.strip()

@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class SettingsError(RuntimeError):
@@ -42,6 +42,16 @@ class Settings(BaseModel):
     max_input_pixels: int = Field(default=40_000_000, gt=0)
     # The most bytes read for one input image given by URL (the JSON body's image_url).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _replays_get_live_urls(self) -> Settings:
+        # A replayed answer carries the first answer's presigned URLs: they must still work.
+        if self.idempotency_ttl_seconds > self.presign_expiry_seconds:
+            raise ValueError(
+                "IDEMPOTENCY_TTL_SECONDS must not exceed PRESIGN_EXPIRY_SECONDS "
+                "(a replay would carry dead URLs)"
+            )
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +86,7 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{names[str(err['loc'][0])]}: {err['msg']}" for err in exc.errors() if err["loc"]
+                f"{names[str(err['loc'][0])]}: {err['msg']}" if err["loc"] else err["msg"]
+                for err in exc.errors()
             )
             raise SettingsError(f"editgate is misconfigured: {problems}") from None
