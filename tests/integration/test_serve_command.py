@@ -71,3 +71,28 @@ def test_given_serve_when_a_key_not_in_editgate_api_keys_is_used_then_401(
     client = sdk_client(f"{base_url}/v1", "sk-local")
     with sample_png.open("rb") as image, pytest.raises(openai.AuthenticationError):
         client.images.edit(image=image, prompt="add fog")
+
+
+def test_given_fal_key_set_then_serve_says_real_fal_is_in_use_without_showing_the_key() -> None:
+    env = {**os.environ, "FAL_KEY": "fal-key-id:fal-key-secret-value", "EDITGATE_API_KEYS": "sk-served"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "editgate_local.cli", "serve", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in process.stdout:  # no request is sent: nothing reaches the network
+            lines.append(line.rstrip())
+            if line.strip() == "ready":
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    banner = "\n".join(lines)
+    assert "REAL fal at https://queue.fal.run (FAL_KEY is set: edits are billed to that key)" in banner
+    assert "emulator" not in banner
+    assert "fal-key-secret-value" not in banner
