@@ -74,7 +74,9 @@ def test_given_serve_when_a_key_not_in_editgate_api_keys_is_used_then_401(
 
 
 def test_given_fal_key_set_then_serve_says_real_fal_is_in_use_without_showing_the_key() -> None:
-    env = {**os.environ, "FAL_KEY": "fal-key-id:fal-key-secret-value", "EDITGATE_API_KEYS": "sk-served"}
+    # FAL_QUEUE_URL unset: fal's own queue host is the default (the session's stack exports one).
+    env = {k: v for k, v in os.environ.items() if k != "FAL_QUEUE_URL"}
+    env.update(FAL_KEY="fal-key-id:fal-key-secret-value", EDITGATE_API_KEYS="sk-served")
     process = subprocess.Popen(
         [sys.executable, "-m", "editgate_local.cli", "serve", "--port", str(free_port())],
         stdout=subprocess.PIPE,
