@@ -13,12 +13,11 @@ from pathlib import Path
 
 import openai
 import pytest
-import requests
 from aws_lambda_powertools import Metrics
 
 from editgate_local.fal_emulator import FalEmulator, Fault
 from editgate_local.stack import LocalStack
-from tests.conftest import API_KEY, AUTH, ApiKey, post_edit, sdk_client
+from tests.conftest import API_KEY, ApiKey, post_edit, sdk_client
 
 
 def test_given_20_percent_transient_faults_then_200_sdk_edits_nearly_all_succeed(
@@ -138,13 +137,7 @@ def test_given_a_b64_answer_that_cannot_fit_6_mb_then_400_before_fal(
 def test_given_an_upload_over_lambdas_6_mb_then_413_naming_the_limit(
     stack: LocalStack, emulator: FalEmulator
 ) -> None:
-    response = requests.post(
-        f"{stack.base_url}/v1/images/edits",
-        auth=AUTH,
-        files={"image": ("big.png", b"\x89PNG" + b"0" * 5_000_000, "image/png")},
-        data={"prompt": "too big"},
-        timeout=30,
-    )
+    response = post_edit(stack.base_url, b"\x89PNG" + b"0" * 5_000_000, "too big")
     assert response.status_code == 413
     assert "6,291,456" in response.json()["error"]["message"]
     assert emulator.calls["submit"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,11 +17,11 @@ from editgate_local.stack import free_port
 from tests.conftest import open_image, sdk_client
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, list[str]]]:
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+    """``editgate serve`` in its own process, from start until it says "ready" (its readiness
+    signal: no sleeping), then its base URL and what it printed; stopped on exit."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FAL_KEY"}
-    env["EDITGATE_API_KEYS"] = "sk-served,sk-other"
     process = subprocess.Popen(
         [sys.executable, "-m", "editgate_local.cli", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -30,16 +31,24 @@ def served() -> Iterator[tuple[str, list[str]]]:
     )
     assert process.stdout is not None
     lines: list[str] = []
-    for line in process.stdout:  # readiness: the command says "ready" once it serves
-        lines.append(line.rstrip())
-        if line.strip() == "ready":
-            break
     try:
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if line.strip() == "ready":
+                break
         assert lines[-1:] == ["ready"], "\n".join(lines)
         yield f"http://127.0.0.1:{port}", lines
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, list[str]]]:
+    env = {k: v for k, v in os.environ.items() if k != "FAL_KEY"}
+    env["EDITGATE_API_KEYS"] = "sk-served,sk-other"
+    with serving(env) as running:
+        yield running
 
 
 def test_given_serve_then_it_prints_base_url_key_and_which_fal_before_ready(
@@ -77,24 +86,8 @@ def test_given_fal_key_set_then_serve_says_real_fal_is_in_use_without_showing_th
     # FAL_QUEUE_URL unset: fal's own queue host is the default (the session's stack exports one).
     env = {k: v for k, v in os.environ.items() if k != "FAL_QUEUE_URL"}
     env.update(FAL_KEY="fal-key-id:fal-key-secret-value", EDITGATE_API_KEYS="sk-served")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "editgate_local.cli", "serve", "--port", str(free_port())],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in process.stdout:  # no request is sent: nothing reaches the network
-            lines.append(line.rstrip())
-            if line.strip() == "ready":
-                break
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    banner = "\n".join(lines)
+    with serving(env) as (_, lines):  # no request is sent: nothing reaches the network
+        banner = "\n".join(lines)
     assert "REAL fal at https://queue.fal.run (FAL_KEY is set: edits are billed to that key)" in banner
     assert "emulator" not in banner
     assert "fal-key-secret-value" not in banner
