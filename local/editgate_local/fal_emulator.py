@@ -99,7 +99,6 @@ WORKING_AREA = 1024 * 1024
 
 
 FaultKind = Literal["status", "drop", "malformed", "slow", "nsfw", "failed"]
-STAGES = ("submit", "status", "result", "cancel", "file")
 
 
 @dataclass

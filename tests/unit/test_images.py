@@ -1,4 +1,4 @@
-"""Image handling with Pillow: sniffing, decoding guards, EXIF, fitting and encoding."""
+"""Image handling with Pillow: type from bytes, decoding guards, EXIF, fitting and encoding."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import pytest
 from PIL import Image
 
 from editgate.errors import InvalidRequest
-from editgate.images import Size, decode_input, encode, finish, fit, sniff
+from editgate.images import OutputFormat, Size, decode_input, encode, finish, fit
 from tests.conftest import open_image, png_bytes
 
 
-def test_given_encoded_bytes_then_the_format_comes_from_the_bytes() -> None:
-    assert sniff(png_bytes()) == "png"
-    assert sniff(encode(Image.new("RGB", (8, 8)), "webp")) == "webp"
-    assert sniff(b"GIF? no, text") is None
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_given_encoded_bytes_then_the_format_comes_from_the_bytes(fmt: OutputFormat) -> None:
+    decoded = decode_input(encode(Image.new("RGB", (8, 6)), fmt), param="image", max_pixels=10**6)
+    assert decoded.size == (8, 6)
+    with pytest.raises(InvalidRequest) as caught:
+        decode_input(b"GIF? no, text", param="image", max_pixels=10**6)
+    assert caught.value.code == "invalid_image_format"
 
 
 def test_given_an_image_over_the_pixel_limit_then_it_is_refused_before_decoding() -> None:

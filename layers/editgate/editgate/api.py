@@ -20,11 +20,16 @@ MAX_JSON_IMAGES = 16
 MAX_IMAGE_URL_LENGTH = 20_971_520
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """The key in ``Authorization: Bearer <key>``, or None for any other header."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" else None
+
+
 def check_api_key(authorization: str | None, keys: Iterable[str]) -> None:
     """``Authorization: Bearer <key>`` must name one of ``keys`` (compared in constant time)."""
-    scheme, _, presented = (authorization or "").partition(" ")
-    presented = presented.strip()
-    valid = scheme.lower() == "bearer" and any(
+    presented = bearer_key(authorization)
+    valid = presented is not None and any(
         hmac.compare_digest(presented.encode(), key.encode()) for key in keys if key
     )
     if not valid:

@@ -45,6 +45,8 @@ def caller(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+# Two functions doing the same: Powertools puts the function's name in each record's key, so
+# keyed and fingerprinted records never collide, and each has its own TTL and validation.
 def _run_keyed(*, request: dict[str, str], work: Work) -> dict[str, Any]:
     return work()
 

@@ -1,4 +1,5 @@
-"""Every image operation, with Pillow: sniffing, guarded decoding, fitting, resizing, encoding."""
+"""Every image operation, with Pillow: guarded decoding (the type read from the bytes), fitting,
+resizing, encoding."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from editgate.errors import InvalidRequest
 
 OutputFormat = Literal["png", "jpeg", "webp", "gif", "avif"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpeg", "webp", "gif", "avif")
-ACCEPTED_INPUT_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+ACCEPTED_INPUT_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})  # as Pillow names them
 _PIL_FORMAT: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "avif": "AVIF"}
 CONTENT_TYPES: dict[str, str] = {f: f"image/{f}" for f in OUTPUT_FORMATS}
 _HAS_ALPHA = {"png", "webp", "gif", "avif"}
@@ -31,15 +32,6 @@ class Size:
     @property
     def area(self) -> int:
         return self.width * self.height
-
-
-def sniff(data: bytes) -> str | None:
-    """The format of an encoded image from its bytes ("png", "jpeg", ...), or None."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return (img.format or "").lower() or None
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
 
 
 def decode_input(data: bytes, *, param: str, max_pixels: int) -> Image.Image:

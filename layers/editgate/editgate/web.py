@@ -72,7 +72,7 @@ def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Respons
 
 def api_key(app: APIGatewayRestResolver) -> str:
     """The key the caller presented (already checked by the auth middleware)."""
-    return app.current_event.headers.get("authorization", "").partition(" ")[2].strip()
+    return api.bearer_key(app.current_event.headers.get("authorization")) or ""
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
@@ -82,8 +82,11 @@ def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response
 def install(app: APIGatewayRestResolver, api_keys: Callable[[], Iterable[str]]) -> None:
     """API-key auth on every route, and every failure answered in OpenAI's error shape."""
 
-    def authenticate(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    def check_key() -> None:
         api.check_api_key(app.current_event.headers.get("authorization"), api_keys())
+
+    def authenticate(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        check_key()
         return next_middleware(app)
 
     app.use([authenticate])
@@ -103,7 +106,7 @@ def install(app: APIGatewayRestResolver, api_keys: Callable[[], Iterable[str]]) 
         # Powertools validates before any middleware runs: check the key here first too, so an
         # unauthenticated caller learns nothing about the request's shape.
         try:
-            api.check_api_key(app.current_event.headers.get("authorization"), api_keys())
+            check_key()
         except EditgateError as auth_error:
             return refused(auth_error)
         return refused(api.error_from_validation(error.errors()))
