@@ -179,7 +179,9 @@ def edit(
             name = spec.client_name(exc.param) if exc.param else None
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
         kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
-        return _CallOutcome(output, [finish(url) for url in kept], len(output.images) - len(kept))
+        with ThreadPoolExecutor(max_workers=max(1, len(kept))) as downloads:
+            made = list(downloads.map(finish, kept))
+        return _CallOutcome(output, made, len(output.images) - len(kept))
 
     def finish(url: str) -> bytes:
         data = services.fal.fetch(url, deadline)
