@@ -3,7 +3,6 @@ answer for generations. Wiring only: the work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
@@ -15,11 +14,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, dedupe, pipeline, secrets, web
+from editgate import api, dedupe, pipeline, secrets, service, web
 from editgate.errors import InvalidRequest, NotFound
-from editgate.fal import FalClient
-from editgate.settings import Settings
-from editgate.storage import ResultStore
+from editgate.settings import Settings, SettingsError
 
 logger = Logger()
 tracer = Tracer()
@@ -27,21 +24,9 @@ metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 
 settings = Settings.from_env()
-services = pipeline.Services.create(
-    settings,
-    FalClient(
-        settings.fal_queue_url,
-        partial(secrets.secret_text, settings.fal_key_secret_name, settings.secrets_max_age_seconds),
-        poll_interval=settings.fal_poll_interval_seconds,
-        retry_base_seconds=settings.fal_retry_base_seconds,
-    ),
-    ResultStore(settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds),
-)
-deduplicator = dedupe.Deduplicator(
-    settings.idempotency_table,
-    keyed_ttl_seconds=settings.idempotency_ttl_seconds,
-    fingerprint_ttl_seconds=settings.fingerprint_ttl_seconds,
-)
+services = pipeline.Services.create(settings)
+if not settings.api_keys_secret_name:
+    raise SettingsError("editgate is misconfigured: API_KEYS_SECRET_NAME is required by the edit API")
 web.install(app, partial(secrets.api_keys, settings.api_keys_secret_name, settings.secrets_max_age_seconds))
 
 Files = Annotated[UploadFile | list[UploadFile] | None, File()]
@@ -56,7 +41,6 @@ def create_edit(
     mask: Files = None,
     dry_run: Annotated[bool, Query()] = False,
 ) -> Response[str]:
-    started = time.monotonic()
     inputs: Sequence[pipeline.InputImage]
     if web.is_json(app):
         request, inputs = api.request_from_json(app.current_event.json_body)
@@ -70,32 +54,19 @@ def create_edit(
     if dry_run:
         return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
     request_id = web.request_id(app)
-    record = deduplicator.run(
-        caller_id=dedupe.caller(web.api_key(app)),
-        idempotency_key=app.current_event.headers.get("idempotency-key"),
-        request_digest=dedupe.digest(request, inputs),
-        work=lambda: pipeline.edit(
-            request, inputs, services, request_id=request_id, deadline=deadline
-        ).model_dump(mode="json"),
+    outcome = service.run_edit(
+        request,
+        inputs,
+        services,
+        identity=dedupe.for_request(
+            web.api_key(app), app.current_event.headers.get("idempotency-key"), request, inputs
+        ),
+        request_id=request_id,
+        deadline=deadline,
+        folder=services.store.folder_for(request_id),
     )
-    result = pipeline.inline(pipeline.EditResult.model_validate(record), services.store)
-    replayed = result.request_id != request_id
-    if replayed:
-        metrics.add_metric(name="Replays", unit=MetricUnit.Count, value=1)
-    else:
-        _edit_metrics(result, time.monotonic() - started)
-    return web.json_response(app, api.images_response(result, replayed=replayed))
-
-
-def _edit_metrics(result: pipeline.EditResult, seconds: float) -> None:
-    metrics.add_metric(name="ImagesEdited", unit=MetricUnit.Count, value=len(result.images))
-    metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=result.cost_usd)
-    metrics.add_metric(name="FalLatency", unit=MetricUnit.Milliseconds, value=result.provider_seconds * 1000)
-    metrics.add_metric(
-        name="GatewayLatency", unit=MetricUnit.Milliseconds, value=(seconds - result.provider_seconds) * 1000
-    )
-    metrics.add_metric(name="FalRetries", unit=MetricUnit.Count, value=result.provider_retries)
-    metrics.add_metric(name="PartialFailures", unit=MetricUnit.Count, value=len(result.failures))
+    result = pipeline.inline(outcome.result, services.store)
+    return web.json_response(app, api.images_response(result, replayed=outcome.replayed))
 
 
 @app.get("/v1/models")
@@ -128,5 +99,5 @@ def create_generation() -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    deduplicator.register(context)
+    services.deduplicator.register(context)
     return app.resolve(event, context)

@@ -1,5 +1,5 @@
-"""The ``editgate`` command: ``serve`` the local stack, run the ``fal-emulator`` alone, or ``edit``
-an image through an editgate API with the official openai SDK."""
+"""The ``editgate`` command: ``serve`` the local stack, run the ``fal-emulator`` alone, ``edit``
+an image through an editgate API with the official openai SDK, or run ``batch`` edits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from editgate_local import batch_cli
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
 
@@ -46,7 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     edit.add_argument("--base-url", default=None, help="an editgate API (default: start the local stack)")
     edit.add_argument("--api-key", default=os.environ.get("EDITGATE_API_KEY", "sk-local"))
 
+    batch_cli.add_parser(commands)
+
     args = parser.parse_args(argv)
+    if args.command == "batch":
+        return batch_cli.main(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "fal-emulator":

@@ -163,6 +163,7 @@ class FalEmulator:
         self.latency = latency
         self.calls: Counter[str] = Counter()
         self.payloads: list[dict[str, Any]] = []
+        self.request_ids: list[str] = []  # accepted submits since the last reset, in order
         self._faults: list[Fault] = []
         self._random_rate = 0.0
         self._random = random.Random(0)
@@ -196,8 +197,21 @@ class FalEmulator:
         with self._lock:
             self.calls.clear()
             self.payloads.clear()
+            self.request_ids.clear()
             self._faults.clear()
             self._random_rate = 0.0
+
+    def billed(self) -> set[str]:
+        """The accepted requests (since the last reset) that fal would bill: run to the end, not
+        failed and not cancelled."""
+        now = time.monotonic()
+        with self._lock:
+            jobs = {request_id: self._jobs[request_id] for request_id in self.request_ids}
+        return {
+            request_id
+            for request_id, job in jobs.items()
+            if not job.cancelled and not job.failed and now - job.submitted >= self.latency
+        }
 
     # --- the protocol, called by the HTTP handler ----------------------------------------------
 
@@ -222,6 +236,7 @@ class FalEmulator:
         with self._lock:
             self._jobs[request_id] = job
             self.payloads.append(payload)
+            self.request_ids.append(request_id)
         # fal's URLs name the app (owner/name) without the endpoint's sub-path.
         app_path = "/".join(endpoint.split("/")[:2])
         root = f"{base}/{app_path}/requests/{request_id}"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import queue
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -32,7 +33,7 @@ class LambdaContext:
     """The parts of Lambda's context object that handlers use."""
 
     function_name: str = "EditApiFunction"
-    memory_limit_in_mb: int = 1024
+    memory_limit_in_mb: int = 1769  # template.yaml
     timeout_seconds: float = 30.0
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"
@@ -46,14 +47,27 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
 
 
-def load_handler(path: Path, name: str = "lambda_handler", environment: int = 0) -> Handler:
+def load_handler(
+    path: Path, name: str = "lambda_handler", environment: int = 0, env: Mapping[str, str] | None = None
+) -> Handler:
     """Import a function's module from its file, as the Lambda runtime does from its CodeUri: a
-    new module each call, like a new execution environment with its own cold start."""
+    new module each call, like a new execution environment with its own cold start. ``env``: the
+    function's own environment variables, over the process's while it starts (the handlers read
+    their settings once, at import)."""
     spec = importlib.util.spec_from_file_location(f"editgate_function_{path.parent.name}_{environment}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
     handler: Handler = getattr(module, name)
     return handler
 

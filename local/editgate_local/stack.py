@@ -1,24 +1,38 @@
-"""The embedded local stack: moto's server (S3, Secrets Manager, …), the fal emulator unless
-``FAL_KEY`` is set, and the API Gateway front around the real handler."""
+"""The embedded local stack: moto's server (S3, SQS, DynamoDB, Secrets Manager), the fal emulator
+unless ``FAL_KEY`` is set, the API Gateway front around the edit API's handler, and the batch
+bucket, queue and ledger for the batch function (driven by ``editgate_local.batch_driver``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from editgate.batch import SINGLE_IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.front import ApiFront, load_handler
+from editgate_local.front import ApiFront, Handler, load_handler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
+BATCH_EDIT = REPO_ROOT / "functions" / "batch_edit" / "app.py"
 BUCKET = "editgate-local-results"
+BATCH_BUCKET = "editgate-local-batch"
+BATCH_TABLE = "editgate-local-batch-ledger"
+BATCH_QUEUE = "editgate-local-batch"
+BATCH_DEAD_LETTER_QUEUE = "editgate-local-batch-dlq"
+# As template.yaml: items are retried twice, then dead-lettered; visibility 6 x the timeout.
+BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
 FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not its value
 API_KEYS_SECRET = "editgate/local/api-keys"  # noqa: S105
@@ -46,6 +60,7 @@ class LocalStack:
         environ: Mapping[str, str] | None = None,
         settings_env: Mapping[str, str] | None = None,
         concurrency: int = 4,
+        batch_timeout: float = 60.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -55,6 +70,10 @@ class LocalStack:
         self.settings_env = dict(settings_env or {})
         # Execution environments of the function: how many requests it serves at once.
         self.concurrency = concurrency
+        # The batch function's timeout: each item's deadline, and (x 6) the queue's visibility.
+        self.batch_timeout = batch_timeout
+        self.batch_env: dict[str, str] = {}
+        self.batch_queue_arn = ""
         self._environ = os.environ if environ is None else environ
         self.real_fal_key = self._environ.get("FAL_KEY") or None
         self.emulator: FalEmulator | None = None
@@ -109,6 +128,7 @@ class LocalStack:
         os.environ.update(self.env)
         os.environ.pop("FAL_KEY", None)  # the function reads the key from Secrets Manager only
         self._provision(fal_key)
+        self._provision_batch()
         environments = [load_handler(EDIT_API, environment=n) for n in range(self.concurrency)]
         self.front = ApiFront(environments, host=self.host, port=self.port).start()
         return self
@@ -126,6 +146,69 @@ class LocalStack:
         manager.create_secret(Name=FAL_KEY_SECRET, SecretString=fal_key)
         manager.create_secret(Name=API_KEYS_SECRET, SecretString=",".join(self.api_keys))
 
+    def _provision_batch(self) -> None:
+        """As template.yaml: the bucket notifies the queue of manifests and single images (moto
+        delivers it, test event first, as S3 does), the queue dead-letters after 3 receives."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        dead = sqs.create_queue(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"]
+        dead_arn = _queue_arn(sqs, dead)
+        redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": BATCH_MAX_RECEIVES})
+        queue = sqs.create_queue(
+            QueueName=BATCH_QUEUE,
+            Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(int(6 * self.batch_timeout))},
+        )["QueueUrl"]
+        self.batch_queue_arn = _queue_arn(sqs, queue)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BATCH_BUCKET)
+        rules = [("incoming/", "/manifest.jsonl")] + [("incoming/single/", s) for s in SINGLE_IMAGE_SUFFIXES]
+        s3.put_bucket_notification_configuration(
+            Bucket=BATCH_BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": self.batch_queue_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {
+                            "Key": {
+                                "FilterRules": [
+                                    {"Name": "prefix", "Value": prefix},
+                                    {"Name": "suffix", "Value": suffix},
+                                ]
+                            }
+                        },
+                    }
+                    for prefix, suffix in rules
+                ]
+            },
+        )
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=BATCH_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.batch_env = {
+            "RESULTS_BUCKET": BATCH_BUCKET,
+            "RESULTS_PREFIX": "batches/",
+            "BATCH_TABLE": BATCH_TABLE,
+            "BATCH_QUEUE_URL": queue,
+            "BATCH_DEAD_LETTER_QUEUE_URL": dead,
+            "BATCH_MAX_RECEIVES": str(BATCH_MAX_RECEIVES),
+        }
+
+    def set_batch_timeout(self, seconds: float) -> None:
+        """Another batch function timeout, and the queue visibility that goes with it (6x)."""
+        self.batch_timeout = seconds
+        boto3.client("sqs", region_name=REGION).set_queue_attributes(
+            QueueUrl=self.batch_env["BATCH_QUEUE_URL"],
+            Attributes={"VisibilityTimeout": str(int(6 * seconds))},
+        )
+
+    def batch_handlers(self, count: int) -> list[Handler]:
+        """The batch function, imported ``count`` times (one per execution environment) with its
+        own settings, as its deployment gives them."""
+        return [load_handler(BATCH_EDIT, environment=n, env=self.batch_env) for n in range(count)]
+
     def stop(self) -> None:
         for service in (self.front, self.emulator, self.moto):
             if service is not None:
@@ -138,3 +221,7 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _queue_arn(sqs: SQSClient, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -209,3 +209,22 @@ def test_given_an_edit_then_metrics_record_images_cost_latencies_and_retries(
     assert values["FalRetries"] == [1.0]
     assert values["ImagesEdited"] == [1.0]
     assert values["CostUSD"] == [0.06]
+
+
+def test_given_a_504_after_fal_accepted_the_edit_then_the_sdks_own_retry_collects_the_same_request(
+    stack: LocalStack, emulator: FalEmulator, sample_png: Path
+) -> None:
+    # fal takes longer than the stack's 4 s deadline: the first attempt answers 504 after the
+    # submit; the SDK, as users run it (its retries on, no Idempotency-Key), tries again.
+    emulator.latency = 5.0
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=API_KEY, max_retries=2)
+    try:
+        with sample_png.open("rb") as image:
+            answer = client.images.edit(image=image, prompt="resumed after a 504")
+    finally:
+        emulator.latency = 0.0
+    assert answer.data and answer.data[0].url
+    assert emulator.calls["submit"] == 1
+    assert emulator.calls["cancel"] == 0
+    assert len(emulator.payloads) == 1
+    assert (answer.model_extra or {})["metadata"]["provider_request_ids"] == [emulator.request_ids[0]]

@@ -53,7 +53,7 @@ def request_from_form(
     values = {**nest_fields(fields), "prompt": prompt}
     if mask is not None:
         values["mask"] = True
-    return _edit_request(values), contents
+    return request_from_values(values), contents
 
 
 def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
@@ -68,11 +68,12 @@ def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
             code="missing_required_parameter" if images is None else "invalid_value",
         )
     urls = [_image_url(item, index) for index, item in enumerate(images)]
-    return _edit_request({k: v for k, v in body.items() if k != "images"}), urls
+    return request_from_values({k: v for k, v in body.items() if k != "images"}), urls
 
 
-def _edit_request(values: Mapping[str, Any]) -> EditRequest:
-    """Known fields in their place, every other one an option, validated once."""
+def request_from_values(values: Mapping[str, Any]) -> EditRequest:
+    """An edit from its parameters, whatever carried them (form, JSON, a batch manifest line):
+    known fields in their place, every other one an option, validated once."""
     known = {k: v for k, v in values.items() if k in _REQUEST_FIELDS}
     options = {k: v for k, v in values.items() if k not in _REQUEST_FIELDS}
     try:

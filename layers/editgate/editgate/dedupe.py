@@ -1,10 +1,10 @@
-"""Client retries are not double charges: a repeated edit gets the stored answer of the first.
+"""Retries are not double charges: a repeated edit gets the stored answer of the first.
 
-With an ``Idempotency-Key`` header, the key (per API key) names the edit for
-``idempotency_ttl_seconds``, and reusing it for a different request is refused. Without one, a
-fingerprint of the API key and the request's content (fields and image bytes, not the multipart
-framing, which changes on every SDK retry) names it for a short ``fingerprint_ttl_seconds``. Both
-are Powertools Idempotency records in DynamoDB.
+An edit is named by an ``EditIdentity``. A named one (an ``Idempotency-Key`` header, per API key,
+or a batch item) lives ``idempotency_ttl_seconds``, and reusing its name for a different request
+is refused. Without a name, a fingerprint of the API key and the request's content (fields and
+image bytes, not the multipart framing, which changes on every SDK retry) names it for a short
+``fingerprint_ttl_seconds``. Both are Powertools Idempotency records in DynamoDB.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -40,9 +41,36 @@ def digest(request: EditRequest, inputs: Sequence[bytes | str]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def caller(api_key: str) -> str:
-    """Who asked, without keeping the key itself."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
+@dataclass(frozen=True)
+class EditIdentity:
+    """What names one edit across all its attempts (client retries, SQS redeliveries)."""
+
+    key: str  # the name, hashed
+    digest: str  # the request's content
+    named: bool  # by its sender (Idempotency-Key, batch item), rather than by its content
+
+
+def for_request(
+    api_key: str, idempotency_key: str | None, request: EditRequest, inputs: Sequence[bytes | str]
+) -> EditIdentity:
+    """An HTTP edit: named by the caller's Idempotency-Key, else by its content; per API key,
+    without keeping the key itself."""
+    caller = hashlib.sha256(api_key.encode()).hexdigest()
+    content = digest(request, inputs)
+    if idempotency_key:
+        return EditIdentity(_hash(f"{caller}:{idempotency_key}"), content, named=True)
+    return EditIdentity(_hash(f"{caller}:{content}"), content, named=False)
+
+
+def for_item(
+    batch_id: str, item_id: str, request: EditRequest, inputs: Sequence[bytes | str]
+) -> EditIdentity:
+    """A batch item: named by its batch and id."""
+    return EditIdentity(_hash(f"batch:{batch_id}:{item_id}"), digest(request, inputs), named=True)
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # Two functions doing the same: Powertools puts the function's name in each record's key, so
@@ -82,19 +110,20 @@ class Deduplicator:
         self._keyed_config.register_lambda_context(context)
         self._fingerprint_config.register_lambda_context(context)
 
-    def run(
-        self, *, caller_id: str, idempotency_key: str | None, request_digest: str, work: Work
-    ) -> dict[str, Any]:
+    def ttl_seconds(self, identity: EditIdentity) -> int:
+        """How long the edit's name holds."""
+        config = self._keyed_config if identity.named else self._fingerprint_config
+        return config.expires_after_seconds
+
+    def run(self, identity: EditIdentity, work: Work) -> dict[str, Any]:
         """``work()``'s answer, computed once per edit; a repeat gets the stored answer."""
         try:
-            if idempotency_key:
-                key = hashlib.sha256(f"{caller_id}:{idempotency_key}".encode()).hexdigest()
+            if identity.named:
                 answer: dict[str, Any] = self._keyed(
-                    request={"key": key, "digest": request_digest}, work=work
+                    request={"key": identity.key, "digest": identity.digest}, work=work
                 )
                 return answer
-            key = hashlib.sha256(f"{caller_id}:{request_digest}".encode()).hexdigest()
-            answer = self._fingerprinted(request={"key": key}, work=work)
+            answer = self._fingerprinted(request={"key": identity.key}, work=work)
             return answer
         except IdempotencyAlreadyInProgressError:
             raise RequestInProgress(

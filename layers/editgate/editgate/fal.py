@@ -1,4 +1,5 @@
-"""fal's queue protocol over one pooled ``requests`` session: submit, poll, result, download.
+"""fal's queue protocol over one pooled ``requests`` session: submit, then collect (poll, result),
+and download.
 
 Every call shares one deadline (a ``time.monotonic()`` instant) and retries what fal's own
 clients retry (see ``_retryable``), never past the deadline. The fal key is sent only to the
@@ -8,6 +9,7 @@ queue host, never to the hosts that serve result images.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 from aws_lambda_powertools import Logger, Tracer
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from editgate.errors import (
     EditgateError,
@@ -36,6 +38,9 @@ _MAX_POLL_INTERVAL = 2.0
 _MAX_ATTEMPTS = 10
 # Statuses worth another try; 502-504 only when they come from fal's ingress (see _retryable).
 _RETRY_STATUSES = {408, 409, 429, 502, 503, 504}
+# A result call's answers for a request that ended without images: cancelled (400), unknown or
+# expired (404, 410), failed on the runner (500).
+_ENDED_RESULT_STATUSES = frozenset({400, 404, 410, 500})
 
 
 class FalImage(BaseModel):
@@ -67,6 +72,23 @@ class _Retries:
     count: int = 0
 
 
+class FalSubmission(BaseModel):
+    """A request fal accepted: all a later attempt of the same edit needs to collect it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    request_id: str = Field(min_length=1)
+    status_url: str
+    response_url: str
+    submitted_at: float  # time.time() when fal accepted it
+    retries: int = 0  # how many times the submit was sent again before fal accepted it
+
+
+class FalRequestEnded(UpstreamError):
+    """fal will never answer this request with images: it does not know it (any more), it was
+    cancelled, or its runner failed. fal bills none of these, so the edit may be submitted anew."""
+
+
 class ProviderRejected(InvalidRequest):
     """fal refused the input (its 422); ``param`` is the provider's field name."""
 
@@ -89,30 +111,47 @@ class FalClient:
         self._session = session or requests.Session()
 
     @tracer.capture_method(capture_response=False)
-    def run(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalOutput:
-        """Submit, wait for completion, and return the result; cancel if the deadline comes first."""
-        started = time.monotonic()
+    def submit(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalSubmission:
+        """Put one request on fal's queue: from here on it is paid for when it runs. A submit that
+        may have reached fal is never sent again (see ``_call``)."""
         retries = _Retries()
         # X-Fal-Request-Timeout: fal gives up on starting the request once we could not use it.
         start_limit = {"X-Fal-Request-Timeout": str(max(1, int(_remaining(deadline))))}
         submitted = self._call("POST", f"{self._queue_url}/{endpoint_id}", deadline, retries,
                                sent_is_final=True, json=payload, headers=start_limit)  # fmt: skip
-        queued = _json(submitted)
-        request_id = str(queued.get("request_id", ""))
-        logger.info("fal request submitted", extra={"fal_request_id": request_id, "endpoint": endpoint_id})
         try:
-            self._wait(queued, deadline, retries)
-        except EditgateError:
-            # Giving up on a request fal may still run: cancel it so it is not run (and billed).
-            self._cancel(queued.get("cancel_url"), request_id)
-            raise
-        result = self._call("GET", queued["response_url"], deadline, retries, accept={200, 422})
+            submission = FalSubmission.model_validate(
+                {**_json(submitted), "submitted_at": time.time(), "retries": retries.count}
+            )
+        except ValidationError:
+            raise UpstreamError(
+                "The provider accepted the edit with an answer the gateway cannot read."
+            ) from None
+        logger.info(
+            "fal request submitted", extra={"fal_request_id": submission.request_id, "endpoint": endpoint_id}
+        )
+        return submission
+
+    @tracer.capture_method(capture_response=False)
+    def collect(self, submission: FalSubmission, deadline: float) -> FalOutput:
+        """Wait for a submitted request and return its result. Past the deadline the request is left
+        running (a later attempt of the same edit collects it); ``FalRequestEnded`` when fal will
+        never answer it with images."""
+        retries = _Retries(submission.retries)
+        request_id = submission.request_id
+        self._wait(submission, deadline, retries)
+        result = self._call("GET", submission.response_url, deadline, retries,
+                            accept={200, 422, *_ENDED_RESULT_STATUSES})  # fmt: skip
         if result.status_code == 422:
             raise _rejection(result)
+        if result.status_code in _ENDED_RESULT_STATUSES:
+            raise FalRequestEnded(
+                f"The provider ended the edit without a result (HTTP {result.status_code})."
+            )
         try:
             output = FalOutput.model_validate(
                 {**_json(result), "request_id": request_id, "retries": retries.count,
-                 "seconds": time.monotonic() - started}
+                 "seconds": max(0.0, time.time() - submission.submitted_at)}
             )  # fmt: skip
         except ValidationError:
             raise UpstreamError("The provider answered with a result the gateway cannot read.") from None
@@ -130,29 +169,25 @@ class FalClient:
                 raise UpstreamError("The provider returned an unreadable image.") from None
         return self._call("GET", url, deadline, _Retries()).content
 
-    def _wait(self, queued: dict[str, Any], deadline: float, retries: _Retries) -> None:
+    def _wait(self, submission: FalSubmission, deadline: float, retries: _Retries) -> None:
         interval = self._poll_interval
         while True:
             status = self._call(
-                "GET", queued["status_url"], deadline, retries, params={"logs": "0"}, poll=True
-            )
+                "GET", submission.status_url, deadline, retries, params={"logs": "0"}, poll=True,
+                accept={200, 202, 404},
+            )  # fmt: skip
+            if status.status_code == 404:
+                raise FalRequestEnded("The provider no longer knows the edit's request.")
             if status.status_code == 200 and _json(status).get("status") == "COMPLETED":
                 return  # a failed request ends COMPLETED too: its error comes from the result call
             if _remaining(deadline) <= interval:
                 raise UpstreamTimeout(
-                    "The edit did not finish in time and was cancelled; try again.", retry_after=2
+                    "The edit did not finish in time; it goes on at the provider, and retrying the same "
+                    "request collects it without a second charge.",
+                    retry_after=2,
                 )
             time.sleep(interval)
             interval = min(interval * 1.5, _MAX_POLL_INTERVAL)  # fast first, then slower
-
-    def _cancel(self, cancel_url: str | None, request_id: str) -> None:
-        if not cancel_url:
-            return
-        try:
-            self._session.put(cancel_url, headers=self._auth(cancel_url), timeout=3)
-            logger.info("fal request cancelled", extra={"fal_request_id": request_id})
-        except requests.RequestException:
-            logger.warning("fal cancel failed", extra={"fal_request_id": request_id})
 
     def _auth(self, url: str) -> dict[str, str]:
         if urlsplit(url).netloc != self._queue_host:
@@ -245,20 +280,30 @@ def _never_sent(exc: requests.RequestException) -> bool:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), capped at 30."""
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), capped at 30;
+    None for a value that is neither."""
     if value := response.headers.get("retry-after-ms"):
-        try:
-            return min(max(float(value) / 1000, 0.0), 30.0)
-        except ValueError:
-            return None
+        milliseconds = _finite(value)
+        return None if milliseconds is None else min(max(milliseconds / 1000, 0.0), 30.0)
     value = response.headers.get("retry-after")
     if not value:
         return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return min(max(seconds, 0.0), 30.0)
     try:
-        return min(max(float(value), 0.0), 30.0)
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (ValueError, TypeError):
+        return None  # neither seconds nor a date (e.g. "soon"): the usual backoff applies
+    return min(max(parsed.timestamp() - time.time(), 0.0), 30.0)
+
+
+def _finite(text: str) -> float | None:
+    try:
+        number = float(text)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else min(max(parsed.timestamp() - time.time(), 0.0), 30.0)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -4,18 +4,22 @@ stops where the paid call would start)."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from editgate import images, normalize
+from editgate import images, normalize, secrets
 from editgate.catalog import ModelSpec, build_catalog
+from editgate.dedupe import Deduplicator
 from editgate.errors import (
     ContentPolicyViolation,
     EditgateError,
@@ -23,12 +27,12 @@ from editgate.errors import (
     PayloadTooLarge,
     UpstreamError,
 )
-from editgate.fal import FalClient, FalOutput, ProviderRejected
+from editgate.fal import FalClient, FalOutput, FalRequestEnded, FalSubmission, ProviderRejected
 from editgate.fetch import ImageFetcher
 from editgate.images import CONTENT_TYPES, OutputFormat, Size
 from editgate.normalize import EditRequest, Plan
 from editgate.settings import Settings
-from editgate.storage import ResultStore
+from editgate.storage import EditJournal, ResultStore, SubmissionJournal
 
 logger = Logger(child=True)
 
@@ -44,6 +48,8 @@ class Services:
     fal: FalClient
     store: ResultStore
     fetcher: ImageFetcher
+    deduplicator: Deduplicator
+    journal: SubmissionJournal
     catalog: dict[str, ModelSpec] = field(default_factory=dict)
 
     def model(self, model_id: str) -> ModelSpec:
@@ -58,12 +64,27 @@ class Services:
         return spec
 
     @classmethod
-    def create(cls, settings: Settings, fal: FalClient, store: ResultStore) -> Services:
+    def create(cls, settings: Settings) -> Services:
+        """Built once per cold start, from the settings alone."""
+        fal_key = partial(secrets.secret_text, settings.fal_key_secret_name, settings.secrets_max_age_seconds)
         return cls(
             settings=settings,
-            fal=fal,
-            store=store,
+            fal=FalClient(
+                settings.fal_queue_url,
+                fal_key,
+                poll_interval=settings.fal_poll_interval_seconds,
+                retry_base_seconds=settings.fal_retry_base_seconds,
+            ),
+            store=ResultStore(
+                settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds
+            ),
             fetcher=ImageFetcher(max_bytes=settings.max_image_bytes),
+            deduplicator=Deduplicator(
+                settings.idempotency_table,
+                keyed_ttl_seconds=settings.idempotency_ttl_seconds,
+                fingerprint_ttl_seconds=settings.fingerprint_ttl_seconds,
+            ),
+            journal=SubmissionJournal(settings.idempotency_table),
             catalog=build_catalog(settings),
         )
 
@@ -165,16 +186,20 @@ def edit(
     *,
     request_id: str,
     deadline: float,
+    folder: str,
+    journal: EditJournal,
 ) -> EditResult:
-    """Validate, plan, run on the provider, finish and store one edit. Raises ``EditgateError``s;
-    when only some of the provider calls fail, answers with the images that were made (they are
-    paid) and reports the rest in ``failures``."""
+    """Validate, plan, run on the provider, finish and store one edit under ``folder``. Raises
+    ``EditgateError``s; when only some of the provider calls fail, answers with the images that
+    were made (they are paid) and reports the rest in ``failures``. Each provider call is
+    journaled as soon as fal accepts it, and a call the journal already holds is collected, not
+    submitted again."""
     prepared = _prepare(request, inputs, services, deadline)
     spec, plan = prepared.spec, prepared.plan
 
-    def call(payload: dict[str, Any]) -> _CallOutcome:
+    def call(index: int, payload: dict[str, Any]) -> _CallOutcome:
         try:
-            output = services.fal.run(spec.endpoint_id, payload, deadline)
+            output = _provider_output(index, payload, spec, services.fal, journal, deadline)
         except ProviderRejected as exc:
             name = spec.client_name(exc.param) if exc.param else None
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
@@ -197,7 +222,9 @@ def edit(
             raise UpstreamError("The provider returned an unreadable image.") from None
 
     with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
-        futures = [pool.submit(call, payload) for payload in plan.payloads(prepared.image_uri)]
+        futures = [
+            pool.submit(call, k, payload) for k, payload in enumerate(plan.payloads(prepared.image_uri))
+        ]
     outcomes: list[_CallOutcome] = []
     errors: list[tuple[int, EditgateError]] = []
     for planned, future in zip(plan.calls, futures, strict=True):
@@ -220,7 +247,7 @@ def edit(
                                     message="flagged by the provider's safety checker"))  # fmt: skip
     if failures:
         logger.warning("partial answer", extra={"made": len(made), "failures": [f.code for f in failures]})
-    stored = [_store(data, index, plan, services.store, request_id) for index, data in enumerate(made)]
+    stored = [_store(data, f"{folder}/{index}", plan, services.store) for index, data in enumerate(made)]
     return EditResult(
         created=int(time.time()),
         request_id=request_id,
@@ -268,7 +295,30 @@ class _CallOutcome:
     flagged: int
 
 
-def _store(data: bytes, index: int, plan: Plan, store: ResultStore, request_id: str) -> EditedImage:
-    key = store.key_for(request_id, index, plan.output_format)
+def _provider_output(
+    index: int,
+    payload: dict[str, Any],
+    spec: ModelSpec,
+    fal: FalClient,
+    journal: EditJournal,
+    deadline: float,
+) -> FalOutput:
+    """Call ``index`` of an edit: collected from the request an earlier attempt submitted for the
+    same payload, or submitted (once) and journaled before waiting on it."""
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    known = journal.get(index)
+    if known is not None and known.get("payload") == digest:
+        try:
+            return fal.collect(FalSubmission.model_validate(known["submission"]), deadline)
+        except FalRequestEnded:
+            logger.info("journaled fal request ended without images: submitting anew",
+                        extra={"fal_request_id": known["submission"].get("request_id")})  # fmt: skip
+    submission = fal.submit(spec.endpoint_id, payload, deadline)
+    journal.record(index, {"payload": digest, "submission": submission.model_dump(mode="json")})
+    return fal.collect(submission, deadline)
+
+
+def _store(data: bytes, stem: str, plan: Plan, store: ResultStore) -> EditedImage:
+    key = f"{stem}.{plan.output_format}"
     store.put(key, data, CONTENT_TYPES[plan.output_format])
     return EditedImage(key=key, url=store.presign(key) if plan.response_format == "url" else None)

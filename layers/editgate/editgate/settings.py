@@ -24,7 +24,8 @@ class Settings(BaseModel):
     results_prefix: str = "results/"
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     fal_key_secret_name: str = Field(min_length=1)
-    api_keys_secret_name: str = Field(min_length=1)
+    # The HTTP API's keys; a function that serves no HTTP (the batch function) has none.
+    api_keys_secret_name: str | None = None
     idempotency_table: str = Field(min_length=3)
     # How long an Idempotency-Key names its edit, and how long an identical request without one
     # is taken for a client's retry of the first.
@@ -42,6 +43,14 @@ class Settings(BaseModel):
     max_input_pixels: int = Field(default=40_000_000, gt=0)
     # The most bytes read for one input image given by URL (the JSON body's image_url).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Batch edits (the batch function only): its ledger table, its queue and dead-letter queue.
+    batch_table: str | None = None
+    batch_queue_url: str | None = None
+    batch_dead_letter_queue_url: str | None = None
+    # SQS's maxReceiveCount: on the last receive a failing item is recorded failed, not retried.
+    batch_max_receives: int = Field(default=3, ge=1)
+    # Manifest lines fanned out by one invocation before it hands the rest to the next message.
+    batch_chunk_lines: int = Field(default=1000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _replays_get_live_urls(self) -> Settings:
@@ -73,6 +82,11 @@ class Settings(BaseModel):
             "fal_retry_base_seconds": "FAL_RETRY_BASE_SECONDS",
             "max_input_pixels": "MAX_INPUT_PIXELS",
             "max_image_bytes": "MAX_IMAGE_BYTES",
+            "batch_table": "BATCH_TABLE",
+            "batch_queue_url": "BATCH_QUEUE_URL",
+            "batch_dead_letter_queue_url": "BATCH_DEAD_LETTER_QUEUE_URL",
+            "batch_max_receives": "BATCH_MAX_RECEIVES",
+            "batch_chunk_lines": "BATCH_CHUNK_LINES",
         }
         values: dict[str, object] = {field: env[var] for field, var in names.items() if env.get(var)}
         if "fal_endpoints" in values:  # JSON: {"hidream-e1-1": "fal-ai/hidream-e1-1"}

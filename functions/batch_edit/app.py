@@ -1,0 +1,65 @@
+"""Batch edits: the batch queue's messages (S3 notifications, manifest chunks, items) through
+Powertools' BatchProcessor, and S3 Batch Operations tasks. Wiring only: the work is
+``editgate.batch``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import S3BatchOperationResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from editgate import batch, pipeline
+from editgate.settings import Settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+runtime = batch.BatchRuntime.create(pipeline.Services.create(Settings.from_env()))
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    # A RetryLater (or any other exception) reports this message as failed: SQS retries it.
+    batch.handle_message(
+        record.body,
+        runtime,
+        receive_count=int(record.attributes.approximate_receive_count),
+        deadline=batch.deadline_for(lambda_context.get_remaining_time_in_millis()),
+    )
+
+
+def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) -> dict[str, Any]:
+    answer = S3BatchOperationResponse(
+        event.invocation_schema_version, event.invocation_id, "PermanentFailure"
+    )
+    for task in event.tasks:
+        code, text = batch.run_task(
+            event.job.get_id,
+            task.s3_bucket,
+            task.s3_key,
+            event.job.user_arguments or {},
+            runtime,
+            deadline=batch.deadline_for(context.get_remaining_time_in_millis()),
+        )
+        answer.add_result(task.build_task_batch_response(code, text))
+    return answer.asdict()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    runtime.services.deduplicator.register(context)
+    if "invocationSchemaVersion" in event:
+        return s3_batch_operations(S3BatchOperationEvent(event), context)
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )

@@ -1,0 +1,323 @@
+"""``editgate batch``: run a folder of images as a batch edit and watch it, read a batch's
+summary, re-queue its failures. On the embedded stack by default (the same BatchFunction handler,
+driven by the local SQS event source); on a deployed stack with ``--stack``; on another local
+stack (``editgate serve``) with ``--bucket`` and ``AWS_ENDPOINT_URL``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from PIL import Image, ImageEnhance, ImageOps
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from editgate import batch
+from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, WorkQueue
+from editgate_local.batch_driver import QueueDriver
+from editgate_local.stack import (
+    BATCH_BUCKET,
+    BATCH_DEAD_LETTER_QUEUE,
+    BATCH_QUEUE,
+    BATCH_TABLE,
+    REGION,
+    LocalStack,
+)
+
+console = Console(highlight=False)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where a batch stack keeps things."""
+
+    description: str
+    bucket: str
+    table: str
+    queue_url: str
+    dead_letter_url: str
+
+    def store(self) -> ResultStore:
+        return ResultStore(self.bucket, f"{batch.OUTPUT}/", 3600)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("batch", help="batch edits through the batch bucket")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    run = verbs.add_parser("run", help="upload a folder and a manifest, then watch the batch")
+    run.add_argument("folder", type=Path)
+    run.add_argument("--prompt", help="the edit for every image (when the folder has no manifest.jsonl)")
+    run.add_argument("--param", action="append", default=[], metavar="K=V", help="another edit parameter")
+    run.add_argument("--concurrency", type=int, default=10, help="items edited at once (MaximumConcurrency)")
+    run.add_argument("--batch-id", default=None)
+    run.add_argument("--output", type=Path, default=None, help="copy the results to this folder")
+    run.add_argument("--fal-latency", type=float, default=0.0, help="emulated fal run time (embedded stack)")
+    run.add_argument("--timeout", type=float, default=3600.0, help="stop watching after this many seconds")
+    _target(run)
+
+    status = verbs.add_parser("status", help="a batch's summary")
+    status.add_argument("batch_id")
+    _target(status)
+
+    redrive = verbs.add_parser("redrive", help="queue a batch's failed items (and dead letters) again")
+    redrive.add_argument("batch_id")
+    _target(redrive)
+
+    sample = verbs.add_parser("sample", help="write COUNT variants of the bundled sample image to FOLDER")
+    sample.add_argument("folder", type=Path)
+    sample.add_argument("--count", type=int, default=20)
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack", default=None, help="a deployed editgate stack (its CloudFormation outputs)"
+    )
+    parser.add_argument(
+        "--bucket", default=None, help=f"a local stack's batch bucket ({BATCH_BUCKET}), with AWS_ENDPOINT_URL"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.verb == "sample":
+        return _sample(args.folder, args.count)
+    if args.verb == "run" and not (args.stack or args.bucket):
+        return _run_embedded(args)
+    deployment = _deployment(args)
+    if args.verb == "run":
+        return _run(args, deployment)
+    if args.verb == "status":
+        return _status(args.batch_id, deployment)
+    return _redrive(args.batch_id, deployment)
+
+
+def _run_embedded(args: argparse.Namespace) -> int:
+    """The whole path on the embedded stack: moto's S3 notifies moto's SQS, and the local event
+    source drives the BatchFunction handler, ``--concurrency`` invocations at a time."""
+    with LocalStack(fal_latency=args.fal_latency) as stack:
+        console.print(
+            f"stack: the embedded local stack (S3, SQS, DynamoDB: moto at {stack.env['AWS_ENDPOINT_URL']})"
+        )
+        console.print(f"fal:   {stack.fal_description}")
+        driver = QueueDriver(
+            stack.batch_env["BATCH_QUEUE_URL"],
+            stack.batch_queue_arn,
+            stack.batch_handlers(args.concurrency),
+            function_timeout=stack.batch_timeout,
+        )
+        with driver:
+            return _run(args, local_deployment("the embedded local stack"))
+
+
+def local_deployment(description: str) -> Deployment:
+    sqs = boto3.client("sqs", region_name=REGION)
+    return Deployment(
+        description,
+        BATCH_BUCKET,
+        BATCH_TABLE,
+        sqs.get_queue_url(QueueName=BATCH_QUEUE)["QueueUrl"],
+        sqs.get_queue_url(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"],
+    )
+
+
+def _deployment(args: argparse.Namespace) -> Deployment:
+    if args.bucket:
+        return local_deployment(f"the stack at {boto3.client('s3', region_name=REGION).meta.endpoint_url}")
+    stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return Deployment(
+        f"stack {args.stack}",
+        outputs["BatchBucketName"],
+        outputs["BatchTableName"],
+        outputs["BatchQueueUrl"],
+        outputs["BatchDeadLetterQueueUrl"],
+    )
+
+
+def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> tuple[bytes, list[Path], list[str]]:
+    """The manifest to upload, the files to upload with it, and the files it does not name."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    given = folder / batch.MANIFEST_NAME
+    if given.exists():
+        if prompt or params:
+            raise SystemExit(
+                "the folder has its own manifest.jsonl: put --prompt and --param in its defaults line"
+            )
+        text = given.read_bytes()
+        named = {line.get("image") for line in _json_lines(text)}
+        uploads = [p for p in files if p != given]
+        return text, uploads, [p.name for p in uploads if p.name not in named]
+    if not prompt:
+        raise SystemExit("--prompt is required when the folder has no manifest.jsonl")
+    defaults: dict[str, Any] = {"prompt": prompt}
+    for pair in params:
+        name, _, value = pair.partition("=")
+        defaults[name] = value
+    lines = [{"defaults": defaults}] + [
+        {"id": re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem) or "item", "image": p.name} for p in files
+    ]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode(), files, []
+
+
+def _json_lines(text: bytes) -> Iterator[dict[str, Any]]:
+    """The lines of a manifest that are JSON objects (the batch reports the others)."""
+    for raw in text.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict):
+            yield line
+
+
+def _run(args: argparse.Namespace, deployment: Deployment) -> int:
+    batch_id = args.batch_id or _batch_id(args.folder)
+    manifest, files, strays = manifest_for(args.folder, args.prompt, args.param)
+    store = deployment.store()
+    console.print(f"batch: {batch_id} on {deployment.description}, bucket {deployment.bucket}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(
+            pool.map(lambda p: store.put(f"{batch.INCOMING}/{batch_id}/{p.name}", p.read_bytes(), ""), files)
+        )
+    # The manifest goes last: its arrival starts the batch.
+    store.put(f"{batch.INCOMING}/{batch_id}/{batch.MANIFEST_NAME}", manifest, "application/x-ndjson")
+    console.print(f"uploaded {len(files)} file(s) and the manifest")
+    summary = _watch(batch_id, store, args.timeout)
+    _report(batch_id, summary, store, strays)
+    if args.output:
+        _download(batch_id, store, args.output)
+    return 0 if summary and summary["finished"] and not summary["error"] else 1
+
+
+def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] | None:
+    """A live bar from the batch's summary.json, until the batch finishes."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn(
+            "{task.completed:.0f}/{task.total:.0f} done · {task.fields[failed]} failed · "
+            "{task.fields[images]} images · ${task.fields[cost]:.2f} · {task.fields[rate]:.1f} items/s"
+        ),
+        TimeElapsedColumn(),
+    )
+    summary = None
+    started = time.monotonic()
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(batch_id, total=None, failed=0, images=0, cost=0.0, rate=0.0)
+        while time.monotonic() - started < timeout:
+            summary = read_summary(batch_id, store)
+            if summary is not None:
+                counts = summary["counts"]
+                done = counts["succeeded"] + counts["failed"]
+                progress.update(
+                    task,
+                    completed=done,
+                    total=summary["items"] if summary["manifest_read"] else None,
+                    failed=counts["failed"],
+                    images=summary["images"],
+                    cost=summary["cost"]["usd"],
+                    rate=done / max(time.monotonic() - started, 1e-6),
+                )
+                if summary["finished"]:
+                    break
+            time.sleep(0.25)
+    return summary
+
+
+def read_summary(batch_id: str, store: ResultStore) -> dict[str, Any] | None:
+    try:
+        summary: dict[str, Any] = json.loads(store.get(f"{batch.OUTPUT}/{batch_id}/summary.json"))
+    except ObjectNotFound:
+        return None
+    return summary
+
+
+def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, strays: list[str]) -> None:
+    if summary is None:
+        console.print("[red]no summary yet: the batch has not started (is the manifest where it should be?)")
+        return
+    if summary["error"]:
+        console.print(f"[red]the batch failed: {summary['error']['message']}")
+        return
+    counts = summary["counts"]
+    console.print(
+        f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['pending']} pending; "
+        f"{summary['images']} images, ${summary['cost']['usd']:.2f}"
+    )
+    failed = batch.failed_items(batch_id, store)
+    if failed:
+        table = Table("item", "line", "code", "message", title="failed items")
+        for record in sorted(failed, key=lambda r: r.get("line") or 0):
+            error = record["error"]
+            table.add_row(record["id"], str(record.get("line") or ""), str(error["code"]), error["message"])
+        console.print(table)
+    for name in strays:
+        console.print(f"[yellow]not in the manifest, so not edited: {name}")
+    console.print(f"results: s3://{store.bucket}/{batch.OUTPUT}/{batch_id}/results/")
+    console.print(f"records: s3://{store.bucket}/{batch.OUTPUT}/{batch_id}/items/ and summary.json")
+
+
+def _download(batch_id: str, store: ResultStore, output: Path) -> None:
+    prefix = f"{batch.OUTPUT}/{batch_id}/results/"
+    count = 0
+    for key in store.keys(prefix):
+        path = output / key.removeprefix(prefix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get(key))
+        count += 1
+    console.print(f"copied {count} result(s) to {output}/")
+
+
+def _status(batch_id: str, deployment: Deployment) -> int:
+    summary = read_summary(batch_id, deployment.store())
+    if summary is None:
+        console.print(f"no batch {batch_id} on {deployment.description}")
+        return 1
+    console.print_json(json.dumps(summary))
+    return 0
+
+
+def _redrive(batch_id: str, deployment: Deployment) -> int:
+    failed, dead = batch.redrive(
+        batch_id,
+        deployment.store(),
+        BatchLedger(deployment.table),
+        WorkQueue(deployment.queue_url),
+        deployment.dead_letter_url,
+    )
+    console.print(f"queued again: {failed} failed item(s), {dead} dead-lettered message(s)")
+    return 0
+
+
+def _batch_id(folder: Path) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name).strip("-._") or "batch"
+    return f"{name[:80]}-{stamp}"
+
+
+def _sample(folder: Path, count: int) -> int:
+    """Distinct images from the bundled sample: mirrored, rotated and recoloured."""
+    from editgate_local.cli import SAMPLE_IMAGE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(SAMPLE_IMAGE) as opened:
+        source = opened.convert("RGB")
+    for index in range(count):
+        image = ImageOps.mirror(source) if index % 2 else source
+        image = image.rotate((index // 2) * 7, expand=False, fillcolor=(255, 255, 255))
+        image = ImageEnhance.Color(image).enhance(0.4 + (index % 5) * 0.3)
+        image.save(folder / f"photo-{index:03d}.png")
+    console.print(f"wrote {count} images to {folder}/")
+    return 0

@@ -1,0 +1,108 @@
+"""A stand-in for Lambda's SQS event source mapping: it receives the batch queue's messages and
+invokes the batch function with the real SQS event, ``concurrency`` invocations at a time (what
+``ScalingConfig.MaximumConcurrency`` does), deletes what succeeded, and leaves the partial batch
+failures to come back after the queue's visibility timeout (moto moves a message to the
+dead-letter queue after ``maxReceiveCount``, as SQS does)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from editgate_local.front import Handler, LambdaContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+REGION = "us-east-1"
+
+
+def sqs_event(messages: Sequence[MessageTypeDef], queue_arn: str) -> dict[str, Any]:
+    """The event Lambda hands a function for received SQS messages."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": dict(message.get("Attributes", {})),
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324 - SQS's own
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+class QueueDriver:
+    """``with QueueDriver(...)`` polls in the background until the block ends."""
+
+    def __init__(
+        self,
+        queue_url: str,
+        queue_arn: str,
+        environments: Sequence[Handler],
+        *,
+        function_timeout: float,
+        batch_size: int = 1,
+    ) -> None:
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.function_timeout = function_timeout
+        self.batch_size = batch_size
+        self.invocations = 0
+        self.failures_reported = 0
+        self._environments = environments
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._poll, args=(handler,), name=f"batch-{n}", daemon=True)
+            for n, handler in enumerate(environments)
+        ]
+
+    def start(self) -> QueueDriver:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def __enter__(self) -> QueueDriver:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _poll(self, handler: Handler) -> None:
+        """One execution environment's loop: one invocation at a time."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        while not self._stop.is_set():
+            received = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=1,
+                MessageSystemAttributeNames=["All"],
+            )
+            messages = received.get("Messages", [])
+            if not messages:
+                continue
+            answer = handler(sqs_event(messages, self.queue_arn), LambdaContext(
+                function_name="BatchFunction", timeout_seconds=self.function_timeout
+            ))  # fmt: skip
+            failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
+            with self._lock:
+                self.invocations += 1
+                self.failures_reported += len(failed)
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
