@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
 from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import S3BatchOperationResponse
@@ -21,7 +22,9 @@ tracer = Tracer()
 metrics = Metrics()
 
 runtime = batch.BatchRuntime.create(pipeline.Services.create(Settings.from_env()))
-processor = BatchProcessor(event_type=EventType.SQS)
+# One item per invocation (BatchSize 1): its failure is the whole batch's, reported (not raised)
+# so that Lambda logs no function error for an item SQS simply retries.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
@@ -35,19 +38,20 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 
 def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) -> dict[str, Any]:
+    """S3 sends one task per invocation and reads one result back."""
+    task = event.task
+    code, text = batch.run_task(
+        event.job.get_id,
+        task.s3_bucket,
+        task.s3_key,
+        event.job.user_arguments,
+        runtime,
+        deadline=batch.deadline_for(context.get_remaining_time_in_millis()),
+    )
     answer = S3BatchOperationResponse(
         event.invocation_schema_version, event.invocation_id, "PermanentFailure"
     )
-    for task in event.tasks:
-        code, text = batch.run_task(
-            event.job.get_id,
-            task.s3_bucket,
-            task.s3_key,
-            event.job.user_arguments or {},
-            runtime,
-            deadline=batch.deadline_for(context.get_remaining_time_in_millis()),
-        )
-        answer.add_result(task.build_task_batch_response(code, text))
+    answer.add_result(task.build_task_batch_response(code, text))
     return answer.asdict()
 
 
@@ -55,6 +59,7 @@ def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) ->
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="BatchInvocations", unit=MetricUnit.Count, value=1)
     runtime.services.deduplicator.register(context)
     if "invocationSchemaVersion" in event:
         return s3_batch_operations(S3BatchOperationEvent(event), context)

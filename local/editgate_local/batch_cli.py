@@ -207,7 +207,7 @@ def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] 
         BarColumn(),
         TaskProgressColumn(),
         TextColumn(
-            "{task.completed:.0f}/{task.total:.0f} done · {task.fields[failed]} failed · "
+            "{task.completed:.0f}/{task.fields[items]} done · {task.fields[failed]} failed · "
             "{task.fields[images]} images · ${task.fields[cost]:.2f} · {task.fields[rate]:.1f} items/s"
         ),
         TimeElapsedColumn(),
@@ -215,7 +215,7 @@ def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] 
     summary = None
     started = time.monotonic()
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(batch_id, total=None, failed=0, images=0, cost=0.0, rate=0.0)
+        task = progress.add_task(batch_id, total=None, items="?", failed=0, images=0, cost=0.0, rate=0.0)
         while time.monotonic() - started < timeout:
             summary = read_summary(batch_id, store)
             if summary is not None:
@@ -225,6 +225,7 @@ def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] 
                     task,
                     completed=done,
                     total=summary["items"] if summary["manifest_read"] else None,
+                    items=summary["items"] if summary["manifest_read"] else f"{summary['items']}+",
                     failed=counts["failed"],
                     images=summary["images"],
                     cost=summary["cost"]["usd"],

@@ -59,6 +59,7 @@ class QueueDriver:
         self.batch_size = batch_size
         self.invocations = 0
         self.failures_reported = 0
+        self.received: list[str] = []  # every message body delivered, redeliveries included
         self._environments = environments
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -83,6 +84,16 @@ class QueueDriver:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    def idle(self) -> bool:
+        """No message waiting and none being handled (or waiting out its visibility timeout)."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        counts = sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        waiting = int(counts.get("ApproximateNumberOfMessages", "0"))
+        return waiting + int(counts.get("ApproximateNumberOfMessagesNotVisible", "0")) == 0
+
     def _poll(self, handler: Handler) -> None:
         """One execution environment's loop: one invocation at a time."""
         sqs = boto3.client("sqs", region_name=REGION)
@@ -96,9 +107,13 @@ class QueueDriver:
             messages = received.get("Messages", [])
             if not messages:
                 continue
-            answer = handler(sqs_event(messages, self.queue_arn), LambdaContext(
-                function_name="BatchFunction", timeout_seconds=self.function_timeout
-            ))  # fmt: skip
+            with self._lock:
+                self.received.extend(message["Body"] for message in messages)
+            context = LambdaContext(function_name="BatchFunction", timeout_seconds=self.function_timeout)
+            try:
+                answer = handler(sqs_event(messages, self.queue_arn), context)
+            except Exception:  # a function error: Lambda leaves every message of the batch to SQS
+                answer = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
             failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
             with self._lock:
                 self.invocations += 1

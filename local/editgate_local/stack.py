@@ -204,10 +204,11 @@ class LocalStack:
             Attributes={"VisibilityTimeout": str(int(6 * seconds))},
         )
 
-    def batch_handlers(self, count: int) -> list[Handler]:
+    def batch_handlers(self, count: int, settings_env: Mapping[str, str] | None = None) -> list[Handler]:
         """The batch function, imported ``count`` times (one per execution environment) with its
-        own settings, as its deployment gives them."""
-        return [load_handler(BATCH_EDIT, environment=n, env=self.batch_env) for n in range(count)]
+        own settings, as its deployment gives them (and ``settings_env`` over them)."""
+        env = {**self.batch_env, **(settings_env or {})}
+        return [load_handler(BATCH_EDIT, environment=n, env=env) for n in range(count)]
 
     def stop(self) -> None:
         for service in (self.front, self.emulator, self.moto):

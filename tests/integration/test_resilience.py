@@ -223,7 +223,8 @@ def test_given_a_504_after_fal_accepted_the_edit_then_the_sdks_own_retry_collect
             answer = client.images.edit(image=image, prompt="resumed after a 504")
     finally:
         emulator.latency = 0.0
-    assert answer.data and answer.data[0].url
+    assert answer.data
+    assert answer.data[0].url
     assert emulator.calls["submit"] == 1
     assert emulator.calls["cancel"] == 0
     assert len(emulator.payloads) == 1

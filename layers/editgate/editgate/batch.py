@@ -45,7 +45,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WINDOW_BYTES = 8 * 1024 * 1024
 # An item message must fit SQS's 256 KiB.
 _MAX_LINE_BYTES = 200 * 1024
-# Leave this much of the invocation to record an item that ran out of time.
+# Leave this much of the invocation (at most 5 s, at most a fifth of it) to record an item.
 _BATCH_MARGIN_SECONDS = 5.0
 ResultCode = Literal["Succeeded", "TemporaryFailure", "PermanentFailure"]
 
@@ -120,7 +120,8 @@ class BatchRuntime:
 
 def deadline_for(remaining_ms: int) -> float:
     """Items have no HTTP limit: the invocation's own time, less a margin to record the outcome."""
-    return time.monotonic() + remaining_ms / 1000 - _BATCH_MARGIN_SECONDS
+    remaining = remaining_ms / 1000
+    return time.monotonic() + remaining - min(_BATCH_MARGIN_SECONDS, remaining / 5)
 
 
 def handle_message(body: str, runtime: BatchRuntime, *, receive_count: int, deadline: float) -> None:
@@ -235,7 +236,7 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
             }
         )
         runtime.queue.send([rest.model_dump()])
-    publish_summary(chunk.batch_id, runtime)
+    publish_summary(chunk.batch_id, runtime.ledger, runtime.services.store)
 
 
 def _parse_line(
@@ -387,10 +388,9 @@ def run_task(
     return "Succeeded", where
 
 
-def publish_summary(batch_id: str, runtime: BatchRuntime) -> None:
+def publish_summary(batch_id: str, ledger: BatchLedger, store: ResultStore) -> None:
     """Write ``summary.json`` from the ledger's counters. Writers race, so one that wrote before the
     batch finished looks again and, if it has finished meanwhile, writes the final summary."""
-    ledger, store = runtime.ledger, runtime.services.store
     tally = ledger.tally(batch_id)
     if tally is None:
         return
@@ -433,8 +433,13 @@ def redrive(
     how many failed items and dead letters were queued."""
     again = [record["message"] for record in failed_items(batch_id, store) if record.get("message")]
     dead = list(queue.drain(dead_letter_url)) if dead_letter_url else []
+    # An item both failed and dead-lettered goes once: two copies would only race each other.
+    unique = {_message_name(message): message for message in again + dead}
+    for message in again:
+        ledger.settle(batch_id, message["item_id"], "queued")  # pending again, until it settles
     ledger.reopen(batch_id)
-    queue.send(again + dead)
+    publish_summary(batch_id, ledger, store)
+    queue.send(list(unique.values()))
     return len(again), len(dead)
 
 
@@ -442,6 +447,12 @@ def failed_items(batch_id: str, store: ResultStore) -> list[dict[str, Any]]:
     """The item records of a batch that failed."""
     records = (json.loads(store.get(key)) for key in store.keys(f"{OUTPUT}/{batch_id}/items/"))
     return [record for record in records if record.get("state") == "failed"]
+
+
+def _message_name(message: dict[str, Any]) -> str:
+    if message.get("kind") == "item":
+        return f"item:{message.get('batch_id')}:{message.get('item_id')}"
+    return json.dumps(message, sort_keys=True)
 
 
 def _settle(
@@ -464,7 +475,7 @@ def _settle(
     }
     runtime.services.store.put_json(f"{OUTPUT}/{batch_id}/items/{item_id}.json", document)
     runtime.ledger.settle(batch_id, item_id, record["state"], images=images, cost_usd=cost)
-    publish_summary(batch_id, runtime)
+    publish_summary(batch_id, runtime.ledger, runtime.services.store)
 
 
 def _failed_record(error: EditgateError) -> dict[str, Any]:

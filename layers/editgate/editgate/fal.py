@@ -34,7 +34,8 @@ from editgate.images import decode_data_uri
 logger = Logger(child=True)
 tracer = Tracer()
 
-_MAX_POLL_INTERVAL = 2.0
+# fal-js polls every 500 ms: status calls are free, and a slower poll delays every answer.
+_MAX_POLL_INTERVAL = 0.5
 _MAX_ATTEMPTS = 10
 # Statuses worth another try; 502-504 only when they come from fal's ingress (see _retryable).
 _RETRY_STATUSES = {408, 409, 429, 502, 503, 504}

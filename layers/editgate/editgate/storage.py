@@ -248,14 +248,15 @@ class BatchLedger:
     def settle(
         self, batch_id: str, item_id: str, state: str, *, images: int = 0, cost_usd: float = 0
     ) -> bool:
-        """Move an item to ``succeeded`` or ``failed`` and count it, once. False when it already
-        was in that state (a redelivery)."""
+        """Move an item to ``succeeded``, ``failed`` or (a redrive) back to ``queued``, and count it
+        once: only settled states are counted. False when it already was in that state."""
         for _ in range(5):  # a concurrent change of the same item: read again and retry
             before = self.state(batch_id, item_id)
             if before == state:
                 return False
-            adds = {state: 1, **({before: -1} if before else {})}
-            add = ", ".join(f"#{name} :{name}" for name in adds)
+            changes = {state: 1, **({before: -1} if before else {})}
+            adds = {name: delta for name, delta in changes.items() if name in _COUNTED_STATES}
+            add = "".join(f"#{name} :{name}, " for name in adds)
             names = {f"#{name}": name for name in adds}
             values: dict[str, Any] = {f":{name}": {"N": str(delta)} for name, delta in adds.items()}
             values[":images"] = {"N": str(images)}
@@ -281,7 +282,7 @@ class BatchLedger:
                             "Update": {
                                 "TableName": self._table,
                                 "Key": {"id": {"S": f"batch#{batch_id}"}},
-                                "UpdateExpression": f"ADD {add}, #images :images, #cost :cost",
+                                "UpdateExpression": f"ADD {add}#images :images, #cost :cost",
                                 "ExpressionAttributeNames": {
                                     **names,
                                     "#images": "images",
@@ -370,6 +371,9 @@ class WorkQueue:
             for message in messages:
                 yield json.loads(message["Body"])
                 _sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+_COUNTED_STATES = frozenset({"succeeded", "failed"})
 
 
 def _item_key(batch_id: str, item_id: str) -> str:
