@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ from editgate_local.stack import (
     BATCH_TABLE,
     REGION,
     LocalStack,
+    batch_environment,
+    batch_handlers,
 )
 
 console = Console(highlight=False)
@@ -75,6 +78,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     redrive.add_argument("batch_id")
     _target(redrive)
 
+    worker = verbs.add_parser("worker", help="drive a running local stack's batch queue (AWS_ENDPOINT_URL)")
+    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument("--function-timeout", type=float, default=60.0)
+
     sample = verbs.add_parser("sample", help="write COUNT variants of the bundled sample image to FOLDER")
     sample.add_argument("folder", type=Path)
     sample.add_argument("--count", type=int, default=20)
@@ -92,6 +99,8 @@ def _target(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.verb == "sample":
         return _sample(args.folder, args.count)
+    if args.verb == "worker":
+        return _worker(args.concurrency, args.function_timeout)
     if args.verb == "run" and not (args.stack or args.bucket):
         return _run_embedded(args)
     deployment = _deployment(args)
@@ -110,13 +119,7 @@ def _run_embedded(args: argparse.Namespace) -> int:
             f"stack: the embedded local stack (S3, SQS, DynamoDB: moto at {stack.env['AWS_ENDPOINT_URL']})"
         )
         console.print(f"fal:   {stack.fal_description}")
-        driver = QueueDriver(
-            stack.batch_env["BATCH_QUEUE_URL"],
-            stack.batch_queue_arn,
-            stack.batch_handlers(args.concurrency),
-            function_timeout=stack.batch_timeout,
-        )
-        with driver:
+        with stack.batch_driver(args.concurrency):
             return _run(args, local_deployment("the embedded local stack"))
 
 
@@ -299,6 +302,23 @@ def _redrive(batch_id: str, deployment: Deployment) -> int:
         deployment.dead_letter_url,
     )
     console.print(f"queued again: {failed} failed item(s), {dead} dead-lettered message(s)")
+    return 0
+
+
+def _worker(concurrency: int, function_timeout: float) -> int:
+    """The batch function's execution environments on a local stack another process runs."""
+    environment = batch_environment()
+    sqs = boto3.client("sqs", region_name=REGION)
+    arn = sqs.get_queue_attributes(QueueUrl=environment["BATCH_QUEUE_URL"], AttributeNames=["QueueArn"])
+    driver = QueueDriver(
+        environment["BATCH_QUEUE_URL"],
+        arn["Attributes"]["QueueArn"],
+        batch_handlers(concurrency),
+        function_timeout=function_timeout,
+    )
+    with driver:
+        print("ready", flush=True)
+        threading.Event().wait()
     return 0
 
 

@@ -16,7 +16,7 @@ import requests
 
 from editgate_local import batch_cli
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.stack import LocalStack
+from editgate_local.stack import BATCH_BUCKET, LocalStack
 
 SAMPLE_IMAGE = Path(__file__).with_name("sample.png")
 
@@ -68,12 +68,17 @@ def _serve(args: argparse.Namespace) -> int:
     with LocalStack(
         host=args.host, port=args.port, api_keys=_api_keys(), fal_latency=args.fal_latency
     ) as stack:
-        print("editgate local stack (S3 and Secrets Manager: moto; API Gateway: local front)")
+        print("editgate local stack (S3, SQS, DynamoDB, Secrets Manager: moto; API Gateway: local front)")
         print(f"fal:      {stack.fal_description}")
         print(f"base URL: {stack.base_url}/v1")
         print(f"API key:  {stack.api_key}")
-        print("ready", flush=True)
-        _wait_forever()
+        print(f"batch:    s3://{BATCH_BUCKET}/incoming/<batch id>/")
+        print(
+            f"AWS:      moto at {stack.env['AWS_ENDPOINT_URL']} (set AWS_ENDPOINT_URL to it for aws or boto3)"
+        )
+        with stack.batch_driver(concurrency=4):
+            print("ready", flush=True)
+            _wait_forever()
     return 0
 
 

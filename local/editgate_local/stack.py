@@ -20,6 +20,7 @@ from editgate.batch import SINGLE_IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import ApiFront, Handler, load_handler
 
@@ -187,14 +188,7 @@ class LocalStack:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        self.batch_env = {
-            "RESULTS_BUCKET": BATCH_BUCKET,
-            "RESULTS_PREFIX": "batches/",
-            "BATCH_TABLE": BATCH_TABLE,
-            "BATCH_QUEUE_URL": queue,
-            "BATCH_DEAD_LETTER_QUEUE_URL": dead,
-            "BATCH_MAX_RECEIVES": str(BATCH_MAX_RECEIVES),
-        }
+        self.batch_env = batch_environment()
 
     def set_batch_timeout(self, seconds: float) -> None:
         """Another batch function timeout, and the queue visibility that goes with it (6x)."""
@@ -204,11 +198,14 @@ class LocalStack:
             Attributes={"VisibilityTimeout": str(int(6 * seconds))},
         )
 
-    def batch_handlers(self, count: int, settings_env: Mapping[str, str] | None = None) -> list[Handler]:
-        """The batch function, imported ``count`` times (one per execution environment) with its
-        own settings, as its deployment gives them (and ``settings_env`` over them)."""
-        env = {**self.batch_env, **(settings_env or {})}
-        return [load_handler(BATCH_EDIT, environment=n, env=env) for n in range(count)]
+    def batch_driver(self, concurrency: int, settings_env: Mapping[str, str] | None = None) -> QueueDriver:
+        """Lambda's SQS event source for the batch function: ``concurrency`` environments."""
+        return QueueDriver(
+            self.batch_env["BATCH_QUEUE_URL"],
+            self.batch_queue_arn,
+            batch_handlers(concurrency, settings_env),
+            function_timeout=self.batch_timeout,
+        )
 
     def stop(self) -> None:
         for service in (self.front, self.emulator, self.moto):
@@ -222,6 +219,26 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def batch_environment() -> dict[str, str]:
+    """The batch function's own settings on a running local stack (``AWS_ENDPOINT_URL`` set)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    return {
+        "RESULTS_BUCKET": BATCH_BUCKET,
+        "RESULTS_PREFIX": "batches/",
+        "BATCH_TABLE": BATCH_TABLE,
+        "BATCH_QUEUE_URL": sqs.get_queue_url(QueueName=BATCH_QUEUE)["QueueUrl"],
+        "BATCH_DEAD_LETTER_QUEUE_URL": sqs.get_queue_url(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"],
+        "BATCH_MAX_RECEIVES": str(BATCH_MAX_RECEIVES),
+    }
+
+
+def batch_handlers(count: int, settings_env: Mapping[str, str] | None = None) -> list[Handler]:
+    """The batch function, imported ``count`` times (one per execution environment) with its
+    own settings, as its deployment gives them (and ``settings_env`` over them)."""
+    env = {**batch_environment(), **(settings_env or {})}
+    return [load_handler(BATCH_EDIT, environment=n, env=env) for n in range(count)]
 
 
 def _queue_arn(sqs: SQSClient, url: str) -> str:

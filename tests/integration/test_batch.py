@@ -20,7 +20,7 @@ from PIL import Image
 from editgate_local import cli
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
+from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack, batch_handlers
 from tests.conftest import png_bytes
 
 FUNCTION_TIMEOUT = 20.0
@@ -31,9 +31,7 @@ def driver(stack: LocalStack) -> Iterator[QueueDriver]:
     """Ten execution environments of the batch function (MaximumConcurrency 10); manifests fan out
     50 lines a message, so a few hundred lines take several chunks."""
     stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    handlers = stack.batch_handlers(10, {"BATCH_CHUNK_LINES": "50"})
-    url = stack.batch_env["BATCH_QUEUE_URL"]
-    with QueueDriver(url, stack.batch_queue_arn, handlers, function_timeout=FUNCTION_TIMEOUT) as running:
+    with stack.batch_driver(10, {"BATCH_CHUNK_LINES": "50"}) as running:
         yield running
 
 
@@ -284,7 +282,7 @@ def test_given_an_s3_batch_operations_job_then_each_task_gets_its_result_code_an
 ) -> None:
     s3.put_object(Bucket=BATCH_BUCKET, Key="catalog/shoes/red shoe.png", Body=tiny_png(3))
     s3.put_object(Bucket=BATCH_BUCKET, Key="catalog/readme.txt", Body=b"text")
-    handler = stack.batch_handlers(1)[0]
+    (handler,) = batch_handlers(1)
     from editgate_local.front import LambdaContext
 
     def task(schema: str, key: str, task_id: str = "t0") -> dict[str, Any]:
