@@ -14,7 +14,9 @@ import requests
 from PIL import Image
 
 from editgate.settings import Settings
+from editgate.storage import WorkQueue
 from editgate_local.cli import SAMPLE_IMAGE
+from editgate_local.events import seed_batch_objects
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
 
@@ -28,6 +30,16 @@ def stack() -> Iterator[LocalStack]:
     fast = {"REQUEST_DEADLINE_SECONDS": "4", "FAL_RETRY_BASE_SECONDS": "0.01"}
     with LocalStack(api_keys=(API_KEY, "sk-second"), environ={}, settings_env=fast) as local:
         yield local
+
+
+@pytest.fixture
+def batch_event_objects(stack: LocalStack) -> Iterator[None]:
+    """The batch bucket objects the ready batch events name; afterwards, none of the messages
+    they queued is left for the next test's batch driver."""
+    seed_batch_objects()
+    yield
+    queue_url = stack.batch_env["BATCH_QUEUE_URL"]
+    list(WorkQueue(queue_url).drain(queue_url))
 
 
 @pytest.fixture

@@ -1,21 +1,30 @@
 """Writes the ready-made Lambda events in events/: ``python -m editgate_local.events``.
 
-Each is the API Gateway REST proxy event the front (and real API Gateway) makes for a request,
-for ``sam local invoke EditApiFunction -e events/edit_api/<name>.json`` and the events tests.
+``events/edit_api``: the API Gateway REST proxy events the front (and real API Gateway) makes,
+for ``sam local invoke EditApiFunction -e events/edit_api/<name>.json``. ``events/batch_edit``:
+SQS records as the batch queue delivers them (S3 notifications, an item) and an S3 Batch
+Operations invocation, for ``sam local invoke BatchFunction``; they name objects that
+``seed_batch_objects`` puts in the batch bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from urllib.parse import quote_plus
 
+import boto3
 from urllib3.filepost import encode_multipart_formdata
 
+from editgate.batch import ItemMessage
 from editgate.images import to_data_uri
+from editgate.storage import ResultStore
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.front import proxy_event
-from editgate_local.stack import REPO_ROOT
+from editgate_local.stack import BATCH_BUCKET, BATCH_QUEUE, REGION, REPO_ROOT
 
-EVENTS = REPO_ROOT / "events" / "edit_api"
+EVENTS = REPO_ROOT / "events"
+BATCH_EVENTS_ID = "events-demo"
 FieldValue = str | tuple[str, bytes, str]
 
 
@@ -74,10 +83,118 @@ def main() -> None:
         "unknown_route": event("GET", "/v1/files"),
         "wrong_api_key": multipart_event("/v1/images/edits", [image, ("prompt", "x")], api_key="sk-wrong"),
     }
-    EVENTS.mkdir(parents=True, exist_ok=True)
+    write("edit_api", events)
+    write("batch_edit", batch_events())
+
+
+def write(function: str, events: dict[str, dict[str, object]]) -> None:
+    folder = EVENTS / function
+    folder.mkdir(parents=True, exist_ok=True)
     for name, payload in events.items():
-        (EVENTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote events/edit_api/{name}.json")
+        (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote events/{function}/{name}.json")
+
+
+def s3_put(key: str, size: int) -> dict[str, object]:
+    """S3's ObjectCreated notification for one object of the batch bucket (keys URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventTime": "2026-11-25T08:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "batch",
+                    "bucket": {"name": BATCH_BUCKET, "arn": f"arn:aws:s3:::{BATCH_BUCKET}"},
+                    "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": "0" * 32},
+                },
+            }
+        ]
+    }
+
+
+def sqs_event(body: dict[str, object]) -> dict[str, object]:
+    """One SQS record on the batch queue, as Lambda's event source hands it over."""
+    text = json.dumps(body)
+    return {
+        "Records": [
+            {
+                "messageId": "4c5b2a0e-0d6c-4a1e-9d8e-2f6f2b9b1a10",
+                "receiptHandle": "AQEB-local-receipt-handle",
+                "body": text,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795574665000",
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1795574665001",
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(text.encode()).hexdigest(),  # noqa: S324 - SQS's own
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{BATCH_QUEUE}",
+                "awsRegion": REGION,
+            }
+        ]
+    }
+
+
+def batch_events() -> dict[str, dict[str, object]]:
+    sample_size = SAMPLE_IMAGE.stat().st_size
+    item = ItemMessage(
+        batch_id=BATCH_EVENTS_ID,
+        item_id="sample-item",
+        line=0,
+        image_bucket=BATCH_BUCKET,
+        image_key=f"incoming/{BATCH_EVENTS_ID}/sample.png",
+        params={"prompt": "add a moon"},
+    )
+    return {
+        "sqs_manifest_put": sqs_event(s3_put(f"incoming/{BATCH_EVENTS_ID}/manifest.jsonl", 120)),
+        "sqs_single_image_put": sqs_event(s3_put("incoming/single/sample.png", sample_size)),
+        "sqs_s3_test_event": sqs_event(
+            {
+                "Service": "Amazon S3",
+                "Event": "s3:TestEvent",
+                "Time": "2026-11-25T08:00:00.000Z",
+                "Bucket": BATCH_BUCKET,
+            }
+        ),
+        "sqs_item": sqs_event(item.model_dump()),
+        "s3_batch_operations": {
+            "invocationSchemaVersion": "2.0",
+            "invocationId": "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo",
+            "job": {
+                "id": "f3cc4f60-61f6-4a2b-8a21-d07600c373ce",
+                "userArguments": {"prompt": "winter", "n": "2"},
+            },
+            "tasks": [
+                {
+                    "taskId": "dGFza2lkZ29lc2hlcmUK",
+                    "s3Key": "incoming/events-demo/sample.png",
+                    "s3VersionId": None,
+                    "s3Bucket": BATCH_BUCKET,
+                }
+            ],
+        },
+    }
+
+
+def seed_batch_objects() -> None:
+    """The batch bucket objects the batch events name (on the stack ``AWS_ENDPOINT_URL`` points at)."""
+    store = ResultStore(BATCH_BUCKET, "batches/", 3600)
+    sample = SAMPLE_IMAGE.read_bytes()
+    store.put(f"incoming/{BATCH_EVENTS_ID}/sample.png", sample, "image/png")
+    manifest = json.dumps({"id": "sample", "image": "sample.png", "prompt": "make it a winter scene"}) + "\n"
+    store.put(f"incoming/{BATCH_EVENTS_ID}/manifest.jsonl", manifest.encode(), "application/x-ndjson")
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=BATCH_BUCKET,
+        Key="incoming/single/sample.png",
+        Body=sample,
+        Metadata={"prompt": "add a rainbow"},
+    )
 
 
 if __name__ == "__main__":

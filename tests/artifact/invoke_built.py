@@ -19,9 +19,8 @@ def main() -> None:
 
     print(MARK + json.dumps({"editgate": editgate.__file__, "app": app.__file__}), flush=True)
     for name in sys.argv[1:]:
-        answer = app.lambda_handler(json.loads(Path(name).read_text()), LambdaContext())
-        line = {"event": name, "statusCode": answer["statusCode"], "body": answer["body"]}
-        print(MARK + json.dumps(line), flush=True)
+        answer = app.lambda_handler(json.loads(Path(name).read_text()), LambdaContext(timeout_seconds=60))
+        print(MARK + json.dumps({"event": name, "answer": answer}), flush=True)
 
 
 if __name__ == "__main__":

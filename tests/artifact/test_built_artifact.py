@@ -9,30 +9,54 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 from editgate_local.stack import REGION, REPO_ROOT, LocalStack
 from tests.artifact.invoke_built import MARK
-from tests.integration.test_events import EVENTS, EXPECTED
+from tests.integration.test_events import EVENTS, EXPECTED, answered_as_expected
 
 BUILD = REPO_ROOT / ".aws-sam" / "build-native"
-FUNCTION = BUILD / "EditApiFunction"
 LAYER = BUILD / "EditgateLayer" / "python"
+FUNCTIONS = {"edit_api": "EditApiFunction", "batch_edit": "BatchFunction"}
 
 pytestmark = pytest.mark.skipif(
-    not FUNCTION.exists() and sys.version_info[:2] != (3, 13),
+    not (BUILD / "EditApiFunction").exists() and sys.version_info[:2] != (3, 13),
     reason="no sam build output: `make build-native` needs Python 3.13, which this machine lacks",
 )
 
 
-def test_given_the_built_artifact_when_invoked_with_every_event_then_each_answers_as_expected(
-    stack: LocalStack,
-) -> None:
-    assert FUNCTION.exists(), "run `make build-native` first"
+def invoke_built(
+    function: str, events: list[Path], env: dict[str, str]
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The built function, imported with the built layer in a fresh interpreter, given each event:
+    where it was imported from, and its answers."""
+    code = BUILD / function
+    assert code.exists(), "run `make build-native` first"
     assert LAYER.exists(), "run `make build-native` first"
-    # A table of its own, so that no answer is a replay of the same event sent in-process.
+    path = os.pathsep.join([str(code), str(LAYER), str(REPO_ROOT / "local")])
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("invoke_built.py")), *map(str, events)],
+        env={**env, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [
+        json.loads(line.removeprefix(MARK)) for line in completed.stdout.splitlines() if line.startswith(MARK)
+    ]
+    assert lines[0]["editgate"].startswith(str(LAYER)), "editgate must come from the built layer"
+    assert lines[0]["app"].startswith(str(code))
+    assert len(lines) == len(events) + 1
+    return lines[0], lines[1:]
+
+
+def fresh_idempotency_table() -> str:
+    """A table of its own, so that no answer is a replay of the same event sent in-process."""
     table = f"artifact-{uuid.uuid4().hex[:8]}"
     boto3.client("dynamodb", region_name=REGION).create_table(
         TableName=table,
@@ -40,30 +64,32 @@ def test_given_the_built_artifact_when_invoked_with_every_event_then_each_answer
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    env = {
-        **os.environ,
-        **stack.env,
-        "IDEMPOTENCY_TABLE": table,
-        "PYTHONPATH": os.pathsep.join([str(FUNCTION), str(LAYER), str(REPO_ROOT / "local")]),
-    }
-    completed = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("invoke_built.py")), *map(str, EVENTS)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = [
-        json.loads(line.removeprefix(MARK)) for line in completed.stdout.splitlines() if line.startswith(MARK)
-    ]
-    origin, answers = lines[0], lines[1:]
-    assert origin["editgate"].startswith(str(LAYER)), "editgate must come from the built layer"
-    assert origin["app"].startswith(str(FUNCTION))
-    assert len(answers) == len(EVENTS)
-    for answer in answers:
-        name = str(Path(answer["event"]).relative_to(REPO_ROOT / "events"))
+    return table
+
+
+def test_given_the_built_edit_api_when_invoked_with_every_event_then_each_answers_as_expected(
+    stack: LocalStack,
+) -> None:
+    events = [path for path in EVENTS if path.parent.name == "edit_api"]
+    env = {**os.environ, **stack.env, "IDEMPOTENCY_TABLE": fresh_idempotency_table()}
+    _, answers = invoke_built(FUNCTIONS["edit_api"], events, env)
+    for line in answers:
+        name = str(Path(line["event"]).relative_to(REPO_ROOT / "events"))
+        answer = line["answer"]
         assert answer["statusCode"] == EXPECTED[name][0], (name, answer["body"][:500])
         metadata = json.loads(answer["body"]).get("metadata")
         if metadata:
             assert metadata["replayed"] is False, name
+
+
+def test_given_the_built_batch_function_when_invoked_with_every_event_then_each_is_handled(
+    stack: LocalStack, batch_event_objects: None
+) -> None:
+    events = [path for path in EVENTS if path.parent.name == "batch_edit"]
+    env = {**os.environ, **stack.env, **stack.batch_env, "IDEMPOTENCY_TABLE": fresh_idempotency_table()}
+    _, answers = invoke_built(FUNCTIONS["batch_edit"], events, env)
+    for line in answers:
+        answered_as_expected(line["event"], line["answer"])
 
 
 def test_given_the_built_layer_then_it_holds_no_dev_only_code() -> None:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from editgate_local.stack import REPO_ROOT, LocalStack
+from editgate_local.fal_emulator import FalEmulator
+from editgate_local.front import LambdaContext
+from editgate_local.stack import REPO_ROOT, LocalStack, batch_handlers
 from tests.conftest import open_image
 
 EVENTS = sorted((REPO_ROOT / "events").glob("*/*.json"))
+EDIT_EVENTS = [path for path in EVENTS if path.parent.name == "edit_api"]
+BATCH_EVENTS = [path for path in EVENTS if path.parent.name == "batch_edit"]
 # What each ready event must answer: status, and the error's param (None for a success).
 EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/edit.json": (200, None),
@@ -24,14 +29,42 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/list_models.json": (200, None),
     "edit_api/unknown_route.json": (404, None),
 }
+# The batch function's events: every SQS record handled (no batchItemFailures), every S3 Batch
+# Operations task Succeeded.
+BATCH_EXPECTED = {
+    "batch_edit/sqs_manifest_put.json",
+    "batch_edit/sqs_single_image_put.json",
+    "batch_edit/sqs_s3_test_event.json",
+    "batch_edit/sqs_item.json",
+    "batch_edit/s3_batch_operations.json",
+}
+
+
+def answered_as_expected(name: str, answer: dict[str, Any]) -> None:
+    """The batch function's answer to one of its ready events."""
+    if "invocationSchemaVersion" in answer:
+        assert [r["resultCode"] for r in answer["results"]] == ["Succeeded"], (name, answer)
+    else:
+        assert answer == {"batchItemFailures": []}, (name, answer)
 
 
 def test_every_event_file_has_an_expected_answer() -> None:
     names = {str(path.relative_to(REPO_ROOT / "events")) for path in EVENTS}
-    assert names == set(EXPECTED)
+    assert names == set(EXPECTED) | BATCH_EXPECTED
 
 
-@pytest.mark.parametrize("path", EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))
+@pytest.mark.parametrize("path", BATCH_EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))
+def test_given_a_ready_batch_event_when_invoked_then_the_batch_function_handles_it(
+    stack: LocalStack, emulator: FalEmulator, batch_event_objects: None, path: Path
+) -> None:
+    (handler,) = batch_handlers(1)
+    answer = handler(
+        json.loads(path.read_text()), LambdaContext(function_name="BatchFunction", timeout_seconds=60)
+    )
+    answered_as_expected(str(path.relative_to(REPO_ROOT / "events")), answer)
+
+
+@pytest.mark.parametrize("path", EDIT_EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))
 def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
     stack: LocalStack, path: Path
 ) -> None:
@@ -55,7 +88,7 @@ def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
 
 
 def test_the_multipart_events_are_base64_encoded_as_api_gateway_sends_them() -> None:
-    for path in EVENTS:
+    for path in EDIT_EVENTS:
         event = json.loads(path.read_text())
         if not event["headers"].get("Content-Type", "").startswith("multipart/"):
             assert event["isBase64Encoded"] is False
