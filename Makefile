@@ -1,4 +1,5 @@
-# editgate: `make demo` runs an edit on the embedded local stack; `make test` runs every check.
+# editgate: `make demo` runs an edit on the embedded local stack; `make test` runs every check;
+# `make batch-demo` runs a 20-image batch edit on the same stack; `make bench` runs the benchmarks.
 # Both set up .venv themselves (Python 3.13 where the machine has it, else the newest 3.11+).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,12 +15,14 @@ export AWS_DEFAULT_REGION ?= us-east-1
 NATIVE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))')
 
-.PHONY: help venv node-deps demo serve test lint typecheck template build build-native pytest clean
+.PHONY: help venv node-deps demo batch-demo bench serve test lint typecheck template build build-native pytest clean
 
 help:
 	@echo "make demo   - edit the bundled sample image on the local stack (no AWS, no fal key)"
 	@echo "make test   - lint, types, template checks, sam build, artifact and pytest"
 	@echo "make serve  - run the API locally on http://127.0.0.1:8000/v1 (key sk-local)"
+	@echo "make batch-demo - a 20-image batch edit through the batch bucket on the local stack"
+	@echo "make bench  - the benchmarks (not part of make test)"
 
 venv: $(VENV)/.installed
 
@@ -39,6 +42,14 @@ node-deps:
 demo: venv
 	$(BIN)/editgate edit --prompt "turn it into a snowy winter evening" --output out/demo.png
 
+batch-demo: venv
+	$(BIN)/editgate batch sample out/batch-demo/input --count 20
+	$(BIN)/editgate batch run out/batch-demo/input --prompt "turn it into a snowy winter evening" \
+		--concurrency 10 --fal-latency 1 --output out/batch-demo/results
+
+bench: venv
+	$(BIN)/python bench/batch.py
+
 serve: venv
 	$(BIN)/editgate serve
 
@@ -49,7 +60,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy layers/editgate/editgate local/editgate_local functions tests
+	$(BIN)/mypy layers/editgate/editgate local/editgate_local functions tests bench
 
 template: venv
 	$(BIN)/cfn-lint template.yaml

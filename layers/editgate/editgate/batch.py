@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
@@ -45,6 +46,8 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 WINDOW_BYTES = 8 * 1024 * 1024
 # An item message must fit SQS's 256 KiB.
 _MAX_LINE_BYTES = 200 * 1024
+# How often one execution environment rewrites a summary that is not final.
+_SUMMARY_INTERVAL_SECONDS = 1.0
 # Leave this much of the invocation (at most 5 s, at most a fifth of it) to record an item.
 _BATCH_MARGIN_SECONDS = 5.0
 ResultCode = Literal["Succeeded", "TemporaryFailure", "PermanentFailure"]
@@ -109,6 +112,8 @@ class BatchRuntime:
     services: Services
     ledger: BatchLedger
     queue: WorkQueue
+    # When this environment last wrote each batch's summary (time.monotonic()).
+    summaries_written: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def create(cls, services: Services) -> BatchRuntime:
@@ -236,7 +241,7 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
             }
         )
         runtime.queue.send([rest.model_dump()])
-    publish_summary(chunk.batch_id, runtime.ledger, runtime.services.store)
+    publish_progress(chunk.batch_id, runtime)
 
 
 def _parse_line(
@@ -388,6 +393,18 @@ def run_task(
     return "Succeeded", where
 
 
+def publish_progress(batch_id: str, runtime: BatchRuntime) -> None:
+    """The summary after an item settled: rewritten at most every second by one environment while
+    the batch runs (each write costs three calls), and always once it is done."""
+    now = time.monotonic()
+    if now - runtime.summaries_written.get(batch_id, -math.inf) < _SUMMARY_INTERVAL_SECONDS:
+        tally = runtime.ledger.tally(batch_id)
+        if tally is None or not tally.done:
+            return
+    runtime.summaries_written[batch_id] = now
+    publish_summary(batch_id, runtime.ledger, runtime.services.store)
+
+
 def publish_summary(batch_id: str, ledger: BatchLedger, store: ResultStore) -> None:
     """Write ``summary.json`` from the ledger's counters. Writers race, so one that wrote before the
     batch finished looks again and, if it has finished meanwhile, writes the final summary."""
@@ -475,7 +492,7 @@ def _settle(
     }
     runtime.services.store.put_json(f"{OUTPUT}/{batch_id}/items/{item_id}.json", document)
     runtime.ledger.settle(batch_id, item_id, record["state"], images=images, cost_usd=cost)
-    publish_summary(batch_id, runtime.ledger, runtime.services.store)
+    publish_progress(batch_id, runtime)
 
 
 def _failed_record(error: EditgateError) -> dict[str, Any]:

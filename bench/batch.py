@@ -1,0 +1,139 @@
+"""Batch throughput on the local stack: a manifest of ITEMS images edited with the fal emulator's
+latency L and C execution environments of the batch function (MaximumConcurrency), timed from
+the manifest's upload to ``finished: true`` in the summary, against the ideal ceil(items / C) x L.
+
+    .venv/bin/python bench/batch.py [--items 50] [--concurrency 10] [--latencies 2 5 10] [--runs 1]
+
+Target (issue 7): wall <= 1.3 x ceil(items / C) x L. Each environment is its own process, as on
+Lambda; moto and the emulator share this one. The CPU each item costs is printed too: on a small
+machine, C environments' image work can take longer than L, and then no queueing design helps.
+A benchmark, not a test: `make test` does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+from PIL import Image
+
+from editgate_local.cli import SAMPLE_IMAGE
+from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
+
+TARGET = 1.3
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def environments(count: int, stack: LocalStack) -> Iterator[list[int]]:
+    """The batch function's execution environments, each its own process running one invocation
+    at a time; yields their process ids."""
+    command = [sys.executable, "-m", "editgate_local.cli", "batch", "worker", "--concurrency", "1"]
+    command += ["--function-timeout", str(stack.batch_timeout)]
+    env = {**os.environ, **stack.env}
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(count)]  # noqa: S603
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+        yield [worker.pid for worker in workers]
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=30)
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of a process (this one by default), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def one_run(batch_id: str, images: list[bytes]) -> float:
+    """Upload the images, then the manifest; seconds from the manifest to the finished summary."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for index, data in enumerate(images):
+        s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/{index}.png", Body=data)
+    lines: list[dict[str, object]] = [{"defaults": {"prompt": "benchmark edit"}}]
+    lines += [{"id": f"item-{i}", "image": f"{i}.png"} for i in range(len(images))]
+    manifest = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    started = time.monotonic()
+    s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/manifest.jsonl", Body=manifest)
+    while True:
+        try:
+            summary = json.loads(
+                s3.get_object(Bucket=BATCH_BUCKET, Key=f"batches/{batch_id}/summary.json")["Body"].read()
+            )
+        except s3.exceptions.NoSuchKey:
+            summary = {}
+        if summary.get("finished"):
+            assert summary["counts"]["succeeded"] == len(images), summary
+            return time.monotonic() - started
+        threading.Event().wait(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--latencies", type=float, nargs="+", default=[2.0, 5.0, 10.0])
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+
+    with Image.open(SAMPLE_IMAGE) as opened:
+        source = opened.convert("RGB")
+    images = []
+    for index in range(args.items):  # distinct photos of the sample's size (768x512)
+        out = io.BytesIO()
+        source.rotate(index % 360).save(out, format="PNG")
+        images.append(out.getvalue())
+
+    rows = []
+    with LocalStack(environ={}, batch_timeout=120) as stack, environments(args.concurrency, stack) as pids:
+        assert stack.emulator is not None
+        print(f"fal: {stack.fal_description}")
+        for latency in args.latencies:
+            stack.emulator.latency = latency
+            walls, cpu = [], []
+            for run in range(args.runs):
+                before = (cpu_seconds(), sum(cpu_seconds(pid) for pid in pids))
+                walls.append(one_run(f"bench-{latency:g}-{run}", images))
+                cpu.append((cpu_seconds() - before[0], sum(cpu_seconds(pid) for pid in pids) - before[1]))
+            rows.append((latency, walls, cpu))
+
+    cores = os.cpu_count() or 1
+    print(f"\nbatch throughput: {args.items} items (768x512 PNG), C={args.concurrency}, {cores} cores")
+    print(f"{'L (s)':>6} {'ideal (s)':>10} {'wall median (min-max)':>24} {'ratio':>6}  target <= {TARGET}")
+    for latency, walls, _ in rows:
+        ideal = math.ceil(args.items / args.concurrency) * latency
+        median = statistics.median(walls)
+        verdict = "PASS" if median / ideal <= TARGET else "FAIL"
+        spread = f"{median:.2f} ({min(walls):.2f}-{max(walls):.2f})"
+        print(f"{latency:>6g} {ideal:>10.2f} {spread:>24} {median / ideal:>6.3f}  {verdict}")
+    stack_cpu = statistics.median(c[0] for _, _, runs in rows for c in runs) / args.items
+    function_cpu = statistics.median(c[1] for _, _, runs in rows for c in runs) / args.items
+    floor = args.items * (stack_cpu + function_cpu) / cores
+    print(
+        f"CPU per item: {function_cpu * 1000:.0f} ms in the function environments, "
+        f"{stack_cpu * 1000:.0f} ms in the local stand-ins (moto, fal emulator); on {cores} cores "
+        f"the batch cannot take less than {floor:.1f} s of CPU, whatever L is."
+    )
+
+
+if __name__ == "__main__":
+    main()
