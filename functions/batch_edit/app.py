@@ -28,13 +28,20 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    # A RetryLater (or any other exception) reports this message as failed: SQS retries it.
-    batch.handle_message(
-        record.body,
-        runtime,
-        receive_count=int(record.attributes.approximate_receive_count),
-        deadline=batch.deadline_for(lambda_context.get_remaining_time_in_millis()),
-    )
+    # Any exception reports this message as failed: SQS retries it (RetryLater is expected and
+    # logged where it is raised; anything else is a bug or an AWS fault, logged here).
+    try:
+        batch.handle_message(
+            record.body,
+            runtime,
+            receive_count=int(record.attributes.approximate_receive_count),
+            deadline=batch.deadline_for(lambda_context.get_remaining_time_in_millis()),
+        )
+    except batch.RetryLater:
+        raise
+    except Exception:
+        logger.exception("batch message failed unexpectedly; SQS will deliver it again")
+        raise
 
 
 def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) -> dict[str, Any]:

@@ -101,11 +101,11 @@ class QueueDriver:
             received = sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=self.batch_size,
-                WaitTimeSeconds=1,
                 MessageSystemAttributeNames=["All"],
             )
             messages = received.get("Messages", [])
             if not messages:
+                self._stop.wait(0.05)  # short polls: the local moto answers one request at a time
                 continue
             with self._lock:
                 self.received.extend(message["Body"] for message in messages)

@@ -8,13 +8,15 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from editgate.batch import SINGLE_IMAGE_SUFFIXES
 
@@ -39,6 +41,33 @@ FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not i
 API_KEYS_SECRET = "editgate/local/api-keys"  # noqa: S105
 REGION = "us-east-1"
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
+
+
+class MotoServer:
+    """moto's server, answering one request at a time. moto's backends take no locks, so requests
+    handled side by side can lose a DynamoDB ``ADD`` or hand one SQS message to two receivers;
+    AWS does neither (per-item updates are atomic, duplicates rare). moto is bound by the GIL
+    anyway, so one at a time costs little. Receives must not long-poll (WaitTimeSeconds=0)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(
+            host, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -78,7 +107,7 @@ class LocalStack:
         self._environ = os.environ if environ is None else environ
         self.real_fal_key = self._environ.get("FAL_KEY") or None
         self.emulator: FalEmulator | None = None
-        self.moto: ThreadedMotoServer | None = None
+        self.moto: MotoServer | None = None
         self.front: ApiFront | None = None
         self.env: dict[str, str] = {}
 
@@ -102,7 +131,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         moto_port = free_port(self.host)
-        self.moto = ThreadedMotoServer(ip_address=self.host, port=moto_port, verbose=False)
+        self.moto = MotoServer(self.host, moto_port)
         self.moto.start()
         if self.real_fal_key is None:
             self.emulator = FalEmulator(host=self.host, latency=self.fal_latency).start()

@@ -226,6 +226,8 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
     if chunk.offset == 0 and not items and failures and all(f.unparsable for f in failures):
         _refuse_manifest(chunk, runtime, "it is not JSON Lines: none of its lines is a JSON object")
         return
+    items, duplicates = _claim_ids(items, runtime.ledger)
+    failures += duplicates
     runtime.ledger.add_lines(
         chunk.batch_id, len(items) + len(failures), chunk=str(chunk.offset), last=not more
     )
@@ -242,6 +244,21 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
         )
         runtime.queue.send([rest.model_dump()])
     publish_progress(chunk.batch_id, runtime)
+
+
+def _claim_ids(items: list[ItemMessage], ledger: BatchLedger) -> tuple[list[ItemMessage], list[LineFailure]]:
+    """Each id belongs to the first manifest line that names it, claimed in manifest order (a
+    redelivered chunk claims the same ids for the same lines); a later line with the same id fails."""
+    claimed, duplicates = [], []
+    for item in items:
+        holder = ledger.claim(item.batch_id, item.item_id, item.line)
+        if holder == item.line:
+            claimed.append(item)
+            continue
+        message = f"The id '{item.item_id}' is already used by manifest line {holder}."
+        error = InvalidRequest(message, param="id", code="duplicate_id")
+        duplicates.append(LineFailure(f"{item.item_id}~line-{item.line}", item.line, error, False))
+    return claimed, duplicates
 
 
 def _parse_line(
@@ -309,27 +326,14 @@ def process_item(
     ledger = runtime.ledger
     if ledger.state(item.batch_id, item.item_id) == "succeeded":
         return ItemOutcome("skipped", "already succeeded")
-    holder = ledger.claim(item.batch_id, item.item_id, item.line)
-    if holder != item.line:
-        error = InvalidRequest(
-            f"The id '{item.item_id}' is already used by manifest line {holder}.",
-            param="id",
-            code="duplicate_id",
-        )
-        _settle(
-            runtime,
-            item.batch_id,
-            f"{item.item_id}~line-{item.line}",
-            item.line,
-            _failed_record(error),
-            0,
-            0.0,
-        )
-        return ItemOutcome("failed", error.message)
     try:
         result = _edit(item, runtime, deadline)
     except EditgateError as exc:
         if exc.retryable and not last_attempt:
+            logger.warning(
+                "batch item left for SQS to retry",
+                extra={"item": item.item_id, "code": exc.code, "detail": exc.message},
+            )
             raise RetryLater(exc) from exc
         record = {**_failed_record(exc), "message": item.model_dump()}
         _settle(runtime, item.batch_id, item.item_id, item.line, record, 0, 0.0)

@@ -7,15 +7,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from editgate import pipeline
+from editgate import metrics, pipeline
 from editgate.dedupe import EditIdentity
 from editgate.normalize import EditRequest
 from editgate.pipeline import EditResult, InputImage, Services
-
-metrics = Metrics()  # the handler's: Powertools keeps one metric set per process
 
 
 @dataclass(frozen=True)
@@ -58,20 +55,17 @@ def run_edit(
     result = EditResult.model_validate(services.deduplicator.run(identity, work))
     replayed = not ran
     if replayed:
-        metrics.add_metric(name="Replays", unit=MetricUnit.Count, value=1)
+        metrics.add("Replays", 1)
     else:
         _count(result, time.monotonic() - started)
     return EditOutcome(result, replayed)
 
 
 def _count(result: EditResult, seconds: float) -> None:
-    metrics.add_metric(name="ImagesEdited", unit=MetricUnit.Count, value=len(result.images))
-    metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=result.cost_usd)
-    metrics.add_metric(name="FalLatency", unit=MetricUnit.Milliseconds, value=result.provider_seconds * 1000)
-    metrics.add_metric(
-        name="GatewayLatency",
-        unit=MetricUnit.Milliseconds,
-        value=max(0.0, seconds - result.provider_seconds) * 1000,
-    )
-    metrics.add_metric(name="FalRetries", unit=MetricUnit.Count, value=result.provider_retries)
-    metrics.add_metric(name="PartialFailures", unit=MetricUnit.Count, value=len(result.failures))
+    metrics.add("ImagesEdited", len(result.images))
+    metrics.add("CostUSD", result.cost_usd, MetricUnit.NoUnit)
+    metrics.add("FalLatency", result.provider_seconds * 1000, MetricUnit.Milliseconds)
+    gateway_seconds = max(0.0, seconds - result.provider_seconds)  # a resumed edit waited less
+    metrics.add("GatewayLatency", gateway_seconds * 1000, MetricUnit.Milliseconds)
+    metrics.add("FalRetries", result.provider_retries)
+    metrics.add("PartialFailures", len(result.failures))

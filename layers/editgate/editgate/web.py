@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
@@ -24,13 +24,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ValidationException,
 )
-from aws_lambda_powertools.metrics import MetricUnit
 
-from editgate import api
+from editgate import api, metrics
 from editgate.errors import EditgateError, NotFound
 
 logger = Logger(child=True)
-metrics = Metrics()  # the handler's: Powertools keeps one metric set per process
 # Lambda stops the function at its timeout; leave this much to answer with a clean 504.
 _ANSWER_MARGIN_SECONDS = 1.0
 
@@ -95,8 +93,8 @@ def install(app: APIGatewayRestResolver, api_keys: Callable[[], Iterable[str]]) 
         logger.info(
             "request refused", extra={"status": error.status, "code": error.code, "param": error.param}
         )
-        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name=f"Errors.{error.code}", unit=MetricUnit.Count, value=1)
+        metrics.add("Errors", 1)
+        metrics.add(f"Errors.{error.code}", 1)
         return error_response(app, error)
 
     app.exception_handler(EditgateError)(refused)
