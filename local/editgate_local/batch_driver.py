@@ -57,10 +57,8 @@ class QueueDriver:
         self.queue_arn = queue_arn
         self.function_timeout = function_timeout
         self.batch_size = batch_size
-        self.invocations = 0
         self.failures_reported = 0
         self.received: list[str] = []  # every message body delivered, redeliveries included
-        self._environments = environments
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
@@ -116,7 +114,6 @@ class QueueDriver:
                 answer = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
             failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
             with self._lock:
-                self.invocations += 1
                 self.failures_reported += len(failed)
             for message in messages:
                 if message["MessageId"] not in failed:

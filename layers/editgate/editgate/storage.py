@@ -73,8 +73,8 @@ class ResultStore:
     def put_json(self, key: str, document: dict[str, Any]) -> None:
         self.put(key, json.dumps(document, indent=1).encode(), "application/json")
 
-    def get(self, key: str, bucket: str | None = None) -> bytes:
-        return self.read(bucket or self.bucket, key)
+    def get(self, key: str) -> bytes:
+        return self.read(self.bucket, key)
 
     def read(self, bucket: str, key: str, start: int = 0, length: int | None = None) -> bytes:
         """An object's bytes (or ``length`` bytes from ``start``); ``ObjectNotFound`` when absent."""
