@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 REGION = "us-east-1"
+_IDLE_FIRST, _IDLE_MOST = 0.05, 0.25  # seconds between empty polls
 
 
 def sqs_event(messages: Sequence[MessageTypeDef], queue_arn: str) -> dict[str, Any]:
@@ -95,6 +96,7 @@ class QueueDriver:
     def _poll(self, handler: Handler) -> None:
         """One execution environment's loop: one invocation at a time."""
         sqs = boto3.client("sqs", region_name=REGION)
+        idle = _IDLE_FIRST
         while not self._stop.is_set():
             received = sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -103,8 +105,11 @@ class QueueDriver:
             )
             messages = received.get("Messages", [])
             if not messages:
-                self._stop.wait(0.05)  # short polls: the local moto answers one request at a time
+                # Short polls (the local moto answers one request at a time), backing off while idle.
+                self._stop.wait(idle)
+                idle = min(idle * 2, _IDLE_MOST)
                 continue
+            idle = _IDLE_FIRST
             with self._lock:
                 self.received.extend(message["Body"] for message in messages)
             context = LambdaContext(function_name="BatchFunction", timeout_seconds=self.function_timeout)
