@@ -100,6 +100,11 @@ def test_given_any_ratio_then_the_supported_ratio_chosen_is_the_log_nearest(rati
     assert _log_distance(got.width / got.height, chosen) < math.log(1 + 16 / min(got.width, got.height))
 
 
+def test_given_the_largest_seed_and_n_8_then_the_second_call_wraps_to_a_valid_seed() -> None:
+    result = plan(request(n=8, options={"seed": str(2**32 - 1)}), SPEC, SQUARE)
+    assert [c.payload["seed"] for c in result.calls] == [2**32 - 1, 3]
+
+
 def test_given_n_10_then_three_calls_of_4_4_2_with_seeds_4_apart() -> None:
     result = plan(request(n=10, options={"seed": "100"}), SPEC, SQUARE)
     assert [c.num_images for c in result.calls] == [4, 4, 2]

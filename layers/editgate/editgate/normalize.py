@@ -17,6 +17,7 @@ from editgate.images import OutputFormat, Size
 MIN_SIDE, MAX_SIDE = 64, 4096
 TIER_AREAS = {"0.5K": 512 * 512, "1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
 MAX_N = 10
+_SEED_RANGE = 2**32
 # Lambda's synchronous response limit, which a b64_json answer must fit.
 LAMBDA_RESPONSE_LIMIT = 6_291_456
 # The most bytes a pixel can take in each format (incompressible RGBA for the lossless ones), so
@@ -111,7 +112,9 @@ def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
         payload = dict(base)
         payload[spec.num_images_field] = min(per_call, request.n - start)
         if seed is not None:
-            payload["seed"] = seed + k * per_call  # every image differs, the set is reproducible
+            # Every image differs and the set is reproducible; wrapped to stay a seed fal accepts
+            # (the catalog's own bound, 0 to 2^32 - 1).
+            payload["seed"] = (seed + k * per_call) % _SEED_RANGE
         calls.append(ProviderCall(payload=payload, num_images=payload[spec.num_images_field]))
     return Plan(
         model=spec,
