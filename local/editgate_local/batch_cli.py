@@ -25,16 +25,12 @@ from rich.table import Table
 
 from editgate import batch
 from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, WorkQueue
-from editgate_local.batch_driver import QueueDriver
 from editgate_local.stack import (
     BATCH_BUCKET,
-    BATCH_DEAD_LETTER_QUEUE,
-    BATCH_QUEUE,
-    BATCH_TABLE,
     REGION,
     LocalStack,
+    batch_driver,
     batch_environment,
-    batch_handlers,
 )
 
 console = Console(highlight=False)
@@ -124,13 +120,13 @@ def _run_embedded(args: argparse.Namespace) -> int:
 
 
 def local_deployment(description: str) -> Deployment:
-    sqs = boto3.client("sqs", region_name=REGION)
+    env = batch_environment()
     return Deployment(
         description,
-        BATCH_BUCKET,
-        BATCH_TABLE,
-        sqs.get_queue_url(QueueName=BATCH_QUEUE)["QueueUrl"],
-        sqs.get_queue_url(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"],
+        env["RESULTS_BUCKET"],
+        env["BATCH_TABLE"],
+        env["BATCH_QUEUE_URL"],
+        env["BATCH_DEAD_LETTER_QUEUE_URL"],
     )
 
 
@@ -307,16 +303,7 @@ def _redrive(batch_id: str, deployment: Deployment) -> int:
 
 def _worker(concurrency: int, function_timeout: float) -> int:
     """The batch function's execution environments on a local stack another process runs."""
-    environment = batch_environment()
-    sqs = boto3.client("sqs", region_name=REGION)
-    arn = sqs.get_queue_attributes(QueueUrl=environment["BATCH_QUEUE_URL"], AttributeNames=["QueueArn"])
-    driver = QueueDriver(
-        environment["BATCH_QUEUE_URL"],
-        arn["Attributes"]["QueueArn"],
-        batch_handlers(concurrency),
-        function_timeout=function_timeout,
-    )
-    with driver:
+    with batch_driver(concurrency, function_timeout):
         print("ready", flush=True)
         threading.Event().wait()
     return 0

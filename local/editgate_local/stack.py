@@ -103,7 +103,6 @@ class LocalStack:
         # The batch function's timeout: each item's deadline, and (x 6) the queue's visibility.
         self.batch_timeout = batch_timeout
         self.batch_env: dict[str, str] = {}
-        self.batch_queue_arn = ""
         self._environ = os.environ if environ is None else environ
         self.real_fal_key = self._environ.get("FAL_KEY") or None
         self.emulator: FalEmulator | None = None
@@ -187,7 +186,7 @@ class LocalStack:
             QueueName=BATCH_QUEUE,
             Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(int(6 * self.batch_timeout))},
         )["QueueUrl"]
-        self.batch_queue_arn = _queue_arn(sqs, queue)
+        queue_arn = _queue_arn(sqs, queue)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BATCH_BUCKET)
         rules = [("incoming/", "/manifest.jsonl")] + [("incoming/single/", s) for s in SINGLE_IMAGE_SUFFIXES]
@@ -196,7 +195,7 @@ class LocalStack:
             NotificationConfiguration={
                 "QueueConfigurations": [
                     {
-                        "QueueArn": self.batch_queue_arn,
+                        "QueueArn": queue_arn,
                         "Events": ["s3:ObjectCreated:*"],
                         "Filter": {
                             "Key": {
@@ -229,12 +228,7 @@ class LocalStack:
 
     def batch_driver(self, concurrency: int, settings_env: Mapping[str, str] | None = None) -> QueueDriver:
         """Lambda's SQS event source for the batch function: ``concurrency`` environments."""
-        return QueueDriver(
-            self.batch_env["BATCH_QUEUE_URL"],
-            self.batch_queue_arn,
-            batch_handlers(concurrency, settings_env),
-            function_timeout=self.batch_timeout,
-        )
+        return batch_driver(concurrency, self.batch_timeout, settings_env)
 
     def stop(self) -> None:
         for service in (self.front, self.emulator, self.moto):
@@ -268,6 +262,16 @@ def batch_handlers(count: int, settings_env: Mapping[str, str] | None = None) ->
     own settings, as its deployment gives them (and ``settings_env`` over them)."""
     env = {**batch_environment(), **(settings_env or {})}
     return [load_handler(BATCH_EDIT, environment=n, env=env) for n in range(count)]
+
+
+def batch_driver(
+    concurrency: int, function_timeout: float, settings_env: Mapping[str, str] | None = None
+) -> QueueDriver:
+    """Lambda's SQS event source for the batch function of a running local stack."""
+    queue_url = batch_environment()["BATCH_QUEUE_URL"]
+    queue_arn = _queue_arn(boto3.client("sqs", region_name=REGION), queue_url)
+    handlers = batch_handlers(concurrency, settings_env)
+    return QueueDriver(queue_url, queue_arn, handlers, function_timeout=function_timeout)
 
 
 def _queue_arn(sqs: SQSClient, url: str) -> str:

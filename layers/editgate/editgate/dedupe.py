@@ -55,7 +55,7 @@ def for_request(
 ) -> EditIdentity:
     """An HTTP edit: named by the caller's Idempotency-Key, else by its content; per API key,
     without keeping the key itself."""
-    caller = hashlib.sha256(api_key.encode()).hexdigest()
+    caller = _hash(api_key)
     content = digest(request, inputs)
     if idempotency_key:
         return EditIdentity(_hash(f"{caller}:{idempotency_key}"), content, named=True)

@@ -121,8 +121,7 @@ class SubmissionJournal:
 
     def open(self, edit_key: str, ttl_seconds: int) -> EditJournal:
         item_id = f"journal#{edit_key}"
-        found = _dynamodb().get_item(TableName=self._table, Key={"id": {"S": item_id}}, ConsistentRead=True)
-        item = found.get("Item", {})
+        item = _get(self._table, item_id)
         entries = {
             name.removeprefix("call_"): json.loads(value["S"])
             for name, value in item.items()
@@ -232,17 +231,11 @@ class BatchLedger:
         except ClientError as exc:
             if not _conditional_failure(exc):
                 raise
-            found = _dynamodb().get_item(
-                TableName=self._table, Key={"id": {"S": _item_key(batch_id, item_id)}}, ConsistentRead=True
-            )
-            return int(found.get("Item", {}).get("line", {}).get("N", "0"))
+            return int(_get(self._table, _item_key(batch_id, item_id)).get("line", {}).get("N", "0"))
         return line
 
     def state(self, batch_id: str, item_id: str) -> str | None:
-        found = _dynamodb().get_item(
-            TableName=self._table, Key={"id": {"S": _item_key(batch_id, item_id)}}, ConsistentRead=True
-        )
-        value = found.get("Item", {}).get("state", {}).get("S")
+        value = _get(self._table, _item_key(batch_id, item_id)).get("state", {}).get("S")
         return str(value) if value else None
 
     def settle(
@@ -301,10 +294,7 @@ class BatchLedger:
         raise RuntimeError(f"item {item_id} of batch {batch_id} kept changing under this update")
 
     def tally(self, batch_id: str) -> Tally | None:
-        found = _dynamodb().get_item(
-            TableName=self._table, Key={"id": {"S": f"batch#{batch_id}"}}, ConsistentRead=True
-        )
-        item = found.get("Item")
+        item = _get(self._table, f"batch#{batch_id}")
         if not item:
             return None
 
@@ -374,6 +364,13 @@ class WorkQueue:
 
 
 _COUNTED_STATES = frozenset({"succeeded", "failed"})
+
+
+def _get(table: str, item_id: str) -> dict[str, Any]:
+    """An item of a table keyed by ``id``, read consistently; empty when there is none."""
+    return dict(
+        _dynamodb().get_item(TableName=table, Key={"id": {"S": item_id}}, ConsistentRead=True).get("Item", {})
+    )
 
 
 def _item_key(batch_id: str, item_id: str) -> str:
