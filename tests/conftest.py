@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# As in Lambda, the service name is set before any module makes its logger: a core module first
+# imported by a unit test would otherwise log as "service_undefined" for the whole session.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "editgate")
+
 import io
 import uuid
 from collections.abc import Iterator

@@ -3,13 +3,12 @@ answer for generations. Wiring only: the work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import File, Form, Query, UploadFile
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,27 +28,11 @@ if not settings.api_keys_secret_name:
     raise SettingsError("editgate is misconfigured: API_KEYS_SECRET_NAME is required by the edit API")
 web.install(app, partial(secrets.api_keys, settings.api_keys_secret_name, settings.secrets_max_age_seconds))
 
-Files = Annotated[UploadFile | list[UploadFile] | None, File()]
-
 
 @app.post("/v1/images/edits")
 @app.post("/images/edits")
-def create_edit(
-    prompt: Annotated[str, Form()],
-    image: Files = None,
-    image_list: Annotated[UploadFile | list[UploadFile] | None, File(alias="image[]")] = None,
-    mask: Files = None,
-    dry_run: Annotated[bool, Query()] = False,
-) -> Response[str]:
-    inputs: Sequence[pipeline.InputImage]
-    if web.is_json(app):
-        request, inputs = api.request_from_json(app.current_event.json_body)
-    else:
-        uploads = [
-            f for group in (image, image_list) for f in (group if isinstance(group, list) else [group]) if f
-        ]
-        fields = web.form_fields(app, declared=("prompt", "image", "image[]", "mask"))
-        request, inputs = api.request_from_form(prompt=prompt, images=uploads, mask=mask, fields=fields)
+def create_edit(dry_run: Annotated[bool, Query()] = False) -> Response[str]:
+    request, inputs = web.read_edit(app)
     deadline = web.deadline(app, settings.request_deadline_seconds)
     if dry_run:
         return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))

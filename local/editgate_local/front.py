@@ -164,7 +164,8 @@ class ApiFront:
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
         if len(json.dumps(event)) > LAMBDA_MAX_EVENT:
-            return _error(413, f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit.")
+            message = f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit."
+            return _error(413, message, "payload_too_large")
         answer = self.call(event)
         headers = [(k, v) for k, v in (answer.get("headers") or {}).items()]
         for name, values in (answer.get("multiValueHeaders") or {}).items():
@@ -174,15 +175,12 @@ class ApiFront:
         return int(answer["statusCode"]), headers, data
 
 
-def _error(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
-    body = {
-        "error": {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "payload_too_large",
-        }
-    }
+class _BadFraming(Exception):
+    """A request whose body cannot be read as HTTP frames it: API Gateway answers 400 itself."""
+
+
+def _error(status: int, message: str, code: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
     return status, [("content-type", "application/json")], json.dumps(body).encode()
 
 
@@ -190,6 +188,7 @@ def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
+        timeout = 30  # a client that stops sending mid-body is dropped, as API Gateway would
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -210,37 +209,60 @@ def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:
             self._forward()
 
         def _forward(self) -> None:
-            body = self._body()
-            if body is None:
-                status, headers, data = _error(413, "The request is larger than API Gateway's 10 MB limit.")
+            status, headers, data = self._answer()
+            try:
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("content-length", "connection"):
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client is gone (it may have cut its own body short)
                 self.close_connection = True
-            else:
-                # API Gateway hands Lambda the assembled body: the transfer framing is gone.
-                kept = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
-                event = proxy_event(self.command, self.path, kept, body, self.client_address[0])
-                status, headers, data = front.invoke(event)
-            self.send_response(status)
-            for name, value in headers:
-                if name.lower() not in ("content-length", "connection"):
-                    self.send_header(name, value)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+
+        def _answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
+            try:
+                body = self._body()
+            except _BadFraming as exc:
+                self.close_connection = True
+                return _error(400, str(exc), "invalid_body")
+            if body is None:
+                self.close_connection = True
+                return _error(
+                    413, "The request is larger than API Gateway's 10 MB limit.", "payload_too_large"
+                )
+            # API Gateway hands Lambda the assembled body: the transfer framing is gone.
+            kept = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
+            return front.invoke(proxy_event(self.command, self.path, kept, body, self.client_address[0]))
 
         def _body(self) -> bytes | None:
             """The request body, sized or chunked (streamed uploads, e.g. the Node SDK's); None
             past API Gateway's limit."""
-            if "chunked" not in self.headers.get("transfer-encoding", "").lower():
-                length = int(self.headers.get("content-length") or 0)
-                return None if length > API_GATEWAY_MAX_BODY else self.rfile.read(length)
-            body = bytearray()
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                body += self.rfile.read(size)
-                self.rfile.readline()  # the CRLF after each chunk
-                if len(body) > API_GATEWAY_MAX_BODY:
-                    return None
-            while self.rfile.readline().strip():
-                pass  # trailers, up to the blank line
-            return bytes(body)
+            try:
+                if "chunked" not in self.headers.get("transfer-encoding", "").lower():
+                    length = int(self.headers.get("content-length") or 0)
+                    if length < 0:
+                        raise ValueError("negative Content-Length")
+                    if length > API_GATEWAY_MAX_BODY:
+                        return None
+                    return self._exactly(length)
+                body = bytearray()
+                while size := int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16):
+                    body += self._exactly(size)
+                    self.rfile.readline(64)  # the CRLF after each chunk
+                    if len(body) > API_GATEWAY_MAX_BODY:
+                        return None
+                while self.rfile.readline(8192).strip():
+                    pass  # trailers, up to the blank line
+                return bytes(body)
+            except (ValueError, OSError) as exc:
+                raise _BadFraming(f"The request body could not be read ({exc}).") from None
+
+        def _exactly(self, length: int) -> bytes:
+            data = self.rfile.read(length)
+            if len(data) < length:
+                raise _BadFraming(f"The request body ended after {len(data):,} of {length:,} bytes.")
+            return data
 
     return Handler

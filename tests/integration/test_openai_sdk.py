@@ -206,15 +206,30 @@ def test_given_model_parameters_in_extra_body_then_the_provider_gets_them_typed_
         client.images.edit(
             image=image,
             prompt="x",
-            extra_body={"cfg_scale": 7.5, "seed": 42, "enable_safety_checker": False, "lora": {"scale": 1}},
+            extra_body={"cfg_scale": 7.5, "seed": 42, "enable_safety_checker": True, "lora": {"scale": 1}},
         )
     payload = emulator.payloads[0]
     assert payload["guidance_scale"] == 7.5
     assert "cfg_scale" not in payload
     assert payload["seed"] == 42
-    assert payload["enable_safety_checker"] is False
+    assert payload["enable_safety_checker"] is True
     assert payload["lora"] == {"scale": "1"}  # unknown keys pass through as sent
     assert payload["image_url"].startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"enable_safety_checker": False}, "enable_safety_checker"),
+     ({"webhook_url": "http://169.254.169.254/latest/meta-data/"}, "webhook_url"),
+     ({"reference_image_urls": ["http://10.0.0.1/x.png"]}, "reference_image_urls")],
+)  # fmt: skip
+def test_given_a_parameter_that_would_turn_fal_against_the_operator_then_bad_request_before_fal(
+    client: openai.OpenAI, sample_png: Path, emulator: FalEmulator, extra: dict[str, object], param: str
+) -> None:
+    with sample_png.open("rb") as image, pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(image=image, prompt="x", extra_body=extra)
+    assert caught.value.param == param
+    assert emulator.calls["submit"] == 0
 
 
 def test_given_an_out_of_range_model_parameter_then_bad_request_before_fal(

@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 
 from editgate.api import check_api_key, error_from_validation, nest_fields, request_from_form
+from editgate.bodies import MAX_DEPTH, Form, Upload
 from editgate.errors import AuthenticationFailed, InvalidRequest
 
-
-class Upload:
-    def __init__(self, content: bytes) -> None:
-        self.content = content
+IMAGE = Upload(filename="a.png", content_type="image/png", content=b"img")
 
 
 def test_given_bracketed_names_then_they_nest_as_the_sdks_encode_extra_body() -> None:
@@ -24,10 +22,26 @@ def test_given_bracketed_names_then_they_nest_as_the_sdks_encode_extra_body() ->
     }
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [{"a": "1", "a[b]": "2"}, {"a[b]": "2", "a": "1"}, {"a[b]": "1", "a[b][c]": "2"}, {"a[]": "1", "a": "2"}],
+)
+def test_given_a_name_sent_both_as_a_value_and_nested_then_bad_request_naming_it(
+    fields: dict[str, str],
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        nest_fields(fields)
+    assert caught.value.status == 400
+
+
+def test_given_names_nested_too_deep_then_bad_request() -> None:
+    with pytest.raises(InvalidRequest, match="nest at most"):
+        nest_fields({"a" + "[b]" * MAX_DEPTH: "1"})
+
+
 def test_given_form_fields_then_known_ones_are_typed_and_the_rest_are_options() -> None:
-    request, images = request_from_form(
-        prompt="p", images=[Upload(b"img")], mask=None, fields={"n": "2", "size": "auto", "seed": "5"}
-    )
+    form = Form(fields={"prompt": "p", "n": "2", "size": "auto", "seed": "5"}, files={"image": [IMAGE]})
+    request, images = request_from_form(form)
     assert request.n == 2
     assert request.size == "auto"
     assert request.options == {"seed": "5"}
@@ -36,9 +50,15 @@ def test_given_form_fields_then_known_ones_are_typed_and_the_rest_are_options() 
 
 def test_given_a_string_where_a_file_belongs_then_invalid_type_names_image() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        request_from_form(prompt="p", images=["https://x"], mask=None, fields={})
+        request_from_form(Form(fields={"prompt": "p", "image[]": "https://x"}))
     assert caught.value.param == "image"
     assert caught.value.code == "invalid_type"
+
+
+def test_given_a_file_where_text_belongs_then_invalid_type_names_the_field() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_form(Form(fields={}, files={"image": [IMAGE], "prompt": [IMAGE]}))
+    assert caught.value.param == "prompt"
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer sk-other", "Basic sk-local", "sk-local"])

@@ -27,6 +27,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, PNG, {"content-length": str(len(PNG))})
         elif self.path.startswith("/redirect?to="):
             self._send(302, b"", {"location": self.path.split("=", 1)[1], "content-length": "0"})
+        elif self.path == "/host":
+            host = self.headers.get("host", "").encode()
+            self._send(200, host, {"content-length": str(len(host))})
+        elif self.path == "/drip":
+            self.send_response(200)
+            self.send_header("content-length", "15")
+            self.end_headers()
+            for _ in range(15):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)  # the slow server under test, not a wait for readiness
         elif self.path == "/large":
             self._send(200, b"x" * 5000, {"content-length": "5000"})
         elif self.path == "/large-unsized":
@@ -117,6 +128,43 @@ def test_given_a_body_over_the_limit_then_it_is_refused(origin: int, path: str) 
     with pytest.raises(InvalidRequest) as caught:
         fetcher(max_bytes=1000).fetch(f"http://cdn.example:{origin}{path}", deadline())
     assert caught.value.code == "image_too_large"
+
+
+def test_given_a_server_that_drips_bytes_then_the_total_deadline_still_ends_the_fetch(origin: int) -> None:
+    # Each byte arrives well within any per-read timeout; only a total budget stops it.
+    with pytest.raises(InvalidRequest, match="in time"):
+        fetcher().fetch(f"http://cdn.example:{origin}/drip", time.monotonic() + 1)
+
+
+def test_given_userinfo_in_the_url_then_the_host_header_names_the_host_alone(origin: int) -> None:
+    assert fetcher().fetch(f"http://user:secret@cdn.example:{origin}/host", deadline()) == (
+        f"cdn.example:{origin}".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["::127.0.0.1", "::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b:1::808:808",
+     "2002:7f00:1::", "2002:a00:1::1", "::ffff:10.0.0.1"],
+)  # fmt: skip
+def test_given_an_ipv6_address_that_embeds_a_private_ipv4_then_it_is_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "8.8.8.8"])
+def test_given_a_public_address_however_written_then_it_is_public(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://example.com:99999/x.png", "http://h:abc/x.png", "http://[::1/x.png",
+     f"http://{'a' * 64}.example.com/x.png", "http://[::127.0.0.1]/x.png"],
+)  # fmt: skip
+def test_given_a_url_with_a_bad_port_host_or_label_then_it_is_refused_as_a_bad_url(url: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        ImageFetcher(max_bytes=1000).fetch(url, deadline())
+    assert caught.value.code == "invalid_image_url"
 
 
 def test_given_a_data_uri_over_the_limit_then_it_is_refused() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from editgate.catalog import build_catalog
+from editgate.catalog import MODELS, build_catalog
 from editgate.errors import InvalidRequest
 from editgate.images import Size
 from editgate.normalize import MAX_SIDE, EditRequest, nearest_ratio, plan, target_size
@@ -119,6 +119,7 @@ def test_given_model_parameters_then_they_are_typed_renamed_and_unknown_keys_pas
         ),
         SPEC,
         SQUARE,
+        allow_safety_checker_off=True,
     )
     payload = result.calls[0].payload
     assert payload["guidance_scale"] == 7.0
@@ -128,10 +129,34 @@ def test_given_model_parameters_then_they_are_typed_renamed_and_unknown_keys_pas
     assert result.ignored == ("user",)
 
 
+def test_given_the_safety_checker_turned_off_when_the_operator_does_not_allow_it_then_bad_request() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(options={"enable_safety_checker": "false"}), SPEC, SQUARE)
+    assert caught.value.param == "enable_safety_checker"
+    assert (
+        plan(request(options={"enable_safety_checker": "true"}), SPEC, SQUARE)
+        .calls[0]
+        .payload["enable_safety_checker"]
+    )
+
+
+def test_given_another_models_image_field_then_it_is_refused_under_every_model() -> None:
+    o1 = next(m for m in MODELS if m.id == "hidream-o1-image-edit")
+    for options, spec in (({"reference_image_urls": ["https://x"]}, SPEC), ({"image_url": "https://x"}, o1)):
+        with pytest.raises(InvalidRequest):
+            plan(request(options=options), spec, SQUARE)
+
+
 @pytest.mark.parametrize(
     ("options", "param"),
     [({"mask": True}, "mask"), ({"stream": "true"}, "stream"), ({"guidance_scale": "3"}, "guidance_scale"),
-     ({"image_url": "https://x"}, "image_url"), ({"num_inference_steps": "0"}, "num_inference_steps")],
+     ({"image_url": "https://x"}, "image_url"), ({"num_inference_steps": "0"}, "num_inference_steps"),
+     # passthrough keys that name or carry a URL, which only the gateway may send to fal
+     ({"webhook_url": "http://169.254.169.254/"}, "webhook_url"),
+     ({"reference_image_urls": ["http://10.0.0.1/a.png"]}, "reference_image_urls"),
+     ({"image_urls": ["https://x/a.png"]}, "image_urls"), ({"callback": "x"}, "callback"),
+     ({"loras": [{"path": "https://civitai.example/l.safetensors"}]}, "loras"),
+     ({"extra": {"nested": "data:image/png;base64,AAAA"}}, "extra")],
 )  # fmt: skip
 def test_given_a_parameter_the_model_cannot_take_then_it_is_refused_by_name(
     options: dict[str, Any], param: str

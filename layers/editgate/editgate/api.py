@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from editgate import bodies
+from editgate.bodies import Form
 from editgate.catalog import ModelSpec
 from editgate.errors import AuthenticationFailed, InvalidRequest
 from editgate.normalize import EditRequest
@@ -38,22 +40,33 @@ def check_api_key(authorization: str | None, keys: Iterable[str]) -> None:
         )
 
 
-def request_from_form(
-    *,
-    prompt: str,
-    images: Sequence[object],
-    mask: object | None,
-    fields: Mapping[str, Any],
-) -> tuple[EditRequest, list[bytes]]:
-    """An edit from multipart form fields: the files, the prompt, and every other field as sent
-    (strings; ``a[b]`` and ``a[]`` names nest)."""
-    contents = [
-        _file_content(item, "image" if len(images) == 1 else f"image[{i}]") for i, item in enumerate(images)
-    ]
-    values = {**nest_fields(fields), "prompt": prompt}
-    if mask is not None:
+# The multipart names that carry files; every other part is a text field.
+_FILE_FIELDS = ("image", "image[]", "mask")
+
+
+def request_from_form(form: Form) -> tuple[EditRequest, list[bytes]]:
+    """An edit from a multipart body: the image files (``image`` or repeated ``image[]``) and
+    every text field as sent (strings; ``a[b]`` and ``a[]`` names nest)."""
+    for name in _FILE_FIELDS:
+        if name in form.fields:
+            param = "image" if name == "image[]" else name
+            raise InvalidRequest(
+                f"Invalid type for '{param}': expected a file, but got a string instead.",
+                param=param,
+                code="invalid_type",
+            )
+    for name in form.files:
+        if name not in _FILE_FIELDS:
+            raise InvalidRequest(
+                f"Invalid type for '{name}': expected a string, but got a file instead.",
+                param=name,
+                code="invalid_type",
+            )
+    uploads = [*form.files.get("image", []), *form.files.get("image[]", [])]
+    values = nest_fields(form.fields)
+    if "mask" in form.files:
         values["mask"] = True
-    return request_from_values(values), contents
+    return request_from_values(values), [upload.content for upload in uploads]
 
 
 def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
@@ -127,18 +140,31 @@ def nest_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for name, value in fields.items():
         head, _, rest = name.partition("[")
-        if not rest or not head:
-            nested[name] = value
-            continue
-        keys = [head, *rest.rstrip("]").split("][")]
+        keys = [head, *rest.rstrip("]").split("][")] if rest and head else [name]
+        if len(keys) > bodies.MAX_DEPTH:
+            raise InvalidRequest(
+                f"Invalid parameter name '{name[:64]}': names nest at most {bodies.MAX_DEPTH} levels deep.",
+                code="invalid_body",
+            )
+        appends = keys[-1] == "" and len(keys) > 1
+        path, last = (keys[:-2], keys[-2]) if appends else (keys[:-1], keys[-1])
         node = nested
-        for key in keys[:-2] if keys[-1] == "" else keys[:-1]:
+        for key in path:
             node = node.setdefault(key, {})
-        if keys[-1] == "":
-            node[keys[-2]] = value if isinstance(value, list) else [value]
-        else:
-            node[keys[-1]] = value
+            if not isinstance(node, dict):
+                raise _conflict(name, key)
+        if last in node:
+            raise _conflict(name, last)
+        node[last] = (value if isinstance(value, list) else [value]) if appends else value
     return nested
+
+
+def _conflict(name: str, key: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid parameter name '{name[:64]}': '{key}' is sent both as a value and as nested fields.",
+        param=key,
+        code="invalid_body",
+    )
 
 
 def error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
@@ -196,14 +222,3 @@ def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, 
             "replayed": replayed,
         },
     }
-
-
-def _file_content(item: object, name: str) -> bytes:
-    content = getattr(item, "content", None)
-    if not isinstance(content, bytes):
-        raise InvalidRequest(
-            f"Invalid type for '{name}': expected a file, but got a string instead.",
-            param="image",
-            code="invalid_type",
-        )
-    return content

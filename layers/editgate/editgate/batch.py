@@ -29,7 +29,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from editgate import api, dedupe, service
+from editgate import api, bodies, dedupe, service
 from editgate.errors import EditgateError, InvalidRequest
 from editgate.pipeline import EditResult, Services
 from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, Tally, WorkQueue
@@ -267,9 +267,9 @@ def _parse_line(
     """A manifest line as an item, as the defaults (the first line only), or as why it is no edit."""
     fallback = f"line-{number}"
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        message = f"Manifest line {number} is not valid JSON ({exc})."
+        value = bodies.parse_json(raw)
+    except InvalidRequest as exc:
+        message = f"Manifest line {number}: {exc.message}"
         return LineFailure(fallback, number, InvalidRequest(message, code="invalid_manifest_line"), True)
     if not isinstance(value, dict):
         message = f"Manifest line {number} is not a JSON object."

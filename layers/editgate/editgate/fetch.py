@@ -7,7 +7,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -26,11 +27,35 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Local-use NAT64 (RFC 8215) may embed an IPv4 address at several offsets: refused outright.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Globally routable: not private, loopback, link-local (cloud metadata), shared or reserved."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Globally routable: not private, loopback, link-local (cloud metadata), shared or reserved.
+    An IPv6 address that carries an IPv4 one (mapped, compatible, NAT64, 6to4, Teredo) is judged
+    by the IPv4 address it reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public(embedded)
     return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    value = int(address)
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64 or (value >> 32 == 0 and value > 1):  # NAT64, IPv4-compatible ::a.b.c.d
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    return None
 
 
 class ImageFetcher:
@@ -56,64 +81,85 @@ class ImageFetcher:
                 raise self._refuse("the data: URI could not be decoded") from None
             return self._within_limit(data)
         for _ in range(_MAX_REDIRECTS + 1):
-            response = self._get(url, deadline)
-            location = response.headers.get("location")
-            if response.status in (301, 302, 303, 307, 308) and location:
-                response.release_conn()
-                url = urljoin(url, location)
-                continue
-            if response.status != 200:
-                response.release_conn()
-                raise self._refuse(f"fetching the image answered HTTP {response.status}")
-            return self._read(response)
+            with self._open(url, deadline) as response:
+                location = response.headers.get("location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    url = urljoin(url, location)
+                    continue
+                if response.status != 200:
+                    raise self._refuse(f"fetching the image answered HTTP {response.status}")
+                return self._read(response, deadline)
         raise self._refuse(f"more than {_MAX_REDIRECTS} redirects")
 
-    def _get(self, url: str, deadline: float) -> urllib3.BaseHTTPResponse:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self._refuse("only http(s) URLs and data: URIs are accepted")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            addresses = self._resolve(parts.hostname, port)
-        except OSError:
-            raise self._refuse(f"the host '{parts.hostname}' could not be resolved") from None
+    @contextmanager
+    def _open(self, url: str, deadline: float) -> Iterator[urllib3.BaseHTTPResponse]:
+        """One hop: the checked address, asked for ``url``'s path; the pool is closed after."""
+        try:  # a bad port, an unclosed IPv6 bracket, a DNS label over 63 characters: ValueErrors
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            if parts.scheme not in ("http", "https") or not host:
+                raise self._refuse("only http(s) URLs and data: URIs are accepted")
+            addresses = self._resolve(host, port)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InvalidRequest):
+                raise
+            raise self._refuse("the URL's host or port is not valid or could not be resolved") from None
         if not addresses or not all(self._allowed(ipaddress.ip_address(a)) for a in addresses):
-            raise self._refuse(f"the host '{parts.hostname}' is not a public address")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._refuse("the image could not be fetched in time")
-        timeout = urllib3.Timeout(connect=min(5.0, remaining), read=remaining)
+            raise self._refuse(f"the host '{host[:253]}' is not a public address")
+        timeout = urllib3.Timeout(connect=min(5.0, self._remaining(deadline)), read=self._remaining(deadline))
         pool: urllib3.HTTPConnectionPool
         if parts.scheme == "https":
             pool = urllib3.HTTPSConnectionPool(
-                addresses[0], port, server_hostname=parts.hostname, assert_hostname=parts.hostname,
+                addresses[0], port, server_hostname=host, assert_hostname=host,
                 cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(), timeout=timeout, retries=False,
             )  # fmt: skip
         else:
             pool = urllib3.HTTPConnectionPool(addresses[0], port, timeout=timeout, retries=False)
-        target = parts.path or "/"
-        if parts.query:
-            target += f"?{parts.query}"
-        try:
-            return pool.urlopen(
-                "GET", target, headers={"Host": parts.netloc, "User-Agent": "editgate"},
-                redirect=False, preload_content=False,
-            )  # fmt: skip
-        except urllib3.exceptions.HTTPError as exc:
-            raise self._refuse(f"the image could not be fetched ({type(exc).__name__})") from None
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # The Host header names the host alone: never the URL's userinfo.
+        host_header = f"[{host}]" if ":" in host else host
+        if parts.port:
+            host_header += f":{parts.port}"
+        with pool:
+            try:
+                response = pool.urlopen(
+                    "GET", target, headers={"Host": host_header, "User-Agent": "editgate"},
+                    redirect=False, preload_content=False,
+                )  # fmt: skip
+            except urllib3.exceptions.HTTPError as exc:
+                raise self._refuse(f"the image could not be fetched ({type(exc).__name__})") from None
+            try:
+                yield response
+            finally:
+                response.release_conn()
 
-    def _read(self, response: urllib3.BaseHTTPResponse) -> bytes:
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        """The body within the size limit and one total time budget: each read waits only for
+        what is left of it, so a server that drips bytes cannot stretch the deadline."""
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self._max_bytes:
-            response.release_conn()
             raise self._too_large()
         data = bytearray()
-        for chunk in response.stream(_CHUNK):
+        while True:
+            remaining = self._remaining(deadline)
+            socket_ = getattr(response.connection, "sock", None)
+            if socket_ is not None:
+                socket_.settimeout(remaining)
+            try:
+                chunk = response.read1(_CHUNK)
+            except (urllib3.exceptions.HTTPError, OSError):
+                raise self._refuse("the image could not be fetched in time or was cut off") from None
+            if not chunk:
+                return bytes(data)
             data += chunk
             if len(data) > self._max_bytes:
-                response.release_conn()
                 raise self._too_large()
-        return bytes(data)
+
+    def _remaining(self, deadline: float) -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._refuse("the image could not be fetched in time")
+        return remaining
 
     def _within_limit(self, data: bytes) -> bytes:
         if len(data) > self._max_bytes:

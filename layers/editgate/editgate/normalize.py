@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from editgate.catalog import DEFAULT_MODEL, IGNORED_PARAMS, ModelSpec, ParamSpec
+from editgate.catalog import DEFAULT_MODEL, IGNORED_PARAMS, MODELS, ModelSpec, ParamSpec
 from editgate.errors import InvalidRequest
 from editgate.images import OutputFormat, Size
 
@@ -77,7 +77,11 @@ class Plan(BaseModel):
         return [{**call.payload, self.model.image_field: image} for call in self.calls]
 
 
-def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
+def plan(
+    request: EditRequest, spec: ModelSpec, input_size: Size, *, allow_safety_checker_off: bool = False
+) -> Plan:
+    """``allow_safety_checker_off``: the operator's choice (``ALLOW_SAFETY_CHECKER_OFF``) whether
+    a client may send ``enable_safety_checker=false``."""
     if len(request.prompt) > spec.prompt_max_length:
         raise InvalidRequest(
             f"Invalid value for 'prompt': at most {spec.prompt_max_length} characters are accepted, "
@@ -98,6 +102,13 @@ def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
             )
     provider_size = _provider_size(target, spec)
     base, ignored = _provider_fields(request.options, spec)
+    if base.get("enable_safety_checker") is False and not allow_safety_checker_off:
+        raise InvalidRequest(
+            "Invalid value for 'enable_safety_checker': this gateway's operator does not allow "
+            "turning the provider's safety checker off.",
+            param="enable_safety_checker",
+            code="unsupported_parameter",
+        )
     base[spec.prompt_field] = request.prompt
     if spec.size_field:
         base[spec.size_field] = {"width": provider_size.width, "height": provider_size.height}
@@ -132,10 +143,13 @@ def plan(request: EditRequest, spec: ModelSpec, input_size: Size) -> Plan:
 
 # --- shape and scale -------------------------------------------------------------------------
 
-_WXH = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
-_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
-_TIER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[kK]\s*$")
-_MEGAPIXELS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:[mM][pP])?\s*$")
+# Numbers of at most 6 digits (and 20 decimals): nothing longer is a size, and Python refuses to
+# read integers past 4,300 digits.
+_NUMBER = r"(\d{1,6}(?:\.\d{1,20})?)"
+_WXH = re.compile(r"^\s*(\d{1,6})\s*[xX\u00d7]\s*(\d{1,6})\s*$")
+_RATIO = re.compile(rf"^\s*{_NUMBER}\s*:\s*{_NUMBER}\s*$")
+_TIER = re.compile(rf"^\s*{_NUMBER}\s*[kK]\s*$")
+_MEGAPIXELS = re.compile(rf"^\s*{_NUMBER}\s*(?:[mM][pP])?\s*$")
 
 
 def target_size(request: EditRequest, spec: ModelSpec, input_size: Size) -> Size:
@@ -148,14 +162,14 @@ def target_size(request: EditRequest, spec: ModelSpec, input_size: Size) -> Size
             if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
                 raise InvalidRequest(
                     f"Invalid value for 'size': each side must be {MIN_SIDE}-{MAX_SIDE} pixels, "
-                    f"got '{request.size}'.",
+                    f"got '{shown(request.size)}'.",
                     param="size",
                 )
             return Size(width, height)  # size fixes shape and scale
         if not _RATIO.match(request.size):
             raise InvalidRequest(
                 f"Invalid value for 'size': expected 'WxH' (e.g. 1024x1024), 'W:H' or 'auto', "
-                f"got '{request.size}'.",
+                f"got '{shown(request.size)}'.",
                 param="size",
             )
         aspect_ratio = request.size  # "W:H" is an aspect ratio
@@ -181,6 +195,11 @@ def target_size(request: EditRequest, spec: ModelSpec, input_size: Size) -> Size
     return _bounded(ratio, area, spec.size_multiple)
 
 
+def shown(value: str, limit: int = 64) -> str:
+    """A client's value as an error message quotes it: never more than ``limit`` characters."""
+    return value if len(value) <= limit else f"{value[:limit]}…"
+
+
 def _ratio_value(text: str) -> float:
     width, height = text.split(":")
     return float(width) / float(height)
@@ -190,7 +209,8 @@ def _parse_ratio(text: str, param: str) -> float:
     match = _RATIO.match(text)
     if not match or float(match.group(1)) <= 0 or float(match.group(2)) <= 0:
         raise InvalidRequest(
-            f"Invalid value for '{param}': expected an aspect ratio 'W:H' of positive numbers, got '{text}'.",
+            f"Invalid value for '{param}': expected an aspect ratio 'W:H' of positive numbers, "
+            f"got '{shown(text)}'.",
             param=param,
         )
     return float(match.group(1)) / float(match.group(2))
@@ -203,7 +223,7 @@ def _parse_resolution(text: str) -> float:
     if value <= 0:
         raise InvalidRequest(
             f"Invalid value for 'resolution': expected a tier (0.5K, 1K, 2K, 4K) or megapixels "
-            f"(0.25, 1, 4, 16), got '{text}'.",
+            f"(0.25, 1, 4, 16), got '{shown(text)}'.",
             param="resolution",
         )
     return (value * 1024) ** 2 if tier else value * 1024 * 1024
@@ -253,6 +273,38 @@ def _provider_size(target: Size, spec: ModelSpec) -> Size:
 _REFUSED = {
     "mask": "this model has no mask input; describe the region to change in the prompt",
 }
+# Every model's image field: sent under any model, it would skip the gateway's own checks of the
+# input (the URL guard, size caps, one image).
+_IMAGE_FIELDS = frozenset(m.image_field for m in MODELS)
+_URL_WORDS = ("url", "uri", "webhook", "callback")
+
+
+def _refuse_unsafe_passthrough(name: str, value: Any) -> None:
+    """An unknown key goes to the provider as sent, unless it could make the provider fetch or
+    call something for the caller: a field that names a URL, a webhook or an image, or a value
+    that carries a URL anywhere inside it."""
+    lowered = name.lower()
+    if name in _IMAGE_FIELDS or any(word in lowered for word in _URL_WORDS):
+        reason = "it names an image, a URL or a webhook, which only the gateway sends"
+    elif _carries_url(value):
+        reason = "its value holds a URL, which only the gateway sends to the provider"
+    else:
+        return
+    raise InvalidRequest(f"'{name}' cannot be sent: {reason}.", param=name, code="unsupported_parameter")
+
+
+def _carries_url(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str) and ("://" in node or node.lstrip().lower().startswith("data:")):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str, Any], list[str]]:
@@ -297,7 +349,8 @@ def _provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str
                 code="unsupported_parameter",
             )
         else:
-            payload[name] = value  # unknown keys go to the provider unchanged
+            _refuse_unsafe_passthrough(name, value)
+            payload[name] = value  # other unknown keys go to the provider unchanged
     return payload, ignored
 
 

@@ -149,7 +149,12 @@ def _prepare(
         )
     data = inputs[0] if isinstance(inputs[0], bytes) else services.fetcher.fetch(inputs[0], deadline)
     source = images.decode_input(data, param="image", max_pixels=services.settings.max_input_pixels)
-    plan = normalize.plan(request, spec, Size(*source.size))
+    plan = normalize.plan(
+        request,
+        spec,
+        Size(*source.size),
+        allow_safety_checker_off=services.settings.allow_safety_checker_off,
+    )
     fitted = images.fit(images.flatten_on_white(source), plan.provider_size, plan.fit)
     image_uri = images.to_data_uri(images.encode(fitted, "png"), CONTENT_TYPES["png"])
     return _Prepared(spec, plan, image_uri, images.alpha_at(source, plan.target, plan.fit))

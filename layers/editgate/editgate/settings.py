@@ -43,6 +43,8 @@ class Settings(BaseModel):
     max_input_pixels: int = Field(default=40_000_000, gt=0)
     # The most bytes read for one input image given by URL (the JSON body's image_url).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Whether a client may send enable_safety_checker=false (the operator's call, off by default).
+    allow_safety_checker_off: bool = False
     # Batch edits (the batch function only): its ledger table, its queue and dead-letter queue.
     batch_table: str | None = None
     batch_queue_url: str | None = None
@@ -82,6 +84,7 @@ class Settings(BaseModel):
             "fal_retry_base_seconds": "FAL_RETRY_BASE_SECONDS",
             "max_input_pixels": "MAX_INPUT_PIXELS",
             "max_image_bytes": "MAX_IMAGE_BYTES",
+            "allow_safety_checker_off": "ALLOW_SAFETY_CHECKER_OFF",
             "batch_table": "BATCH_TABLE",
             "batch_queue_url": "BATCH_QUEUE_URL",
             "batch_dead_letter_queue_url": "BATCH_DEAD_LETTER_QUEUE_URL",

@@ -5,6 +5,7 @@ become OpenAI-shaped answers."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 import time
@@ -15,18 +16,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
-    _extract_multipart_boundary,
-    _parse_multipart_body,
-)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
     ValidationException,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from editgate import api, metrics
-from editgate.errors import EditgateError, NotFound
+from editgate import api, bodies, metrics
+from editgate.errors import EditgateError, InvalidRequest, NotFound
+from editgate.normalize import EditRequest
 
 logger = Logger(child=True)
 # Lambda stops the function at its timeout; leave this much to answer with a clean 504.
@@ -45,20 +44,38 @@ def deadline(app: APIGatewayRestResolver, limit_seconds: float) -> float:
     return time.monotonic() + min(limit_seconds, remaining)
 
 
-def form_fields(app: APIGatewayRestResolver, declared: Iterable[str]) -> dict[str, Any]:
-    """The multipart fields a route did not declare (model, n, size, …, and unknown keys that go
-    on to the provider). Routes get only declared parameters from the resolver, so this reads
-    the same body with Powertools' own multipart parser: one parser, one result."""
+def read_edit(app: APIGatewayRestResolver) -> tuple[EditRequest, list[bytes] | list[str]]:
+    """The edit in the request body: multipart (the SDKs' form) or JSON (image URLs). The edit
+    route declares no body parameters, so the resolver never parses the body itself: this is the
+    one reader, and anything it cannot read is a 400."""
     event = app.current_event
-    boundary = _extract_multipart_boundary(event.headers.get("content-type", "")) or ""
+    encoding = event.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise InvalidRequest(
+            f"Content-Encoding '{encoding[:32]}' is not supported: send the body uncompressed.",
+            code="unsupported_content_encoding",
+        )
+    content_type = event.headers.get("content-type", "")
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/json":
+        return api.request_from_json(bodies.parse_json(_body_bytes(event)))
+    if media == "multipart/form-data":
+        return api.request_from_form(bodies.parse_multipart(_body_bytes(event), content_type))
+    raise InvalidRequest(
+        f"Unsupported Content-Type '{media[:64]}'. Send the edit as multipart/form-data.",
+        code="unsupported_content_type",
+    )
+
+
+def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
+    # API Gateway base64-encodes the binary media types and hands other bodies over as text.
     raw = event.body or ""
-    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("latin-1")
-    skip = set(declared)
-    return {name: value for name, value in _parse_multipart_body(body, boundary).items() if name not in skip}
-
-
-def is_json(app: APIGatewayRestResolver) -> bool:
-    return app.current_event.headers.get("content-type", "").lower().startswith("application/json")
+    if not event.is_base64_encoded:
+        return raw.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        raise InvalidRequest("The request body is not valid base64.", code="invalid_body") from None
 
 
 def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Response[str]:
@@ -117,4 +134,6 @@ def install(app: APIGatewayRestResolver, api_keys: Callable[[], Iterable[str]]) 
     @app.exception_handler(Exception)
     def unexpected(_: Exception) -> Response[str]:
         logger.exception("unexpected error")
+        metrics.add("Errors", 1)
+        metrics.add("Errors.server_error", 1)
         return error_response(app, EditgateError("The server had an error while processing your request."))
