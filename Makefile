@@ -48,6 +48,7 @@ batch-demo: venv
 		--concurrency 10 --fal-latency 1 --output out/batch-demo/results
 
 bench: venv
+	$(BIN)/python bench/finish_costs.py
 	$(BIN)/python bench/batch.py
 
 serve: venv

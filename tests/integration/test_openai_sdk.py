@@ -239,3 +239,13 @@ def test_given_an_out_of_range_model_parameter_then_bad_request_before_fal(
         client.images.edit(image=image, prompt="x", extra_body={"num_inference_steps": 60})
     assert caught.value.param == "num_inference_steps"
     assert emulator.calls["submit"] == 0
+
+
+def test_given_an_edit_too_big_to_finish_in_the_http_deadline_then_bad_request_points_to_batch_before_fal(
+    client: openai.OpenAI, sample_png: Path, emulator: FalEmulator
+) -> None:
+    with sample_png.open("rb") as image, pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(image=image, prompt="x", n=10, size="4096x4096")
+    assert caught.value.param == "n"
+    assert "batch edit" in caught.value.message
+    assert emulator.calls["submit"] == 0

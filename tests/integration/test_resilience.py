@@ -229,3 +229,18 @@ def test_given_a_504_after_fal_accepted_the_edit_then_the_sdks_own_retry_collect
     assert emulator.calls["cancel"] == 0
     assert len(emulator.payloads) == 1
     assert (answer.model_extra or {})["metadata"]["provider_request_ids"] == [emulator.request_ids[0]]
+
+
+def test_given_downloads_that_end_past_the_deadline_then_every_billed_image_is_in_the_cost(
+    client: openai.OpenAI, sample_png: Path, emulator: FalEmulator
+) -> None:
+    # Four of the eight downloads take longer than the stack's 4 s deadline: fal made (and
+    # bills) all eight, and the answer says so even though it carries four.
+    emulator.inject(Fault("file", kind="slow", delay=6, times=4))
+    with sample_png.open("rb") as image:
+        answer = client.images.edit(image=image, prompt="x", n=8)
+    metadata = (answer.model_extra or {})["metadata"]
+    assert len(answer.data or []) == 4
+    assert metadata["cost"] == {"usd": pytest.approx(0.48), "images": 8}
+    assert sum(f["images"] for f in metadata["failures"]) == 4
+    assert emulator.calls["submit"] == 2

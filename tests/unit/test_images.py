@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
 
 import pytest
 from PIL import Image
 
 from editgate.errors import InvalidRequest
-from editgate.images import OutputFormat, Size, decode_input, encode, finish, fit
+from editgate.images import OUTPUT_FORMATS, OutputFormat, Size, decode_input, encode, finish, fit
+from editgate.normalize import WORST_BYTES_PER_PIXEL
 from tests.conftest import open_image, png_bytes
 
 
@@ -67,3 +69,15 @@ def test_given_transparency_and_jpeg_then_it_is_flattened_on_white() -> None:
     clear = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     assert open_image(encode(clear, "jpeg")).getpixel((4, 4)) == (255, 255, 255)
     assert open_image(encode(clear, "png")).mode == "RGBA"
+
+
+@pytest.mark.parametrize("fmt", OUTPUT_FORMATS)
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_given_incompressible_noise_then_no_format_takes_more_bytes_per_pixel_than_the_b64_guard_assumes(
+    fmt: OutputFormat, mode: str
+) -> None:
+    # The worst case for every encoder: random pixels (with random alpha), encoded as answers are.
+    side = 256
+    noise = Image.frombytes(mode, (side, side), random.Random(7).randbytes(side * side * len(mode)))
+    size = len(encode(noise, fmt))
+    assert size / (side * side) <= WORST_BYTES_PER_PIXEL[fmt]

@@ -181,3 +181,30 @@ def test_given_a_target_above_the_working_scale_then_the_plan_says_it_is_upscale
     result = plan(request(size="2048x2048"), SPEC, SQUARE)
     assert result.provider_size == Size(1024, 1024)
     assert result.upscaled
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"n": 10, "size": "4096x4096"}, "n"), ({"n": 1, "size": "4096x4096", "output_format": "avif"}, "size"),
+     ({"n": 10, "size": "2048x2048", "output_format": "png"}, "n")],
+)  # fmt: skip
+def test_given_a_plan_whose_finishing_cannot_end_in_an_http_deadline_then_it_is_refused_naming_a_parameter(
+    fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(**fields), SPEC, SQUARE).check_finish_fits(27.0)
+    assert caught.value.param == param
+    assert "batch" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"n": 1, "size": "4096x4096"}, {"n": 10}, {"n": 4, "size": "1024x1024", "output_format": "avif"},
+     {"n": 10, "size": "2048x2048", "output_format": "jpeg"}],
+)  # fmt: skip
+def test_given_a_plan_that_finishes_in_time_then_it_is_admitted(fields: dict[str, Any]) -> None:
+    plan(request(**fields), SPEC, SQUARE).check_finish_fits(27.0)
+
+
+def test_given_the_providers_own_bytes_are_the_answer_then_finishing_costs_nothing() -> None:
+    assert plan(request(n=10), SPEC, Size(1024, 1024)).finish_seconds_per_image == 0.0

@@ -510,7 +510,7 @@ def _succeeded_record(result: EditResult) -> dict[str, Any]:
         "size": str(result.size),
         "output_format": result.output_format,
         "model": result.model,
-        "cost": {"usd": result.cost_usd, "images": len(result.images)},
+        "cost": {"usd": result.cost_usd, "images": result.billed_images},
         "provider_request_ids": list(result.provider_request_ids),
         "failures": [failure.model_dump() for failure in result.failures],
         "ignored_params": list(result.ignored_params),

@@ -21,8 +21,15 @@ _SEED_RANGE = 2**32
 # Lambda's synchronous response limit, which a b64_json answer must fit.
 LAMBDA_RESPONSE_LIMIT = 6_291_456
 # The most bytes a pixel can take in each format (incompressible RGBA for the lossless ones), so
-# that a b64_json answer that might not fit is refused before anything is paid for.
-_WORST_BYTES_PER_PIXEL = {"png": 4.1, "webp": 4.1, "avif": 3.0, "jpeg": 3.0, "gif": 1.1}
+# that a b64_json answer that might not fit is refused before anything is paid for. Checked
+# against encoded noise by tests/unit/test_images.py.
+WORST_BYTES_PER_PIXEL = {"png": 4.1, "webp": 4.1, "avif": 3.6, "jpeg": 3.0, "gif": 1.5}
+# Seconds one vCPU (a 1,769 MB Lambda) takes to resize a provider image and encode one megapixel
+# of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py), with a 25 % margin.
+FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.61, "jpeg": 0.06, "webp": 0.32, "gif": 0.64, "avif": 1.76}
+# Of the time a request has when it is admitted, the share its finishing may take: the rest is
+# for the provider.
+FINISH_SHARE = 0.5
 Fit = Literal["cover", "contain", "stretch"]
 
 
@@ -70,6 +77,32 @@ class Plan(BaseModel):
     def upscaled(self) -> bool:
         return self.target.area > self.provider_size.area
 
+    @property
+    def finish_seconds_per_image(self) -> float:
+        """What turning one provider image into the answer's file costs on one vCPU (nothing when
+        the provider's own bytes are the answer)."""
+        untouched = (
+            self.target == self.provider_size and self.output_format in self.model.native_output_formats
+        )
+        if untouched and self.output_compression is None:
+            return 0.0
+        return self.target.area / 1e6 * FINISH_SECONDS_PER_MEGAPIXEL[self.output_format]
+
+    def check_finish_fits(self, seconds_left: float) -> None:
+        """Refuse, before anything is paid, a plan whose finishing cannot end in time."""
+        images = sum(call.num_images for call in self.calls)
+        needed = images * self.finish_seconds_per_image
+        budget = seconds_left * FINISH_SHARE
+        if needed <= budget:
+            return
+        raise InvalidRequest(
+            f"{images} image(s) of {self.target} as {self.output_format} take about {needed:.0f} s to finish "
+            f"on this function, over the {budget:.0f} s this request has for it: ask for fewer or smaller "
+            "images, or jpeg, or send the edit as a batch edit (which has minutes).",
+            param="n" if images > 1 else "size",
+            code="request_too_large",
+        )
+
     def payloads(self, image_uri: str) -> list[dict[str, Any]]:
         """What each provider call sends: the one place the input image joins the payload, for
         the real run and the dry run alike."""
@@ -91,7 +124,7 @@ def plan(
         )
     target = target_size(request, spec, input_size)
     if request.response_format == "b64_json":
-        worst = request.n * target.area * _WORST_BYTES_PER_PIXEL[request.output_format] * 4 / 3
+        worst = request.n * target.area * WORST_BYTES_PER_PIXEL[request.output_format] * 4 / 3
         if worst > LAMBDA_RESPONSE_LIMIT:
             raise InvalidRequest(
                 f"{request.n} image(s) of {target} as {request.output_format} in base64 may exceed Lambda's "

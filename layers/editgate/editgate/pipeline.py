@@ -14,10 +14,11 @@ from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from editgate import images, normalize, secrets
+from editgate import images, metrics, normalize, secrets
 from editgate.catalog import ModelSpec, build_catalog
 from editgate.dedupe import Deduplicator
 from editgate.errors import (
@@ -26,6 +27,7 @@ from editgate.errors import (
     InvalidRequest,
     PayloadTooLarge,
     UpstreamError,
+    UpstreamTimeout,
 )
 from editgate.fal import FalClient, FalOutput, FalRequestEnded, FalSubmission, ProviderRejected
 from editgate.fetch import ImageFetcher
@@ -115,6 +117,7 @@ class EditResult(BaseModel):
     output_format: OutputFormat
     response_format: str
     cost_usd: float
+    billed_images: int = 0  # every image the provider made (and bills), answered or not
     provider_request_ids: tuple[str, ...]
     ignored_params: tuple[str, ...]
     resampled_from: Size | None  # the provider's size, when the answer's was reached by resampling
@@ -155,6 +158,7 @@ def _prepare(
         Size(*source.size),
         allow_safety_checker_off=services.settings.allow_safety_checker_off,
     )
+    plan.check_finish_fits(deadline - time.monotonic())
     fitted = images.fit(images.flatten_on_white(source), plan.provider_size, plan.fit)
     image_uri = images.to_data_uri(images.encode(fitted, "png"), CONTENT_TYPES["png"])
     return _Prepared(spec, plan, image_uri, images.alpha_at(source, plan.target, plan.fit))
@@ -210,11 +214,23 @@ def edit(
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
         kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
         with ThreadPoolExecutor(max_workers=max(1, len(kept))) as downloads:
-            made = list(downloads.map(finish, kept))
-        return _CallOutcome(output, made, len(output.images) - len(kept))
+            finished = [downloads.submit(finish, url) for url in kept]
+        made, unfinished = [], []
+        for future in finished:
+            try:
+                made.append(future.result())
+            except EditgateError as exc:
+                unfinished.append(exc)
+        return _CallOutcome(output, made, len(output.images) - len(kept), unfinished)
 
     def finish(url: str) -> bytes:
         data = services.fal.fetch(url, deadline)
+        if deadline - time.monotonic() < plan.finish_seconds_per_image:
+            raise UpstreamTimeout(
+                "The edited images were made but could not be finished in time; retrying the same "
+                "request collects them from the provider without a second charge.",
+                retry_after=1,
+            )
         try:
             return images.finish(
                 data,
@@ -239,7 +255,12 @@ def edit(
             errors.append((planned.num_images, exc))
     made = [data for outcome in outcomes for data in outcome.images]
     flagged = sum(outcome.flagged for outcome in outcomes)
+    # fal bills every image it made, flagged or not finished here included; failed calls are free.
+    billed = sum(len(outcome.output.images) for outcome in outcomes)
+    cost_usd = spec.price_usd(billed, plan.provider_size.width, plan.provider_size.height)
+    errors += [(1, exc) for outcome in outcomes for exc in outcome.unfinished]
     if not made:
+        metrics.add("CostUSD", cost_usd, MetricUnit.NoUnit)  # paid for, though nothing is answered
         if errors:
             raise errors[0][1]
         raise ContentPolicyViolation(
@@ -262,8 +283,8 @@ def edit(
         size=plan.target,
         output_format=plan.output_format,
         response_format=plan.response_format,
-        # fal bills the images it made, flagged ones included; failed calls are not billed.
-        cost_usd=spec.price_usd(len(made) + flagged, plan.provider_size.width, plan.provider_size.height),
+        cost_usd=cost_usd,
+        billed_images=billed,
         provider_request_ids=tuple(o.output.request_id for o in outcomes),
         ignored_params=plan.ignored,
         resampled_from=plan.provider_size if plan.provider_size != plan.target else None,
@@ -298,6 +319,7 @@ class _CallOutcome:
     output: FalOutput
     images: list[bytes]
     flagged: int
+    unfinished: list[EditgateError]  # made and paid for, but not downloaded or finished in time
 
 
 def _provider_output(
