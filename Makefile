@@ -19,7 +19,7 @@ HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2]
 
 help:
 	@echo "make demo   - edit the bundled sample image on the local stack (no AWS, no fal key)"
-	@echo "make test   - lint, types, template checks, sam build, artifact and pytest"
+	@echo "make test   - lint, types, template checks (cfn-lint, sam, checkov), sam build, artifact and pytest"
 	@echo "make serve  - run the API locally on http://127.0.0.1:8000/v1 (key sk-local)"
 	@echo "make batch-demo - a 20-image batch edit through the batch bucket on the local stack"
 	@echo "make bench  - the benchmarks (not part of make test)"
@@ -63,9 +63,17 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy layers/editgate/editgate local/editgate_local functions tests bench
 
-template: venv
+# checkov in a venv of its own: it pins versions of boto3 and others that the project's don't follow.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	@touch $@
+
+template: venv $(CHECKOV_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --skip-download --quiet --compact
 
 # The production artifact (arm64), and one for this machine's architecture that the artifact
 # tests import and invoke (arm64 wheels cannot be imported on x86_64).
@@ -82,4 +90,4 @@ pytest: venv
 	$(BIN)/pytest
 
 clean:
-	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules
+	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules $(CHECKOV_VENV)

@@ -24,6 +24,7 @@ from editgate.storage import WorkQueue
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.events import seed_batch_objects
 from editgate_local.fal_emulator import FalEmulator
+from editgate_local.front import UsagePlan
 from editgate_local.stack import LocalStack
 
 API_KEY = "sk-local"
@@ -34,7 +35,11 @@ def stack() -> Iterator[LocalStack]:
     # environ={}: a developer's own FAL_KEY must never send test traffic to real fal.
     # A short deadline and retry base keep timeouts and retry exhaustion quick to test.
     fast = {"REQUEST_DEADLINE_SECONDS": "4", "FAL_RETRY_BASE_SECONDS": "0.01"}
-    with LocalStack(api_keys=(API_KEY, "sk-second"), environ={}, settings_env=fast) as local:
+    # A usage plan no test run reaches: tests of throttling make their own front with a tight one.
+    roomy = UsagePlan(rate=1e6, burst=10**6, daily_quota=10**9)
+    with LocalStack(
+        api_keys=(API_KEY, "sk-second"), environ={}, settings_env=fast, usage_plan=roomy
+    ) as local:
         yield local
 
 
@@ -116,7 +121,7 @@ def sample_png() -> Path:
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings with the required values filled in, for tests of the core without a stack."""
-    required = {"results_bucket": "bucket", "fal_key_secret_name": "fal", "api_keys_secret_name": "keys",
+    required = {"results_bucket": "bucket", "fal_key_secret_name": "fal",
                 "idempotency_table": "idempotency"}  # fmt: skip
     return Settings.model_validate({**required, **overrides})
 

@@ -3,7 +3,6 @@ answer for generations. Wiring only: the work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, dedupe, pipeline, secrets, service, web
+from editgate import api, dedupe, pipeline, service, web
 from editgate.errors import InvalidRequest, NotFound
-from editgate.settings import Settings, SettingsError
+from editgate.settings import Settings
 
 logger = Logger()
 tracer = Tracer()
@@ -24,9 +23,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 
 settings = Settings.from_env()
 services = pipeline.Services.create(settings)
-if not settings.api_keys_secret_name:
-    raise SettingsError("editgate is misconfigured: API_KEYS_SECRET_NAME is required by the edit API")
-web.install(app, partial(secrets.api_keys, settings.api_keys_secret_name, settings.secrets_max_age_seconds))
+web.install(app)
 
 
 @app.post("/v1/images/edits")
@@ -42,7 +39,7 @@ def create_edit(dry_run: Annotated[bool, Query()] = False) -> Response[str]:
         inputs,
         services,
         identity=dedupe.for_request(
-            web.api_key(app), app.current_event.headers.get("idempotency-key"), request, inputs
+            web.caller(app), app.current_event.headers.get("idempotency-key"), request, inputs
         ),
         request_id=request_id,
         deadline=deadline,

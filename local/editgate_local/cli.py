@@ -1,5 +1,6 @@
 """The ``editgate`` command: ``serve`` the local stack, run the ``fal-emulator`` alone, ``edit``
-an image through an editgate API with the official openai SDK, or run ``batch`` edits."""
+an image through an editgate API with the official openai SDK, run ``batch`` edits, or manage
+API ``keys``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import requests
 
-from editgate_local import batch_cli
+from editgate_local import batch_cli, keys_cli
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.stack import BATCH_BUCKET, LocalStack
+from editgate_local.stack import BATCH_BUCKET, KEYS_TABLE, LocalStack
 
 SAMPLE_IMAGE = Path(__file__).with_name("sample.png")
 
@@ -48,10 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     edit.add_argument("--api-key", default=os.environ.get("EDITGATE_API_KEY", "sk-local"))
 
     batch_cli.add_parser(commands)
+    keys_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     if args.command == "batch":
         return batch_cli.main(args)
+    if args.command == "keys":
+        return keys_cli.main(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "fal-emulator":
@@ -68,10 +72,13 @@ def _serve(args: argparse.Namespace) -> int:
     with LocalStack(
         host=args.host, port=args.port, api_keys=_api_keys(), fal_latency=args.fal_latency
     ) as stack:
-        print("editgate local stack (S3, SQS, DynamoDB, Secrets Manager: moto; API Gateway: local front)")
+        print(
+            "editgate local stack (S3, SQS, DynamoDB, Secrets Manager: moto; "
+            "API Gateway: local front, authorizer and usage plan)"
+        )
         print(f"fal:      {stack.fal_description}")
         print(f"base URL: {stack.base_url}/v1")
-        print(f"API key:  {stack.api_key}")
+        print(f"API key:  {stack.api_key}  (more: editgate keys --table {KEYS_TABLE} create --owner NAME)")
         print(f"batch:    s3://{BATCH_BUCKET}/incoming/<batch id>/")
         print(
             f"AWS:      moto at {stack.env['AWS_ENDPOINT_URL']} (set AWS_ENDPOINT_URL to it for aws or boto3)"

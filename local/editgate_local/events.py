@@ -1,7 +1,9 @@
 """Writes the ready-made Lambda events in events/: ``python -m editgate_local.events``.
 
 ``events/edit_api``: the API Gateway REST proxy events the front (and real API Gateway) makes,
-for ``sam local invoke EditApiFunction -e events/edit_api/<name>.json``. ``events/batch_edit``:
+for ``sam local invoke EditApiFunction -e events/edit_api/<name>.json``, with the context the
+authorizer gave them. ``events/authorizer``: the REQUEST authorizer's events, for
+``sam local invoke AuthorizerFunction`` (the key ``sk-local`` is the local stack's). ``events/batch_edit``:
 SQS records as the batch queue delivers them (S3 notifications, an item) and an S3 Batch
 Operations invocation, for ``sam local invoke BatchFunction``; they name objects that
 ``seed_batch_objects`` puts in the batch bucket.
@@ -28,24 +30,40 @@ BATCH_EVENTS_ID = "events-demo"
 FieldValue = str | tuple[str, bytes, str]
 
 
+# What the authorizer passes on for an accepted key: its id (the principal) and owner.
+AUTHORIZED = {"principalId": "key_local", "key_id": "key_local", "owner": "local-0", "integrationLatency": 0}
+
+
 def event(
-    method: str, path: str, body: bytes = b"", content_type: str | None = None, api_key: str = "sk-local"
+    method: str,
+    path: str,
+    body: bytes = b"",
+    content_type: str | None = None,
+    authorization: tuple[str, ...] = ("Bearer sk-local",),
+    authorizer: dict[str, object] | None = AUTHORIZED,
 ) -> dict[str, object]:
     headers = [
         ("Host", "abc123.execute-api.us-east-1.amazonaws.com"),
-        ("Authorization", f"Bearer {api_key}"),
+        *(("Authorization", value) for value in authorization),
         ("User-Agent", "OpenAI/Python 2.8.0"),
     ]
     if content_type:
         headers.append(("Content-Type", content_type))
-    return proxy_event(method, path, headers, body)
+    return proxy_event(method, path, headers, body, authorizer=authorizer)
 
 
 def multipart_event(
-    path: str, fields: list[tuple[str, FieldValue]], api_key: str = "sk-local"
+    path: str, fields: list[tuple[str, FieldValue]], authorizer: dict[str, object] | None = AUTHORIZED
 ) -> dict[str, object]:
     body, content_type = encode_multipart_formdata(fields, boundary="editgate-event-boundary")
-    return event("POST", path, body, content_type, api_key)
+    return event("POST", path, body, content_type, authorizer=authorizer)
+
+
+def authorizer_event(*authorization: str) -> dict[str, object]:
+    """API Gateway's REQUEST authorizer event for an edit carrying these Authorization headers."""
+    edit = event("POST", "/v1/images/edits", authorization=authorization, authorizer=None)
+    arn = "arn:aws:execute-api:us-east-1:123456789012:abc123/api/POST/v1/images/edits"
+    return {"type": "REQUEST", "methodArn": arn, **{k: v for k, v in edit.items() if k != "body"}}
 
 
 def main() -> None:
@@ -81,9 +99,17 @@ def main() -> None:
             "/v1/images/edits", [("image", ("notes.txt", b"just some text", "text/plain")), ("prompt", "x")]
         ),
         "unknown_route": event("GET", "/v1/files"),
-        "wrong_api_key": multipart_event("/v1/images/edits", [image, ("prompt", "x")], api_key="sk-wrong"),
+        "no_authorizer": multipart_event("/v1/images/edits", [image, ("prompt", "x")], authorizer=None),
     }
     write("edit_api", events)
+    write(
+        "authorizer",
+        {
+            "known_key": authorizer_event("Bearer sk-local"),
+            "unknown_key": authorizer_event("Bearer sk-wrong"),
+            "two_headers": authorizer_event("Bearer sk-local", "Bearer sk-local"),
+        },
+    )
     write("batch_edit", batch_events())
 
 

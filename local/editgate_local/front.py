@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from editgate.keys import REFUSAL
 from editgate_local.background_server import BackgroundServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -73,9 +75,15 @@ def load_handler(
 
 
 def proxy_event(
-    method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str = "127.0.0.1"
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    source_ip: str = "127.0.0.1",
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The API Gateway REST proxy event for one request."""
+    """The API Gateway REST proxy event for one request; ``authorizer``: what the REQUEST
+    authorizer answered (its principal and context), as API Gateway passes it on."""
     url = urlsplit(target)
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
@@ -117,15 +125,103 @@ def proxy_event(
             "resourceId": "local",
             "resourcePath": url.path,
             "stage": STAGE,
+            **({"authorizer": dict(authorizer)} if authorizer is not None else {}),
         },
         "body": text_body,
         "isBase64Encoded": binary and bool(body),
     }
 
 
+@dataclass(frozen=True)
+class UsagePlan:
+    """Per-key limits, as the template's usage plan sets them (KeyRateLimit, KeyBurstLimit,
+    KeyDailyQuota)."""
+
+    rate: float = 5.0
+    burst: int = 10
+    daily_quota: int = 1000
+
+
+# API Gateway's own answers, worded as template.yaml's gateway responses word them.
+_UNAUTHORIZED = (401, REFUSAL, "invalid_api_key")
+_THROTTLED = (429, "Too many requests for this API key: slow down and retry.", "rate_limit_exceeded")
+_QUOTA = (429, "This API key has used its daily quota of requests.", "quota_exceeded")
+
+
+class Gate:
+    """API Gateway's part before the function: the REQUEST authorizer (run as API Gateway runs
+    it, its verdict cached by the Authorization header for 5 minutes; no header, no call) and the
+    usage plan's throttle (a token bucket per key) and daily quota."""
+
+    def __init__(self, authorizer: Handler, plan: UsagePlan, cache_seconds: float = 300.0) -> None:
+        self._authorizer = authorizer
+        self._plan = plan
+        self._cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._verdicts: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._used: dict[tuple[str, str], int] = {}
+
+    def admit(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """None to let the request through (``event`` now carries the authorizer's context), or
+        API Gateway's own answer (with the request id and retry advice the gateway responses add)."""
+        headers = event.get("multiValueHeaders") or {}
+        values = [v for name, vs in headers.items() if name.lower() == "authorization" for v in vs]
+        verdict = self._verdict("\n".join(values), event) if values else None
+        limited = None if verdict is None else self._limit(str(verdict.get("usageIdentifierKey", "")))
+        if verdict is None or limited is not None:
+            status, message, code = limited or _UNAUTHORIZED
+            _, answer_headers, body = _error(
+                status, message, code, "requests" if limited else "invalid_request_error"
+            )
+            answer_headers += [("x-request-id", event["requestContext"]["requestId"]),
+                               ("x-should-retry", "true" if limited else "false")]  # fmt: skip
+            if limited is not None:
+                answer_headers.append(("retry-after", "1" if limited is _THROTTLED else "3600"))
+            return status, answer_headers, body
+        event["requestContext"]["authorizer"] = {
+            **(verdict.get("context") or {}), "principalId": verdict["principalId"], "integrationLatency": 0,
+        }  # fmt: skip
+        return None
+
+    def _verdict(self, authorization: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._verdicts.get(authorization)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        arn = f"arn:aws:execute-api:us-east-1:123456789012:local/{STAGE}/{event['httpMethod']}{event['path']}"
+        try:
+            verdict = self._authorizer(
+                {**event, "type": "REQUEST", "methodArn": arn}, LambdaContext("Authorizer")
+            )
+        except Exception:  # API Gateway reads the authorizer's "Unauthorized" error as a 401
+            return None
+        with self._lock:
+            self._verdicts[authorization] = (now + self._cache_seconds, verdict)
+        return verdict
+
+    def _limit(self, usage_key: str) -> tuple[int, str, str] | None:
+        now = time.monotonic()
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        with self._lock:
+            tokens, last = self._buckets.get(usage_key, (float(self._plan.burst), now))
+            tokens = min(float(self._plan.burst), tokens + (now - last) * self._plan.rate)
+            if tokens < 1:
+                self._buckets[usage_key] = (tokens, now)
+                return _THROTTLED
+            used = self._used.get((usage_key, day), 0)
+            if used >= self._plan.daily_quota:
+                return _QUOTA
+            self._buckets[usage_key] = (tokens - 1, now)
+            self._used[(usage_key, day)] = used + 1
+        return None
+
+
 class ApiFront:
     """``environments``: the function's handler, once per execution environment. Like Lambda,
-    each environment runs one invocation at a time; more environments, more run at once."""
+    each environment runs one invocation at a time; more environments, more run at once.
+    ``gate``: the authorizer and usage plan in front of every route."""
 
     def __init__(
         self,
@@ -134,8 +230,10 @@ class ApiFront:
         host: str = "127.0.0.1",
         port: int = 0,
         timeout_seconds: float = 30.0,
+        gate: Gate | None = None,
     ):
         self.timeout_seconds = timeout_seconds
+        self.gate = gate
         self._idle: queue.Queue[Handler] = queue.Queue()
         for handler in environments:
             self._idle.put(handler)
@@ -163,6 +261,9 @@ class ApiFront:
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
+        refused = self.gate.admit(event) if self.gate is not None else None
+        if refused is not None:
+            return refused
         if len(json.dumps(event)) > LAMBDA_MAX_EVENT:
             message = f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit."
             return _error(413, message, "payload_too_large")
@@ -179,8 +280,10 @@ class _BadFraming(Exception):
     """A request whose body cannot be read as HTTP frames it: API Gateway answers 400 itself."""
 
 
-def _error(status: int, message: str, code: str) -> tuple[int, list[tuple[str, str]], bytes]:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+def _error(
+    status: int, message: str, code: str, error_type: str = "invalid_request_error"
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
     return status, [("content-type", "application/json")], json.dumps(body).encode()
 
 

@@ -19,16 +19,20 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from editgate.batch import SINGLE_IMAGE_SUFFIXES
+from editgate.keys import KeyRecord, new_record
+from editgate.storage import KeyTable
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.front import ApiFront, Handler, load_handler
+from editgate_local.front import ApiFront, Gate, Handler, UsagePlan, load_handler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
 BATCH_EDIT = REPO_ROOT / "functions" / "batch_edit" / "app.py"
+AUTHORIZER = REPO_ROOT / "functions" / "authorizer" / "app.py"
+KEYS_TABLE = "editgate-local-api-keys"
 BUCKET = "editgate-local-results"
 BATCH_BUCKET = "editgate-local-batch"
 BATCH_TABLE = "editgate-local-batch-ledger"
@@ -38,7 +42,6 @@ BATCH_DEAD_LETTER_QUEUE = "editgate-local-batch-dlq"
 BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
 FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not its value
-API_KEYS_SECRET = "editgate/local/api-keys"  # noqa: S105
 REGION = "us-east-1"
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
 
@@ -49,7 +52,11 @@ class MotoServer:
     AWS does neither (per-item updates are atomic, duplicates rare). moto is bound by the GIL
     anyway, so one at a time costs little. Receives must not long-poll (WaitTimeSeconds=0)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    # moto holds the fal key and every AWS resource of the stack, and asks for no credentials:
+    # it listens on loopback only, whatever address the API is served on.
+    HOST = "127.0.0.1"
+
+    def __init__(self, port: int) -> None:
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 
@@ -58,8 +65,9 @@ class MotoServer:
                 return list(app(environ, start_response))
 
         self._server = make_server(
-            host, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
+            self.HOST, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
         )
+        self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
     def start(self) -> None:
@@ -91,10 +99,13 @@ class LocalStack:
         settings_env: Mapping[str, str] | None = None,
         concurrency: int = 4,
         batch_timeout: float = 60.0,
+        usage_plan: UsagePlan | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.api_keys = api_keys
+        # Per-key limits of the front's usage plan: the template's defaults unless a test says.
+        self.usage_plan = usage_plan or UsagePlan()
         self.fal_latency = fal_latency
         # The function's settings beyond the stack's own (e.g. REQUEST_DEADLINE_SECONDS).
         self.settings_env = dict(settings_env or {})
@@ -129,18 +140,17 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        moto_port = free_port(self.host)
-        self.moto = MotoServer(self.host, moto_port)
+        moto_port = free_port(MotoServer.HOST)
+        self.moto = MotoServer(moto_port)
         self.moto.start()
         if self.real_fal_key is None:
             self.emulator = FalEmulator(host=self.host, latency=self.fal_latency).start()
         fal_key = self.real_fal_key or (self.emulator.key if self.emulator else "")
         self.env = {
             **FAKE_AWS,
-            "AWS_ENDPOINT_URL": f"http://{self.host}:{moto_port}",
+            "AWS_ENDPOINT_URL": f"http://{MotoServer.HOST}:{moto_port}",
             "RESULTS_BUCKET": BUCKET,
             "FAL_KEY_SECRET_NAME": FAL_KEY_SECRET,
-            "API_KEYS_SECRET_NAME": API_KEYS_SECRET,
             "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
             "FAL_QUEUE_URL": self.emulator.url
             if self.emulator
@@ -159,7 +169,7 @@ class LocalStack:
         self._provision(fal_key)
         self._provision_batch()
         environments = [load_handler(EDIT_API, environment=n) for n in range(self.concurrency)]
-        self.front = ApiFront(environments, host=self.host, port=self.port).start()
+        self.front = ApiFront(environments, host=self.host, port=self.port, gate=self.gate()).start()
         return self
 
     def _provision(self, fal_key: str) -> None:
@@ -173,7 +183,27 @@ class LocalStack:
         )
         manager = boto3.client("secretsmanager", region_name=REGION)
         manager.create_secret(Name=FAL_KEY_SECRET, SecretString=fal_key)
-        manager.create_secret(Name=API_KEYS_SECRET, SecretString=",".join(self.api_keys))
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=KEYS_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for index, value in enumerate(self.api_keys):
+            self.add_key(f"local-{index}", key=value)
+
+    def add_key(
+        self, owner: str, *, key: str | None = None, expires_at: int | None = None
+    ) -> tuple[str, KeyRecord]:
+        """A key of this stack (as ``editgate keys create`` makes one): the key, and its record."""
+        key, record = new_record(owner, key=key, expires_at=expires_at)
+        KeyTable(KEYS_TABLE).put(record.key_hash, record.model_dump())
+        return key, record
+
+    def gate(self, usage_plan: UsagePlan | None = None) -> Gate:
+        """API Gateway's authorizer and usage plan, as the template configures them."""
+        authorizer = load_handler(AUTHORIZER, env={"API_KEYS_TABLE": KEYS_TABLE, "KEY_CACHE_SECONDS": "0"})
+        return Gate(authorizer, usage_plan or self.usage_plan)
 
     def _provision_batch(self) -> None:
         """As template.yaml: the bucket notifies the queue of manifests and single images (moto

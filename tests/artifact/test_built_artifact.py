@@ -14,13 +14,13 @@ from typing import Any
 import boto3
 import pytest
 
-from editgate_local.stack import REGION, REPO_ROOT, LocalStack
+from editgate_local.stack import KEYS_TABLE, REGION, REPO_ROOT, LocalStack
 from tests.artifact.invoke_built import MARK
-from tests.integration.test_events import EVENTS, EXPECTED, answered_as_expected
+from tests.integration.test_events import AUTHORIZER_EXPECTED, EVENTS, EXPECTED, answered_as_expected
 
 BUILD = REPO_ROOT / ".aws-sam" / "build-native"
 LAYER = BUILD / "EditgateLayer" / "python"
-FUNCTIONS = {"edit_api": "EditApiFunction", "batch_edit": "BatchFunction"}
+FUNCTIONS = {"edit_api": "EditApiFunction", "batch_edit": "BatchFunction", "authorizer": "AuthorizerFunction"}
 
 pytestmark = pytest.mark.skipif(
     not (BUILD / "EditApiFunction").exists() and sys.version_info[:2] != (3, 13),
@@ -90,6 +90,21 @@ def test_given_the_built_batch_function_when_invoked_with_every_event_then_each_
     _, answers = invoke_built(FUNCTIONS["batch_edit"], events, env)
     for line in answers:
         answered_as_expected(line["event"], line["answer"])
+
+
+def test_given_the_built_authorizer_when_invoked_with_every_event_then_it_allows_or_refuses_as_expected(
+    stack: LocalStack,
+) -> None:
+    events = [path for path in EVENTS if path.parent.name == "authorizer"]
+    _, answers = invoke_built(
+        FUNCTIONS["authorizer"], events, {**os.environ, **stack.env, "API_KEYS_TABLE": KEYS_TABLE}
+    )
+    for line in answers:
+        expected = AUTHORIZER_EXPECTED[str(Path(line["event"]).relative_to(REPO_ROOT / "events"))]
+        if expected == "Unauthorized":
+            assert line["error"] == "Unauthorized", line
+        else:
+            assert line["answer"]["policyDocument"]["Statement"][0]["Effect"] == "Allow", line
 
 
 def test_given_the_built_layer_then_it_holds_no_dev_only_code() -> None:

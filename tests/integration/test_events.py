@@ -10,20 +10,21 @@ from typing import Any
 import pytest
 
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.front import LambdaContext
-from editgate_local.stack import REPO_ROOT, LocalStack, batch_handlers
+from editgate_local.front import LambdaContext, load_handler
+from editgate_local.stack import AUTHORIZER, KEYS_TABLE, REPO_ROOT, LocalStack, batch_handlers
 from tests.conftest import open_image
 
 EVENTS = sorted((REPO_ROOT / "events").glob("*/*.json"))
 EDIT_EVENTS = [path for path in EVENTS if path.parent.name == "edit_api"]
 BATCH_EVENTS = [path for path in EVENTS if path.parent.name == "batch_edit"]
+AUTHORIZER_EVENTS = [path for path in EVENTS if path.parent.name == "authorizer"]
 # What each ready event must answer: status, and the error's param (None for a success).
 EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/edit.json": (200, None),
     "edit_api/edit_b64_json.json": (200, None),
     "edit_api/missing_prompt.json": (400, "prompt"),
     "edit_api/not_an_image.json": (400, "image"),
-    "edit_api/wrong_api_key.json": (401, None),
+    "edit_api/no_authorizer.json": (401, None),
     "edit_api/edit_dry_run.json": (200, None),
     "edit_api/edit_json_body.json": (200, None),
     "edit_api/list_models.json": (200, None),
@@ -40,6 +41,14 @@ BATCH_EXPECTED = {
 }
 
 
+# The authorizer's events: allowed (with the key's usage-plan key) or API Gateway's 401.
+AUTHORIZER_EXPECTED = {
+    "authorizer/known_key.json": "Allow",
+    "authorizer/unknown_key.json": "Unauthorized",
+    "authorizer/two_headers.json": "Unauthorized",
+}
+
+
 def answered_as_expected(name: str, answer: dict[str, Any]) -> None:
     """The batch function's answer to one of its ready events."""
     if "invocationSchemaVersion" in answer:
@@ -50,7 +59,24 @@ def answered_as_expected(name: str, answer: dict[str, Any]) -> None:
 
 def test_every_event_file_has_an_expected_answer() -> None:
     names = {str(path.relative_to(REPO_ROOT / "events")) for path in EVENTS}
-    assert names == set(EXPECTED) | BATCH_EXPECTED
+    assert names == set(EXPECTED) | BATCH_EXPECTED | set(AUTHORIZER_EXPECTED)
+
+
+@pytest.mark.parametrize("path", AUTHORIZER_EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))
+def test_given_a_ready_authorizer_event_when_invoked_then_it_allows_or_refuses_as_expected(
+    stack: LocalStack, path: Path
+) -> None:
+    handler = load_handler(AUTHORIZER, env={"API_KEYS_TABLE": KEYS_TABLE})
+    expected = AUTHORIZER_EXPECTED[str(path.relative_to(REPO_ROOT / "events"))]
+    event = json.loads(path.read_text())
+    if expected == "Unauthorized":
+        with pytest.raises(RuntimeError, match=r"^Unauthorized$"):
+            handler(event, LambdaContext("AuthorizerFunction"))
+        return
+    answer = handler(event, LambdaContext("AuthorizerFunction"))
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert answer["principalId"].startswith("key_")
+    assert answer["usageIdentifierKey"]
 
 
 @pytest.mark.parametrize("path", BATCH_EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))

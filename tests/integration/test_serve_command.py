@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,12 +19,12 @@ from tests.conftest import open_image, sdk_client
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+def serving(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
     """``editgate serve`` in its own process, from start until it says "ready" (its readiness
     signal: no sleeping), then its base URL and what it printed; stopped on exit."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "editgate_local.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "editgate_local.cli", "serve", "--host", host, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -91,3 +92,28 @@ def test_given_fal_key_set_then_serve_says_real_fal_is_in_use_without_showing_th
     assert "REAL fal at https://queue.fal.run (FAL_KEY is set: edits are billed to that key)" in banner
     assert "emulator" not in banner
     assert "fal-key-secret-value" not in banner
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routing only
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_given_serve_on_every_interface_then_moto_still_listens_on_loopback_only() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FAL_KEY"}
+    with serving(env, host="0.0.0.0") as (_, lines):  # noqa: S104 - the case under test
+        moto_url = next(line for line in lines if line.startswith("AWS:")).split()[3]
+        port = int(moto_url.rsplit(":", 1)[1])
+        assert moto_url.startswith("http://127.0.0.1:")
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code < 500  # it is up
+        outward = _outward_address()
+        if outward is None:
+            pytest.skip("no non-loopback address on this machine to try moto from")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://{outward}:{port}/", timeout=5)

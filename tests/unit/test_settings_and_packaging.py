@@ -7,13 +7,12 @@ import tomllib
 
 import pytest
 
-from editgate.settings import Settings, SettingsError
+from editgate.settings import KeySettings, Settings, SettingsError
 from editgate_local.stack import REPO_ROOT
 
 REQUIRED = {
     "RESULTS_BUCKET": "bucket",
     "FAL_KEY_SECRET_NAME": "fal",
-    "API_KEYS_SECRET_NAME": "keys",
     "IDEMPOTENCY_TABLE": "idempotency",
 }
 
@@ -24,6 +23,19 @@ def test_given_the_required_variables_then_settings_have_safe_defaults() -> None
     assert settings.fal_queue_url == "https://queue.fal.run"
     assert settings.fal_endpoints == {}
     assert settings.request_deadline_seconds < 29  # API Gateway's integration timeout
+
+
+def test_given_a_json_map_then_it_is_read_and_a_bad_one_is_named() -> None:
+    settings = Settings.from_env({**REQUIRED, "FAL_ENDPOINTS": '{"hidream-e1-1": "fal-ai/x"}'})
+    assert settings.fal_endpoints == {"hidream-e1-1": "fal-ai/x"}
+    with pytest.raises(SettingsError, match="FAL_ENDPOINTS"):
+        Settings.from_env({**REQUIRED, "FAL_ENDPOINTS": "{"})
+
+
+def test_given_the_authorizers_variables_then_its_own_settings_are_read_alone() -> None:
+    assert KeySettings.from_env({"API_KEYS_TABLE": "keys", "KEY_CACHE_SECONDS": "5"}).key_cache_seconds == 5
+    with pytest.raises(SettingsError, match="API_KEYS_TABLE"):
+        KeySettings.from_env({})
 
 
 def test_given_a_missing_or_bad_variable_then_the_error_names_the_variable() -> None:

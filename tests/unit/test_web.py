@@ -14,7 +14,7 @@ from editgate_local.front import LambdaContext, proxy_event
 
 def test_given_an_unexpected_exception_then_a_500_in_openai_shape_is_counted_in_errors() -> None:
     app = APIGatewayRestResolver()
-    web.install(app, lambda: ["sk-test"])
+    web.install(app)
 
     @app.get("/boom")
     def boom() -> None:
@@ -22,7 +22,7 @@ def test_given_an_unexpected_exception_then_a_500_in_openai_shape_is_counted_in_
 
     metrics = Metrics()
     metrics.clear_metrics()
-    event = proxy_event("GET", "/boom", [("Authorization", "Bearer sk-test")], b"")
+    event = proxy_event("GET", "/boom", [], b"", authorizer={"principalId": "key_test"})
     answer = app.resolve(event, cast(Any, LambdaContext()))  # the local front's stand-in
 
     assert answer["statusCode"] == 500

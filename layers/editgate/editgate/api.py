@@ -3,7 +3,6 @@ handlers pass in what they parsed."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ from pydantic import ValidationError
 from editgate import bodies
 from editgate.bodies import Form
 from editgate.catalog import ModelSpec
-from editgate.errors import AuthenticationFailed, InvalidRequest
+from editgate.errors import InvalidRequest
 from editgate.normalize import EditRequest
 from editgate.pipeline import EditResult
 
@@ -20,24 +19,6 @@ from editgate.pipeline import EditResult
 _REQUEST_FIELDS = frozenset(EditRequest.model_fields) - {"options"}
 MAX_JSON_IMAGES = 16
 MAX_IMAGE_URL_LENGTH = 20_971_520
-
-
-def bearer_key(authorization: str | None) -> str | None:
-    """The key in ``Authorization: Bearer <key>``, or None for any other header."""
-    scheme, _, presented = (authorization or "").partition(" ")
-    return presented.strip() if scheme.lower() == "bearer" else None
-
-
-def check_api_key(authorization: str | None, keys: Iterable[str]) -> None:
-    """``Authorization: Bearer <key>`` must name one of ``keys`` (compared in constant time)."""
-    presented = bearer_key(authorization)
-    valid = presented is not None and any(
-        hmac.compare_digest(presented.encode(), key.encode()) for key in keys if key
-    )
-    if not valid:
-        raise AuthenticationFailed(
-            "Incorrect or missing API key. Send 'Authorization: Bearer <key>' with a key of this gateway."
-        )
 
 
 # The multipart names that carry files; every other part is a text field.

@@ -51,11 +51,11 @@ class EditIdentity:
 
 
 def for_request(
-    api_key: str, idempotency_key: str | None, request: EditRequest, inputs: Sequence[bytes | str]
+    key_id: str, idempotency_key: str | None, request: EditRequest, inputs: Sequence[bytes | str]
 ) -> EditIdentity:
-    """An HTTP edit: named by the caller's Idempotency-Key, else by its content; per API key,
-    without keeping the key itself."""
-    caller = _hash(api_key)
+    """An HTTP edit: named by the caller's Idempotency-Key, else by its content; per API key
+    (its id, as the authorizer found it)."""
+    caller = _hash(key_id)
     content = digest(request, inputs)
     if idempotency_key:
         return EditIdentity(_hash(f"{caller}:{idempotency_key}"), content, named=True)

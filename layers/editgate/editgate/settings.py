@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import Self, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,15 +18,52 @@ class SettingsError(RuntimeError):
     """The deployment is misconfigured: raised at cold start, never per request."""
 
 
-class Settings(BaseModel):
+class EnvSettings(BaseModel):
+    """A settings model read from the environment: each field from the variable of its name in
+    capitals (``results_bucket`` from ``RESULTS_BUCKET``); objects and maps as JSON."""
+
     model_config = ConfigDict(frozen=True)
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(name.upper())
+            if not raw:
+                continue
+            if get_origin(field.annotation) is dict:
+                try:
+                    values[name] = json.loads(raw)
+                except json.JSONDecodeError:
+                    raise SettingsError(
+                        f"editgate is misconfigured: {name.upper()} must be a JSON object"
+                    ) from None
+            else:
+                values[name] = raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{str(err['loc'][0]).upper()}: {err['msg']}" if err["loc"] else err["msg"]
+                for err in exc.errors()
+            )
+            raise SettingsError(f"editgate is misconfigured: {problems}") from None
+
+
+class KeySettings(EnvSettings):
+    """The API-key authorizer's settings: where the keys' hashes are, and how long one read of
+    a key is reused (API Gateway also caches each answer for 5 minutes)."""
+
+    api_keys_table: str = Field(min_length=3)
+    key_cache_seconds: int = Field(default=60, ge=0)
+
+
+class Settings(EnvSettings):
     results_bucket: str = Field(min_length=3)
     results_prefix: str = "results/"
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     fal_key_secret_name: str = Field(min_length=1)
-    # The HTTP API's keys; a function that serves no HTTP (the batch function) has none.
-    api_keys_secret_name: str | None = None
     idempotency_table: str = Field(min_length=3)
     # How long an Idempotency-Key names its edit, and how long an identical request without one
     # is taken for a client's retry of the first.
@@ -63,47 +101,3 @@ class Settings(BaseModel):
                 "(a replay would carry dead URLs)"
             )
         return self
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        names = {
-            "results_bucket": "RESULTS_BUCKET",
-            "results_prefix": "RESULTS_PREFIX",
-            "presign_expiry_seconds": "PRESIGN_EXPIRY_SECONDS",
-            "fal_key_secret_name": "FAL_KEY_SECRET_NAME",
-            "api_keys_secret_name": "API_KEYS_SECRET_NAME",
-            "idempotency_table": "IDEMPOTENCY_TABLE",
-            "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
-            "fingerprint_ttl_seconds": "FINGERPRINT_TTL_SECONDS",
-            "secrets_max_age_seconds": "SECRETS_MAX_AGE_SECONDS",
-            "fal_queue_url": "FAL_QUEUE_URL",
-            "fal_endpoints": "FAL_ENDPOINTS",
-            "request_deadline_seconds": "REQUEST_DEADLINE_SECONDS",
-            "fal_poll_interval_seconds": "FAL_POLL_INTERVAL_SECONDS",
-            "fal_retry_base_seconds": "FAL_RETRY_BASE_SECONDS",
-            "max_input_pixels": "MAX_INPUT_PIXELS",
-            "max_image_bytes": "MAX_IMAGE_BYTES",
-            "allow_safety_checker_off": "ALLOW_SAFETY_CHECKER_OFF",
-            "batch_table": "BATCH_TABLE",
-            "batch_queue_url": "BATCH_QUEUE_URL",
-            "batch_dead_letter_queue_url": "BATCH_DEAD_LETTER_QUEUE_URL",
-            "batch_max_receives": "BATCH_MAX_RECEIVES",
-            "batch_chunk_lines": "BATCH_CHUNK_LINES",
-        }
-        values: dict[str, object] = {field: env[var] for field, var in names.items() if env.get(var)}
-        if "fal_endpoints" in values:  # JSON: {"hidream-e1-1": "fal-ai/hidream-e1-1"}
-            try:
-                values["fal_endpoints"] = json.loads(env["FAL_ENDPOINTS"])
-            except json.JSONDecodeError:
-                raise SettingsError(
-                    "editgate is misconfigured: FAL_ENDPOINTS must be a JSON object"
-                ) from None
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{names[str(err['loc'][0])]}: {err['msg']}" if err["loc"] else err["msg"]
-                for err in exc.errors()
-            )
-            raise SettingsError(f"editgate is misconfigured: {problems}") from None

@@ -1,5 +1,6 @@
-"""Everything kept in AWS: result and batch objects (S3), the fal submission journal and the batch
-ledger (DynamoDB), the batch work queue (SQS). The only module that touches boto3 directly."""
+"""Everything kept in AWS: result and batch objects (S3), the fal submission journal, the batch
+ledger and the API keys' records (DynamoDB), the batch work queue (SQS). The only module that
+touches boto3 directly."""
 
 from __future__ import annotations
 
@@ -383,3 +384,21 @@ def _conditional_failure(exc: ClientError) -> bool:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class KeyTable:
+    """The API keys' records, keyed by the key's hash, written by ``editgate keys`` and read by
+    the authorizer through Powertools Parameters (``keys.KeyDirectory``)."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = table_name
+
+    def put(self, key_hash: str, record: dict[str, Any]) -> None:
+        _dynamodb().put_item(
+            TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json.dumps(record)}}
+        )
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for page in _dynamodb().get_paginator("scan").paginate(TableName=self._table):
+            for item in page["Items"]:
+                yield json.loads(item["value"]["S"])

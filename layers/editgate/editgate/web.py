@@ -10,7 +10,6 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -23,8 +22,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from editgate import api, bodies, metrics
-from editgate.errors import EditgateError, InvalidRequest, NotFound
+from editgate import api, bodies, keys, metrics
+from editgate.errors import AuthenticationFailed, EditgateError, InvalidRequest, NotFound
 from editgate.normalize import EditRequest
 
 logger = Logger(child=True)
@@ -85,20 +84,24 @@ def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Respons
     return Response(error.status, "application/json", json.dumps(error.body()), headers)
 
 
-def api_key(app: APIGatewayRestResolver) -> str:
-    """The key the caller presented (already checked by the auth middleware)."""
-    return api.bearer_key(app.current_event.headers.get("authorization")) or ""
+def caller(app: APIGatewayRestResolver) -> str:
+    """The id of the key API Gateway's authorizer accepted for this request ('' when none did)."""
+    return app.current_event.request_context.authorizer.principal_id
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
     return Response(200, "application/json", json.dumps(body), {"x-request-id": request_id(app)})
 
 
-def install(app: APIGatewayRestResolver, api_keys: Callable[[], Iterable[str]]) -> None:
-    """API-key auth on every route, and every failure answered in OpenAI's error shape."""
+def install(app: APIGatewayRestResolver) -> None:
+    """Every route only for callers the API-key authorizer accepted, and every failure answered
+    in OpenAI's error shape."""
 
     def check_key() -> None:
-        api.check_api_key(app.current_event.headers.get("authorization"), api_keys())
+        # API Gateway runs the authorizer before the function; a request without its verdict
+        # (a route deployed without it, a direct invoke) is refused all the same.
+        if not caller(app):
+            raise AuthenticationFailed(keys.REFUSAL)
 
     def authenticate(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
         check_key()

@@ -1,0 +1,83 @@
+"""API keys with identities. A key is a random secret shown once; what is kept is its SHA-256,
+with the key's id, owner, expiry, revocation and the usage-plan key API Gateway throttles it by.
+The authorizer reads keys through Powertools Parameters (DynamoDB, cached in memory)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Sequence
+
+from aws_lambda_powertools.utilities.parameters import DynamoDBProvider, GetParameterError
+from pydantic import BaseModel, ValidationError
+
+from editgate.errors import AuthenticationFailed
+
+KEY_PREFIX = "sk-eg-"
+# One answer for every refusal: a caller learns nothing about which check failed.
+REFUSAL = "Incorrect or missing API key. Send 'Authorization: Bearer <key>' with a key of this gateway."
+
+
+class KeyRecord(BaseModel):
+    key_id: str
+    owner: str
+    key_hash: str
+    created: int
+    expires_at: int | None = None
+    revoked: bool = False
+    # The value of the API Gateway API key in the usage plan: what throttles and counts this key.
+    usage_key: str
+
+    def usable(self, now: float) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key in ``Authorization: Bearer <key>``, or None for any other header."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    return presented.strip() or None if scheme.lower() == "bearer" else None
+
+
+def new_record(owner: str, *, key: str | None = None, expires_at: int | None = None) -> tuple[str, KeyRecord]:
+    """A new key (or ``key``, for a local stack's fixed ones) and the record that is kept of it."""
+    key = key or KEY_PREFIX + secrets.token_urlsafe(32)
+    record = KeyRecord(
+        key_id=f"key_{secrets.token_hex(8)}",
+        owner=owner,
+        key_hash=key_hash(key),
+        created=int(time.time()),
+        expires_at=expires_at,
+        usage_key=secrets.token_urlsafe(30),
+    )
+    return key, record
+
+
+class KeyDirectory:
+    """Who a request's key belongs to, or ``AuthenticationFailed``."""
+
+    def __init__(self, table_name: str, max_age_seconds: int) -> None:
+        self._provider = DynamoDBProvider(table_name=table_name, key_attr="id", value_attr="value")
+        self._max_age = max_age_seconds
+
+    def identify(self, authorization: Sequence[str], now: float | None = None) -> KeyRecord:
+        """``authorization``: every Authorization header the request carried (exactly one is
+        accepted: two could be read differently by two hops)."""
+        presented = bearer_key(authorization[0]) if len(authorization) == 1 else None
+        if presented is None:
+            raise AuthenticationFailed(REFUSAL)
+        digest = key_hash(presented)
+        try:
+            raw = self._provider.get(digest, max_age=self._max_age, transform="json")
+            record = KeyRecord.model_validate(raw)
+        except (GetParameterError, ValidationError):
+            raise AuthenticationFailed(REFUSAL) from None
+        usable = record.usable(time.time() if now is None else now)
+        if not (hmac.compare_digest(record.key_hash, digest) and usable):
+            raise AuthenticationFailed(REFUSAL)
+        return record
