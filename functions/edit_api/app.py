@@ -12,7 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, dedupe, pipeline, service, web
+from editgate import api, dedupe, pipeline, service, timing, web
 from editgate.errors import InvalidRequest, NotFound
 from editgate.settings import Settings
 
@@ -29,7 +29,15 @@ web.install(app)
 @app.post("/v1/images/edits")
 @app.post("/images/edits")
 def create_edit(dry_run: Annotated[bool, Query()] = False) -> Response[str]:
-    request, inputs = web.read_edit(app)
+    with timing.measured() as timings:
+        answer = _edit(dry_run)
+    answer.headers["Server-Timing"] = timing.header(timings)
+    return answer
+
+
+def _edit(dry_run: bool) -> Response[str]:
+    with timing.phase("parse"):
+        request, inputs = web.read_edit(app)
     deadline = web.deadline(app, settings.request_deadline_seconds)
     if dry_run:
         return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
@@ -45,7 +53,8 @@ def create_edit(dry_run: Annotated[bool, Query()] = False) -> Response[str]:
         deadline=deadline,
         folder=services.store.folder_for(request_id),
     )
-    result = pipeline.inline(outcome.result, services.store)
+    with timing.phase("inline"):
+        result = pipeline.inline(outcome.result, services.store)
     return web.json_response(app, api.images_response(result, replayed=outcome.replayed))
 
 

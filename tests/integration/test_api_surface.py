@@ -230,3 +230,24 @@ def test_given_a_transparent_png_then_png_keeps_the_transparency_and_jpeg_flatte
             assert result.getpixel((180, 50))[3] == 255, fmt  # type: ignore[index]
         else:
             assert result.mode == "RGB"
+
+
+def test_given_an_upload_fal_can_take_as_it_is_then_it_is_sent_untouched_and_timed_by_phase(
+    client: openai.OpenAI, emulator: FalEmulator
+) -> None:
+    upload = png_bytes((512, 512), (30, 90, 160))
+    raw = client.images.with_raw_response.edit(image=("in.png", upload), prompt="x")
+    assert emulator.payloads[0]["image_url"] == "data:image/png;base64," + base64.b64encode(upload).decode()
+    phases = {part.split(";")[0].strip() for part in raw.headers["server-timing"].split(",")}
+    assert {"parse", "decode", "fal-submit", "fal-wait", "download", "store", "presign", "dedupe"} <= phases
+    assert "encode-input" not in phases  # no re-encode
+
+
+def test_given_an_upload_that_must_change_then_fal_gets_it_fitted_as_png(
+    client: openai.OpenAI, emulator: FalEmulator
+) -> None:
+    raw = client.images.with_raw_response.edit(image=("in.png", png_bytes((500, 500))), prompt="x")
+    sent = emulator.payloads[0]["image_url"]
+    assert sent.startswith("data:image/png;base64,")
+    assert open_image(base64.b64decode(sent.split(",", 1)[1])).size == (496, 496)  # multiples of 16
+    assert "encode-input;dur=" in raw.headers["server-timing"]

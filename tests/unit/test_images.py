@@ -9,7 +9,16 @@ import pytest
 from PIL import Image
 
 from editgate.errors import InvalidRequest
-from editgate.images import OUTPUT_FORMATS, OutputFormat, Size, decode_input, encode, finish, fit
+from editgate.images import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    Size,
+    UploadedImage,
+    decode_input,
+    encode,
+    finish,
+    fit,
+)
 from editgate.normalize import WORST_BYTES_PER_PIXEL
 from tests.conftest import open_image, png_bytes
 
@@ -81,3 +90,36 @@ def test_given_incompressible_noise_then_no_format_takes_more_bytes_per_pixel_th
     noise = Image.frombytes(mode, (side, side), random.Random(7).randbytes(side * side * len(mode)))
     size = len(encode(noise, fmt))
     assert size / (side * side) <= WORST_BYTES_PER_PIXEL[fmt]
+
+
+def _jpeg_with_orientation(size: tuple[int, int], orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+def test_given_an_exif_quarter_turn_then_the_upright_size_is_read_from_the_header() -> None:
+    upload = UploadedImage(_jpeg_with_orientation((300, 200), 6), param="image", max_pixels=10**6)
+    assert upload.size == Size(200, 300)
+    assert not upload.sendable_as_is(Size(200, 300))  # it must be turned before fal sees it
+    assert upload.decoded().size == (200, 300)
+
+
+@pytest.mark.parametrize(
+    ("data", "size", "as_is"),
+    [(png_bytes((64, 48)), Size(64, 48), True), (png_bytes((64, 48)), Size(48, 64), False),
+     (png_bytes((64, 48), (1, 2, 3, 255), "RGBA"), Size(64, 48), False),
+     (_jpeg_with_orientation((64, 48), 1), Size(64, 48), True)],
+)  # fmt: skip
+def test_given_an_upload_then_only_an_upright_opaque_one_of_the_providers_size_goes_as_is(
+    data: bytes, size: Size, as_is: bool
+) -> None:
+    assert UploadedImage(data, param="image", max_pixels=10**6).sendable_as_is(size) is as_is
+
+
+def test_given_a_png_with_a_broken_chunk_then_it_is_not_sent_as_is() -> None:
+    data = bytearray(png_bytes((64, 48)))
+    data[-20] ^= 0xFF  # inside the image data: a CRC mismatch
+    assert not UploadedImage(bytes(data), param="image", max_pixels=10**6).sendable_as_is(Size(64, 48))

@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from editgate import images, metrics, normalize, secrets
+from editgate import images, metrics, normalize, secrets, timing
 from editgate.catalog import ModelSpec, build_catalog
 from editgate.dedupe import Deduplicator
 from editgate.errors import (
@@ -150,17 +150,25 @@ def _prepare(
             param="image",
             code="too_many_images",
         )
-    data = inputs[0] if isinstance(inputs[0], bytes) else services.fetcher.fetch(inputs[0], deadline)
-    source = images.decode_input(data, param="image", max_pixels=services.settings.max_input_pixels)
+    if isinstance(inputs[0], bytes):
+        data = inputs[0]
+    else:
+        with timing.phase("fetch"):
+            data = services.fetcher.fetch(inputs[0], deadline)
+    with timing.phase("decode"):  # the header: format, size, orientation
+        upload = images.UploadedImage(data, param="image", max_pixels=services.settings.max_input_pixels)
     plan = normalize.plan(
-        request,
-        spec,
-        Size(*source.size),
-        allow_safety_checker_off=services.settings.allow_safety_checker_off,
+        request, spec, upload.size, allow_safety_checker_off=services.settings.allow_safety_checker_off
     )
     plan.check_finish_fits(deadline - time.monotonic())
-    fitted = images.fit(images.flatten_on_white(source), plan.provider_size, plan.fit)
-    image_uri = images.to_data_uri(images.encode(fitted, "png"), CONTENT_TYPES["png"])
+    if upload.sendable_as_is(plan.provider_size):  # nothing to change: fal gets the upload itself
+        return _Prepared(spec, plan, images.to_data_uri(data, f"image/{upload.format}"), None)
+    with timing.phase("decode"):
+        source = upload.decoded()
+    with timing.phase("fit"):
+        fitted = images.fit(images.flatten_on_white(source), plan.provider_size, plan.fit)
+    with timing.phase("encode-input"):
+        image_uri = images.to_data_uri(images.encode(fitted, "png", fast=True), CONTENT_TYPES["png"])
     return _Prepared(spec, plan, image_uri, images.alpha_at(source, plan.target, plan.fit))
 
 
@@ -214,7 +222,7 @@ def edit(
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
         kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
         with ThreadPoolExecutor(max_workers=max(1, len(kept))) as downloads:
-            finished = [downloads.submit(finish, url) for url in kept]
+            finished = [downloads.submit(timing.carried(finish), url) for url in kept]
         made, unfinished = [], []
         for future in finished:
             try:
@@ -224,7 +232,8 @@ def edit(
         return _CallOutcome(output, made, len(output.images) - len(kept), unfinished)
 
     def finish(url: str) -> bytes:
-        data = services.fal.fetch(url, deadline)
+        with timing.phase("download"):
+            data = services.fal.fetch(url, deadline)
         if deadline - time.monotonic() < plan.finish_seconds_per_image:
             raise UpstreamTimeout(
                 "The edited images were made but could not be finished in time; retrying the same "
@@ -232,19 +241,21 @@ def edit(
                 retry_after=1,
             )
         try:
-            return images.finish(
-                data,
-                plan.target,
-                plan.output_format,
-                compression=plan.output_compression,
-                alpha=prepared.alpha,
-            )
+            with timing.phase("finish"):
+                return images.finish(
+                    data,
+                    plan.target,
+                    plan.output_format,
+                    compression=plan.output_compression,
+                    alpha=prepared.alpha,
+                )
         except ValueError:
             raise UpstreamError("The provider returned an unreadable image.") from None
 
     with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
         futures = [
-            pool.submit(call, k, payload) for k, payload in enumerate(plan.payloads(prepared.image_uri))
+            pool.submit(timing.carried(call), k, payload)
+            for k, payload in enumerate(plan.payloads(prepared.image_uri))
         ]
     outcomes: list[_CallOutcome] = []
     errors: list[tuple[int, EditgateError]] = []
@@ -333,19 +344,26 @@ def _provider_output(
     """Call ``index`` of an edit: collected from the request an earlier attempt submitted for the
     same payload, or submitted (once) and journaled before waiting on it."""
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    known = journal.get(index)
+    with timing.phase("journal"):
+        known = journal.get(index)
     if known is not None and known.get("payload") == digest:
         try:
             return fal.collect(FalSubmission.model_validate(known["submission"]), deadline)
         except FalRequestEnded:
             logger.info("journaled fal request ended without images: submitting anew",
                         extra={"fal_request_id": known["submission"].get("request_id")})  # fmt: skip
-    submission = fal.submit(spec.endpoint_id, payload, deadline)
-    journal.record(index, {"payload": digest, "submission": submission.model_dump(mode="json")})
-    return fal.collect(submission, deadline)
+    with timing.phase("fal-submit"):
+        submission = fal.submit(spec.endpoint_id, payload, deadline)
+    with timing.phase("journal"):
+        journal.record(index, {"payload": digest, "submission": submission.model_dump(mode="json")})
+    with timing.phase("fal-wait"):
+        return fal.collect(submission, deadline)
 
 
 def _store(data: bytes, stem: str, plan: Plan, store: ResultStore) -> EditedImage:
     key = f"{stem}.{plan.output_format}"
-    store.put(key, data, CONTENT_TYPES[plan.output_format])
-    return EditedImage(key=key, url=store.presign(key) if plan.response_format == "url" else None)
+    with timing.phase("store"):
+        store.put(key, data, CONTENT_TYPES[plan.output_format])
+    with timing.phase("presign"):
+        url = store.presign(key) if plan.response_format == "url" else None
+    return EditedImage(key=key, url=url)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from editgate import metrics, pipeline
+from editgate import metrics, pipeline, timing
 from editgate.dedupe import EditIdentity
 from editgate.normalize import EditRequest
 from editgate.pipeline import EditResult, InputImage, Services
@@ -36,10 +36,12 @@ def run_edit(
     provider requests that attempt submitted, from the edit's journal."""
     started = time.monotonic()
     ran = False
+    worked = 0.0
 
     def work() -> dict[str, object]:
-        nonlocal ran
+        nonlocal ran, worked
         ran = True
+        began = time.perf_counter()
         journal = services.journal.open(identity.key, services.deduplicator.ttl_seconds(identity))
         result = pipeline.edit(
             request,
@@ -50,9 +52,14 @@ def run_edit(
             folder=folder,
             journal=journal,
         )
+        worked = time.perf_counter() - began
         return result.model_dump(mode="json")
 
-    result = EditResult.model_validate(services.deduplicator.run(identity, work))
+    began = time.perf_counter()
+    record = services.deduplicator.run(identity, work)
+    # The deduplicator's own calls around the work (its record written, read and completed).
+    timing.add("dedupe", (time.perf_counter() - began - worked) * 1000)
+    result = EditResult.model_validate(record)
     replayed = not ran
     if replayed:
         metrics.add("Replays", 1)
