@@ -3,7 +3,6 @@ API Gateway would send (a base64 body for the binary media types) and goes to th
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import os
@@ -18,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pybase64
 
 from editgate.keys import REFUSAL
 from editgate_local.background_server import BackgroundServer
@@ -95,7 +96,7 @@ def proxy_event(
     if not body:
         text_body = None
     elif binary:
-        text_body = base64.b64encode(body).decode("ascii")
+        text_body = pybase64.b64encode(body).decode("ascii")
     else:
         text_body = body.decode("utf-8", errors="replace")
     request_id = str(uuid.uuid4())
@@ -264,7 +265,7 @@ class ApiFront:
         refused = self.gate.admit(event) if self.gate is not None else None
         if refused is not None:
             return refused
-        if len(json.dumps(event)) > LAMBDA_MAX_EVENT:
+        if _event_size(event) > LAMBDA_MAX_EVENT:
             message = f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit."
             return _error(413, message, "payload_too_large")
         answer = self.call(event)
@@ -272,8 +273,15 @@ class ApiFront:
         for name, values in (answer.get("multiValueHeaders") or {}).items():
             headers.extend((name, value) for value in values)
         raw = answer.get("body") or ""
-        data = base64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()
+        data = pybase64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()
         return int(answer["statusCode"]), headers, data
+
+
+def _event_size(event: dict[str, Any]) -> int:
+    """The event's size as Lambda counts it (its JSON), without encoding a base64 body again."""
+    if not event.get("isBase64Encoded"):
+        return len(json.dumps(event))
+    return len(json.dumps({**event, "body": ""})) + len(event["body"])
 
 
 class _BadFraming(Exception):

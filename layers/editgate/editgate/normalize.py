@@ -26,7 +26,7 @@ LAMBDA_RESPONSE_LIMIT = 6_291_456
 WORST_BYTES_PER_PIXEL = {"png": 4.1, "webp": 4.1, "avif": 3.6, "jpeg": 3.0, "gif": 1.5}
 # Seconds one vCPU (a 1,769 MB Lambda) takes to resize a provider image and encode one megapixel
 # of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py), with a 25 % margin.
-FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.61, "jpeg": 0.06, "webp": 0.32, "gif": 0.64, "avif": 1.76}
+FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.13, "jpeg": 0.06, "webp": 0.32, "gif": 0.64, "avif": 1.76}
 # Of the time a request has when it is admitted, the share its finishing may take: the rest is
 # for the provider.
 FINISH_SHARE = 0.5
