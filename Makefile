@@ -47,9 +47,11 @@ batch-demo: venv
 	$(BIN)/editgate batch run out/batch-demo/input --prompt "turn it into a snowy winter evening" \
 		--concurrency 10 --fal-latency 1 --output out/batch-demo/results
 
+# Each prints its figures with PASS/FAIL per target; one failing does not stop the others.
 bench: venv
-	$(BIN)/python bench/finish_costs.py
-	$(BIN)/python bench/batch.py
+	-$(BIN)/python bench/finish_costs.py
+	-$(BIN)/python bench/overhead.py
+	-$(BIN)/python bench/batch.py
 
 serve: venv
 	$(BIN)/editgate serve

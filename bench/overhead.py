@@ -27,7 +27,7 @@ import openai
 import requests
 from PIL import Image, ImageFilter
 
-from editgate_local.front import UsagePlan
+from editgate_local.front import LAMBDA_MAX_EVENT, UsagePlan
 from editgate_local.stack import LocalStack
 
 TARGET_P50_MS, TARGET_P99_MS = 80.0, 200.0
@@ -120,6 +120,11 @@ def main() -> None:
             for fmt in args.formats:
                 image = photo_like(side, fmt)
                 mime, name = f"image/{fmt}", f"in.{'png' if fmt == 'png' else 'jpg'}"
+                if len(image) * 4 / 3 > LAMBDA_MAX_EVENT:
+                    print(
+                        f"{side}² {fmt:5} {len(image) / 1e6:4.1f}MB  n/a: as base64, over Lambda's 6 MB event"
+                    )
+                    continue
                 for response in args.responses:
                     series = Series()
                     for run in range(args.warmup + args.runs):
