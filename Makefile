@@ -52,6 +52,7 @@ bench: venv
 	-$(BIN)/python bench/finish_costs.py
 	-$(BIN)/python bench/overhead.py
 	-$(BIN)/python bench/batch.py
+	-$(BIN)/python bench/aws_cost.py
 
 serve: venv
 	$(BIN)/editgate serve

@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -235,6 +236,8 @@ class ApiFront:
     ):
         self.timeout_seconds = timeout_seconds
         self.gate = gate
+        # The latest invocations' durations in seconds, as Lambda bills them (benchmarks price them).
+        self.durations: deque[float] = deque(maxlen=10_000)
         self._idle: queue.Queue[Handler] = queue.Queue()
         for handler in environments:
             self._idle.put(handler)
@@ -254,10 +257,12 @@ class ApiFront:
     def call(self, event: dict[str, Any]) -> dict[str, Any]:
         """One invocation in an idle execution environment, waiting for one when all are busy."""
         handler = self._idle.get()
+        started = time.perf_counter()
         try:
             answer: dict[str, Any] = handler(event, LambdaContext(timeout_seconds=self.timeout_seconds))
             return answer
         finally:
+            self.durations.append(time.perf_counter() - started)
             self._idle.put(handler)
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
