@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import uuid
-from pathlib import Path
 
 import openai
-
-sys.path.insert(0, str(Path(__file__).parent))
+from fal_apart import FalApart
 from overhead import photo_like
+from report import ROOMY, Section, run_alone
 
-from editgate_local.front import UsagePlan
 from editgate_local.stack import LocalStack
 
 FAL_PRICE = 0.06
@@ -49,15 +46,13 @@ def requests_cost() -> float:
 
 def handler_seconds(latencies: list[float], runs: int) -> dict[float, float]:
     """The edit API handler's median duration at each emulator latency."""
-    roomy = UsagePlan(rate=1e6, burst=10**6, daily_quota=10**9)
     measured = {}
-    with LocalStack(environ={}, usage_plan=roomy, concurrency=1) as stack:
+    with FalApart() as fal, LocalStack(environ=fal.environ, usage_plan=ROOMY, concurrency=1) as stack:
         assert stack.front is not None
-        assert stack.emulator is not None
         client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=stack.api_key, max_retries=0)
         image = photo_like(1024, "png")
         for latency in latencies:
-            stack.emulator.latency = latency
+            fal.set_latency(latency)
             stack.front.durations.clear()
             for _ in range(runs + 1):
                 client.images.edit(image=("in.png", image), prompt="x",
@@ -66,35 +61,34 @@ def handler_seconds(latencies: list[float], runs: int) -> dict[float, float]:
     return measured
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 2.0])
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> Section:
+    section = Section("AWS cost per edit")
     measured = handler_seconds(args.latencies, args.runs)
     for latency, seconds in measured.items():
-        print(f"measured: fal latency {latency:4.1f} s -> handler {seconds * 1000:7.0f} ms")
+        section.say(f"measured: fal latency {latency:4.1f} s -> handler {seconds * 1000:7.0f} ms")
     # The function's own time beyond fal's: what the handler adds at latency 0 (polling included).
     own = min(seconds - latency for latency, seconds in measured.items())
-    print(
+    section.say(
         f"the function's own time per edit: {own * 1000:.0f} ms; requests and storage: ${requests_cost():.7f}"
     )
-    print(f"{'fal latency':>12} {'Lambda':>10} {'total AWS':>10} {'of $0.06':>9}")
-    failed = False
+    section.say(f"{'fal latency':>12} {'Lambda':>10} {'total AWS':>10} {'of $0.06':>9}")
+    chart = section.chart("aws_cost", "AWS cost per edit as a share of fal's $0.06", "%")
     for latency in (0, 5, 10, 15, 20, 25):
         lambda_cost = MEMORY_GB * (latency + own) * GB_SECOND
         total = lambda_cost + requests_cost()
         share = total / FAL_PRICE
-        verdict = ""
-        if latency <= 20:
-            ok = share <= 0.01
-            failed |= not ok
-            verdict = "PASS" if ok else "FAIL"
-        print(f"{latency:10.0f} s ${lambda_cost:9.6f} ${total:9.6f} {share:8.2%}  {verdict}")
-    raise SystemExit(1 if failed else 0)
+        section.say(f"{latency:10.0f} s ${lambda_cost:9.6f} ${total:9.6f} {share:8.2%}")
+        chart.add(f"fal latency {latency} s", [share * 100])
+        if latency == 20:
+            section.target("AWS cost per edit at 20 s of fal latency", f"{share:.2%} of $0.06", "<= 1 %",
+                           share <= 0.01)  # fmt: skip
+    return section
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 2.0])
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(__doc__, add_arguments, measure)

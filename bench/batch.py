@@ -28,6 +28,7 @@ from pathlib import Path
 
 import boto3
 from PIL import Image
+from report import Section, run_alone, spread
 
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
@@ -43,7 +44,7 @@ def environments(count: int, stack: LocalStack) -> Iterator[list[int]]:
     command = [sys.executable, "-m", "editgate_local.cli", "batch", "worker", "--concurrency", "1"]
     command += ["--function-timeout", str(stack.batch_timeout)]
     env = {**os.environ, **stack.env}
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(count)]  # noqa: S603
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(count)]
     try:
         for worker in workers:
             assert worker.stdout is not None
@@ -85,16 +86,8 @@ def one_run(batch_id: str, images: list[bytes]) -> float:
         threading.Event().wait(0.05)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--items", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--latencies", type=float, nargs="+", default=[2.0, 5.0, 10.0])
-    parser.add_argument("--runs", type=int, default=1)
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace) -> Section:
+    section = Section("Batch throughput")
     with Image.open(SAMPLE_IMAGE) as opened:
         source = opened.convert("RGB")
     images = []
@@ -106,7 +99,7 @@ def main() -> None:
     rows = []
     with LocalStack(environ={}, batch_timeout=120) as stack, environments(args.concurrency, stack) as pids:
         assert stack.emulator is not None
-        print(f"fal: {stack.fal_description}")
+        section.say(f"fal: {stack.fal_description}")
         for latency in args.latencies:
             stack.emulator.latency = latency
             walls, cpu = [], []
@@ -117,23 +110,35 @@ def main() -> None:
             rows.append((latency, walls, cpu))
 
     cores = os.cpu_count() or 1
-    print(f"\nbatch throughput: {args.items} items (768x512 PNG), C={args.concurrency}, {cores} cores")
-    print(f"{'L (s)':>6} {'ideal (s)':>10} {'wall median (min-max)':>24} {'ratio':>6}  target <= {TARGET}")
+    section.say(f"batch throughput: {args.items} items (768x512 PNG), C={args.concurrency}, {cores} cores")
+    section.say(f"{'L (s)':>6} {'ideal (s)':>10} {'wall median (min-max)':>24} {'ratio':>6}")
+    chart = section.chart("batch", f"Batch of {args.items}, C={args.concurrency}: wall / ideal", "ratio")
     for latency, walls, _ in rows:
         ideal = math.ceil(args.items / args.concurrency) * latency
         median = statistics.median(walls)
-        verdict = "PASS" if median / ideal <= TARGET else "FAIL"
-        spread = f"{median:.2f} ({min(walls):.2f}-{max(walls):.2f})"
-        print(f"{latency:>6g} {ideal:>10.2f} {spread:>24} {median / ideal:>6.3f}  {verdict}")
+        section.say(
+            f"{latency:>6g} {ideal:>10.2f} {spread(walls, ' s', digits=2):>24} {median / ideal:>6.3f}"
+        )
+        chart.add(f"L = {latency:g} s", [wall / ideal for wall in walls])
+        section.target(f"batch wall / ideal at L = {latency:g} s", f"{median / ideal:.3f}", f"<= {TARGET}",
+                       median / ideal <= TARGET)  # fmt: skip
     stack_cpu = statistics.median(c[0] for _, _, runs in rows for c in runs) / args.items
     function_cpu = statistics.median(c[1] for _, _, runs in rows for c in runs) / args.items
     floor = args.items * (stack_cpu + function_cpu) / cores
-    print(
+    section.say(
         f"CPU per item: {function_cpu * 1000:.0f} ms in the function environments, "
         f"{stack_cpu * 1000:.0f} ms in the local stand-ins (moto, fal emulator); on {cores} cores "
         f"the batch cannot take less than {floor:.1f} s of CPU, whatever L is."
     )
+    return section
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--latencies", type=float, nargs="+", default=[2.0, 5.0, 10.0])
+    parser.add_argument("--runs", type=int, default=1)
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(__doc__, add_arguments, measure)

@@ -3,11 +3,10 @@ answer for generations. Wiring only: the work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,7 +18,7 @@ from editgate.settings import Settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver()
 
 settings = Settings.from_env()
 services = pipeline.Services.create(settings)
@@ -28,9 +27,9 @@ web.install(app)
 
 @app.post("/v1/images/edits")
 @app.post("/images/edits")
-def create_edit(dry_run: Annotated[bool, Query()] = False) -> Response[str]:
+def create_edit() -> Response[str]:
     with timing.measured() as timings:
-        answer = _edit(dry_run)
+        answer = _edit(web.query_flag(app, "dry_run"))
     answer.headers["Server-Timing"] = timing.header(timings)
     return answer
 

@@ -153,6 +153,8 @@ class _Job:
     failed: bool = False
     nsfw: bool = False
     output: tuple[int, dict[str, Any]] | None = None
+    # Set when the model's work (made at submit, in the background) is done.
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
 class FalEmulator:
@@ -237,6 +239,9 @@ class FalEmulator:
             self._jobs[request_id] = job
             self.payloads.append(payload)
             self.request_ids.append(request_id)
+        # As on fal, the model works during the request's latency, and jobs run side by side: the
+        # images are made now, on a thread of their own, not when the result is asked for.
+        threading.Thread(target=self._work, args=(job, base), daemon=True).start()
         # fal's URLs name the app (owner/name) without the endpoint's sub-path.
         app_path = "/".join(endpoint.split("/")[:2])
         root = f"{base}/{app_path}/requests/{request_id}"
@@ -248,6 +253,23 @@ class FalEmulator:
             "cancel_url": f"{root}/cancel",
             "queue_position": 0,
         }
+
+    def run(self, endpoint: str, payload: dict[str, Any], base: str) -> tuple[int, dict[str, Any]]:
+        """fal's synchronous route (``POST https://fal.run/{endpoint}``, here ``{url}/run/...``):
+        the result itself, once the latency has passed. It also takes the shape LiteLLM's fal
+        image-edit adapter sends (the endpoint id with ``/edit`` appended, ``image_urls``), so the
+        benchmarks can run LiteLLM against it."""
+        if endpoint not in SCHEMAS and endpoint.removesuffix("/edit") in SCHEMAS:
+            endpoint = endpoint.removesuffix("/edit")
+        image_urls = payload.get("image_urls")
+        if isinstance(image_urls, list) and image_urls and SCHEMAS.get(endpoint) is HidreamE1Input:
+            payload = {**payload, "image_url": image_urls[0]}
+        status, submitted = self.submit(endpoint, payload, base, None)
+        if status != 200:
+            return status, submitted
+        job = self._jobs[submitted["request_id"]]
+        time.sleep(max(0.0, self.latency - (time.monotonic() - job.submitted)))  # the model's run time
+        return self.result(submitted["request_id"], base, None)
 
     def status(self, request_id: str) -> tuple[int, dict[str, Any]]:
         job = self._jobs.get(request_id)
@@ -273,24 +295,32 @@ class FalEmulator:
             return 400, {"detail": "Request is still in progress"}
         if job.failed:
             return 500, {"detail": "Internal error while running the model", "error_type": "runner_error"}
-        with self._lock:
-            if fault is not None and fault.kind == "nsfw":
-                job.nsfw = True
-            if job.output is None:
-                job.output = self._run(job, base)
-            return job.output
+        job.ready.wait()
+        if fault is not None and fault.kind == "nsfw" and not job.nsfw:
+            job.nsfw = True
+            job.output = self._run(job, base)
+        assert job.output is not None
+        return job.output
 
     def cancel(self, request_id: str) -> tuple[int, dict[str, Any]]:
         job = self._jobs.get(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
-        if job.output is not None or time.monotonic() - job.submitted >= self.latency:
+        if time.monotonic() - job.submitted >= self.latency:
             return 400, {"status": "ALREADY_COMPLETED"}
         job.cancelled = True
         return 202, {"status": "CANCELLATION_REQUESTED"}
 
     def file(self, name: str) -> tuple[bytes, str] | None:
         return self._files.get(name)
+
+    def _work(self, job: _Job, base: str) -> None:
+        try:
+            job.output = self._run(job, base)
+        except Exception as exc:  # an emulator bug: answered as fal answers a crashed runner
+            job.output = 500, {"detail": f"Internal error while running the model: {exc}"}
+        finally:
+            job.ready.set()
 
     def _run(self, job: _Job, base: str) -> tuple[int, dict[str, Any]]:
         try:
@@ -422,6 +452,14 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
             base = f"http://{self.headers.get('host')}"
             if parts[:1] == ["_emulator"] and method == "POST":
                 return self._control(parts[1:], body)
+            if parts[:1] == ["run"] and method == "POST":  # fal.run, the synchronous host
+                if self.headers.get("authorization") != f"Key {emulator.key}":
+                    return self._json(401, {"detail": "No user found for Key ID and Secret"})
+                try:
+                    payload = json.loads(body or b"{}")
+                except ValueError:
+                    return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
+                return self._json(*emulator.run("/".join(parts[1:]), payload, base))
             stage = (
                 "file"
                 if method == "GET" and parts[:1] == ["files"] and len(parts) == 2

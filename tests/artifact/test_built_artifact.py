@@ -126,3 +126,21 @@ def test_given_the_production_build_then_its_compiled_dependencies_are_for_arm64
     binaries = [p.name for p in (PRODUCTION_LAYER / "PIL").glob("_imaging*.so")]
     assert binaries
     assert all("aarch64" in name for name in binaries), binaries
+
+
+def test_given_the_built_artifact_when_imported_then_every_module_has_bytecode_it_need_not_check() -> None:
+    # Lambda's code and layers are read-only: a module without bytecode is compiled at every cold start.
+    sources = [*LAYER.rglob("*.py"), *(BUILD / "EditApiFunction").glob("*.py")]
+    tag = sys.implementation.cache_tag
+    missing, checked = [], []
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not compiled.exists():
+            missing.append(source)
+            continue
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        if flags != 0b01:  # PEP 552: hash-based (bit 0), source not checked (bit 1 clear)
+            checked.append(compiled)
+    assert len(sources) > 500
+    assert missing == []
+    assert checked == []

@@ -111,6 +111,23 @@ def test_given_each_catalog_model_then_it_runs_on_the_emulator_with_its_own_sche
     assert (answer.model_extra or {})["metadata"]["model"] == model
 
 
+def test_given_litellms_fal_adapter_shape_then_the_emulators_synchronous_route_answers_the_result(
+    emulator: FalEmulator, sample_png: Path
+) -> None:
+    # What LiteLLM's fal image-edit adapter sends (bench/peer.py runs LiteLLM against it).
+    image_urls = [to_data_uri(sample_png.read_bytes(), "image/png")]
+    payload = {"prompt": "edit", "image_urls": image_urls, "num_images": 2}
+    answer = requests.post(f"{emulator.url}/run/fal-ai/hidream-e1-1/edit", json=payload, timeout=30,
+                           headers={"Authorization": f"Key {emulator.key}"})  # fmt: skip
+    assert answer.status_code == 200
+    images = answer.json()["images"]
+    assert len(images) == 2
+    assert fetch_image(images[0]["url"]).size == Image.open(sample_png).size
+    refused = requests.post(f"{emulator.url}/run/fal-ai/hidream-e1-1/edit", json=payload, timeout=30,
+                            headers={"Authorization": "Key wrong"})  # fmt: skip
+    assert refused.status_code == 401
+
+
 def test_given_the_o1_model_then_fal_gets_reference_images_and_a_native_size(
     client: openai.OpenAI, sample_png: Path, emulator: FalEmulator
 ) -> None:
@@ -146,6 +163,26 @@ def test_given_dry_run_then_it_shows_exactly_what_is_sent_and_calls_nothing(
         }
         assert sent_payload["image_url"].startswith("data:image/png;base64,")
     assert real.json()["size"] == shown["size"]
+
+
+@pytest.mark.parametrize(("flag", "status"), [("1", 200), ("False", None), ("maybe", 400)])
+def test_given_a_dry_run_flag_then_it_is_read_as_true_or_false_or_refused_naming_it(
+    stack: LocalStack, sample_png: Path, emulator: FalEmulator, flag: str, status: int | None
+) -> None:
+    files = {"image": ("s.png", sample_png.read_bytes(), "image/png")}
+    answer = requests.post(f"{stack.base_url}/v1/images/edits?dry_run={flag}", auth=AUTH, files=files,
+                           data={"prompt": "edit"}, timeout=30)  # fmt: skip
+    if status == 400:
+        assert answer.status_code == 400
+        assert answer.json()["error"]["param"] == "dry_run"
+        assert emulator.calls["submit"] == 0
+    elif status == 200:
+        assert "provider_requests" in answer.json()
+        assert emulator.calls["submit"] == 0
+    else:  # false: the edit itself
+        assert answer.status_code == 200
+        assert "data" in answer.json()
+        assert emulator.calls["submit"] == 1
 
 
 def test_given_the_models_routes_then_every_catalog_model_with_capabilities(client: openai.OpenAI) -> None:

@@ -208,3 +208,16 @@ def test_given_a_plan_that_finishes_in_time_then_it_is_admitted(fields: dict[str
 
 def test_given_the_providers_own_bytes_are_the_answer_then_finishing_costs_nothing() -> None:
     assert plan(request(n=10), SPEC, Size(1024, 1024)).finish_seconds_per_image == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "memory_mb", "cpus", "slots"),
+    [({"size": "4096x4096", "output_format": "avif"}, 1769, 2, 1),
+     ({"size": "4096x4096", "output_format": "avif"}, 10240, 6, 6),
+     ({"size": "1024x1024", "output_format": "avif"}, 1769, 2, 2),
+     ({"size": "4096x4096", "output_format": "avif"}, 512, 2, 1)],
+)  # fmt: skip
+def test_given_a_plan_then_images_finish_side_by_side_as_far_as_vcpus_and_memory_allow(
+    fields: dict[str, Any], memory_mb: int, cpus: int, slots: int
+) -> None:
+    assert plan(request(**fields), SPEC, SQUARE).finish_slots(memory_mb, cpus) == slots

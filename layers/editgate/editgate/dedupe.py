@@ -13,7 +13,8 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -26,10 +27,13 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from editgate import storage
 from editgate.errors import IdempotencyKeyReused, RequestInProgress
 from editgate.normalize import EditRequest
 
 Work = Callable[[], dict[str, Any]]
+# A function made idempotent: called with keyword arguments, it answers once per record.
+Answering = Callable[..., dict[str, Any]]
 
 
 def digest(request: EditRequest, inputs: Sequence[bytes | str]) -> str:
@@ -93,17 +97,24 @@ class Deduplicator:
         self._fingerprint_config = IdempotencyConfig(
             event_key_jmespath="key", expires_after_seconds=fingerprint_ttl_seconds
         )
-        # One persistence layer per decorated function: each is configured for its own function.
-        self._keyed = idempotent_function(
-            data_keyword_argument="request",
-            persistence_store=DynamoDBPersistenceLayer(table_name=table_name),
-            config=self._keyed_config,
-        )(_run_keyed)
-        self._fingerprinted = idempotent_function(
-            data_keyword_argument="request",
-            persistence_store=DynamoDBPersistenceLayer(table_name=table_name),
-            config=self._fingerprint_config,
-        )(_run_fingerprinted)
+        self._table_name = table_name
+
+    # Built at the first edit, not at cold start: the DynamoDB client they need costs ~90 ms,
+    # and a request for models or a dry run never needs it. One persistence layer per decorated
+    # function: each is configured for its own function.
+    @cached_property
+    def _keyed(self) -> Answering:
+        return self._once(_run_keyed, self._keyed_config)
+
+    @cached_property
+    def _fingerprinted(self) -> Answering:
+        return self._once(_run_fingerprinted, self._fingerprint_config)
+
+    def _once(self, work: Answering, config: IdempotencyConfig) -> Answering:
+        client = storage.dynamodb_client()
+        records = DynamoDBPersistenceLayer(table_name=self._table_name, boto3_client=client)
+        once = idempotent_function(data_keyword_argument="request", persistence_store=records, config=config)
+        return cast(Answering, once(work))
 
     def register(self, context: LambdaContext) -> None:
         """In-progress records expire with the invocation, so a crash does not block retries."""

@@ -25,11 +25,19 @@ LAMBDA_RESPONSE_LIMIT = 6_291_456
 # against encoded noise by tests/unit/test_images.py.
 WORST_BYTES_PER_PIXEL = {"png": 4.1, "webp": 4.1, "avif": 3.6, "jpeg": 3.0, "gif": 1.5}
 # Seconds one vCPU (a 1,769 MB Lambda) takes to resize a provider image and encode one megapixel
-# of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py), with a 25 % margin.
-FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.13, "jpeg": 0.06, "webp": 0.32, "gif": 0.64, "avif": 1.76}
+# of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py) over several runs
+# on a shared machine whose speed varied by half within an hour, with a 25 % margin.
+FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.22, "jpeg": 0.08, "webp": 0.32, "gif": 0.64, "avif": 2.2}
 # Of the time a request has when it is admitted, the share its finishing may take: the rest is
 # for the provider.
 FINISH_SHARE = 0.5
+# Memory one image's finishing takes at its peak, per pixel of the answer (decoded provider image,
+# resized copy, encoder state), the worst of a same-size and a 4x upscale at 4096², +10 %
+# (bench/memory.py's figures come from these).
+FINISH_BYTES_PER_PIXEL = {"png": 6, "jpeg": 6, "webp": 13, "gif": 14, "avif": 32}
+# The share of the function's memory that images being finished side by side may take: the rest
+# is the runtime, the downloaded bytes and the answers.
+FINISH_MEMORY_SHARE = 0.4
 Fit = Literal["cover", "contain", "stretch"]
 
 
@@ -87,6 +95,12 @@ class Plan(BaseModel):
         if untouched and self.output_compression is None:
             return 0.0
         return self.target.area / 1e6 * FINISH_SECONDS_PER_MEGAPIXEL[self.output_format]
+
+    def finish_slots(self, memory_mb: int, cpus: int) -> int:
+        """How many images may be finished at once: one per vCPU (Pillow releases the GIL), as
+        many as the memory allows (one AVIF encode of 4096² takes ~0.5 GB), at least one."""
+        per_image = self.target.area * FINISH_BYTES_PER_PIXEL[self.output_format]
+        return max(1, min(cpus, int(memory_mb * 2**20 * FINISH_MEMORY_SHARE / per_image)))
 
     def check_finish_fits(self, seconds_left: float) -> None:
         """Refuse, before anything is paid, a plan whose finishing cannot end in time."""

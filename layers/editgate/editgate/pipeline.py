@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -234,24 +236,27 @@ def edit(
     def finish(url: str) -> bytes:
         with timing.phase("download"):
             data = services.fal.fetch(url, deadline)
-        if deadline - time.monotonic() < plan.finish_seconds_per_image:
-            raise UpstreamTimeout(
-                "The edited images were made but could not be finished in time; retrying the same "
-                "request collects them from the provider without a second charge.",
-                retry_after=1,
-            )
-        try:
-            with timing.phase("finish"):
-                return images.finish(
-                    data,
-                    plan.target,
-                    plan.output_format,
-                    compression=plan.output_compression,
-                    alpha=prepared.alpha,
+        with finishing:
+            if deadline - time.monotonic() < plan.finish_seconds_per_image:
+                raise UpstreamTimeout(
+                    "The edited images were made but could not be finished in time; retrying the same "
+                    "request collects them from the provider without a second charge.",
+                    retry_after=1,
                 )
-        except ValueError:
-            raise UpstreamError("The provider returned an unreadable image.") from None
+            try:
+                with timing.phase("finish"):
+                    return images.finish(
+                        data,
+                        plan.target,
+                        plan.output_format,
+                        compression=plan.output_compression,
+                        alpha=prepared.alpha,
+                    )
+            except ValueError:
+                raise UpstreamError("The provider returned an unreadable image.") from None
 
+    memory_mb = services.settings.aws_lambda_function_memory_size
+    finishing = threading.BoundedSemaphore(plan.finish_slots(memory_mb, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
         futures = [
             pool.submit(timing.carried(call), k, payload)
@@ -284,7 +289,10 @@ def edit(
                                     message="flagged by the provider's safety checker"))  # fmt: skip
     if failures:
         logger.warning("partial answer", extra={"made": len(made), "failures": [f.code for f in failures]})
-    stored = [_store(data, f"{folder}/{index}", plan, services.store) for index, data in enumerate(made)]
+    with ThreadPoolExecutor(max_workers=len(made)) as puts:  # side by side, like the downloads
+        putting = [puts.submit(timing.carried(_store), data, f"{folder}/{index}", plan, services.store)
+                   for index, data in enumerate(made)]  # fmt: skip
+    stored = [put.result() for put in putting]
     return EditResult(
         created=int(time.time()),
         request_id=request_id,

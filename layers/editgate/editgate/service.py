@@ -42,7 +42,8 @@ def run_edit(
         nonlocal ran, worked
         ran = True
         began = time.perf_counter()
-        journal = services.journal.open(identity.key, services.deduplicator.ttl_seconds(identity))
+        with timing.phase("journal"):
+            journal = services.journal.open(identity.key, services.deduplicator.ttl_seconds(identity))
         result = pipeline.edit(
             request,
             inputs,

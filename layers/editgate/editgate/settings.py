@@ -81,6 +81,8 @@ class Settings(EnvSettings):
     max_input_pixels: int = Field(default=40_000_000, gt=0)
     # The most bytes read for one input image given by URL (the JSON body's image_url).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    # Lambda's own variable: the function's memory, which bounds how many images finish at once.
+    aws_lambda_function_memory_size: int = Field(default=1769, ge=128)
     # Whether a client may send enable_safety_checker=false (the operator's call, off by default).
     allow_safety_checker_off: bool = False
     # Batch edits (the batch function only): its ledger table, its queue and dead-letter queue.

@@ -37,7 +37,9 @@ def _s3() -> S3Client:
 
 
 @cache
-def _dynamodb() -> DynamoDBClient:
+def dynamodb_client() -> DynamoDBClient:
+    """The one DynamoDB client of the process: the journal, the batch ledger and Powertools'
+    idempotency records share it (each client costs ~90 ms of cold start to build)."""
     return boto3.client("dynamodb")
 
 
@@ -147,7 +149,7 @@ class EditJournal:
 
     def record(self, index: int, entry: dict[str, Any]) -> None:
         self._entries[str(index)] = entry
-        _dynamodb().update_item(
+        dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": self._item_id}},
             UpdateExpression="SET #call = :entry, #expiration = :expiration",
@@ -205,7 +207,7 @@ class BatchLedger:
         else:
             del names["#finished"]
         try:
-            _dynamodb().update_item(
+            dynamodb_client().update_item(
                 TableName=self._table,
                 Key={"id": {"S": f"batch#{batch_id}"}},
                 UpdateExpression=update,
@@ -221,7 +223,7 @@ class BatchLedger:
         """Reserve an item id for one manifest line: the line that holds it (``line``, unless
         another line of the manifest took the same id first)."""
         try:
-            _dynamodb().update_item(
+            dynamodb_client().update_item(
                 TableName=self._table,
                 Key={"id": {"S": _item_key(batch_id, item_id)}},
                 UpdateExpression="SET #line = :line",
@@ -260,7 +262,7 @@ class BatchLedger:
             if before is not None:
                 state_values[":before"] = {"S": before}
             try:
-                _dynamodb().transact_write_items(
+                dynamodb_client().transact_write_items(
                     TransactItems=[
                         {
                             "Update": {
@@ -314,7 +316,7 @@ class BatchLedger:
         )
 
     def mark_finished(self, batch_id: str) -> None:
-        _dynamodb().update_item(
+        dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": f"batch#{batch_id}"}},
             UpdateExpression="SET #finished = if_not_exists(#finished, :now)",
@@ -324,7 +326,7 @@ class BatchLedger:
 
     def reopen(self, batch_id: str) -> None:
         """A redrive: the batch is not finished until the re-queued items settle again."""
-        _dynamodb().update_item(
+        dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": f"batch#{batch_id}"}},
             UpdateExpression="REMOVE #finished",
@@ -369,9 +371,8 @@ _COUNTED_STATES = frozenset({"succeeded", "failed"})
 
 def _get(table: str, item_id: str) -> dict[str, Any]:
     """An item of a table keyed by ``id``, read consistently; empty when there is none."""
-    return dict(
-        _dynamodb().get_item(TableName=table, Key={"id": {"S": item_id}}, ConsistentRead=True).get("Item", {})
-    )
+    found = dynamodb_client().get_item(TableName=table, Key={"id": {"S": item_id}}, ConsistentRead=True)
+    return dict(found.get("Item", {}))
 
 
 def _item_key(batch_id: str, item_id: str) -> str:
@@ -394,11 +395,11 @@ class KeyTable:
         self._table = table_name
 
     def put(self, key_hash: str, record: dict[str, Any]) -> None:
-        _dynamodb().put_item(
+        dynamodb_client().put_item(
             TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json.dumps(record)}}
         )
 
     def records(self) -> Iterator[dict[str, Any]]:
-        for page in _dynamodb().get_paginator("scan").paginate(TableName=self._table):
+        for page in dynamodb_client().get_paginator("scan").paginate(TableName=self._table):
             for item in page["Items"]:
                 yield json.loads(item["value"]["S"])
