@@ -30,6 +30,15 @@ FUNCTION, LAYER = BUILD / "EditApiFunction", BUILD / "EditgateLayer" / "python"
 RUNTIME = REPO_ROOT / ".bench" / "runtime"
 TARGET_RATIO = 1.5
 TIMED = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+# What any handler built on the same libraries imports before a line of its own: Powertools (its
+# Tracer patches botocore for X-Ray, so botocore comes too), pydantic, Pillow, requests.
+FLOOR = (
+    "import time; t = time.perf_counter(); "
+    "from aws_lambda_powertools import Logger, Metrics, Tracer; "
+    "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
+    "import pydantic, PIL.Image, requests; Tracer(); Logger(); Metrics(); APIGatewayRestResolver(); "
+    "print(time.perf_counter() - t)"
+)
 
 
 def lambda_environment() -> dict[str, str]:
@@ -77,10 +86,14 @@ def install_runtime() -> None:
 
 def timed_import(module: str, *flags: str) -> float:
     """Seconds a fresh interpreter (no site-packages: only Lambda's paths) takes to import ``module``."""
-    command = [sys.executable, "-S", *flags, "-c", TIMED.format(module=module)]
+    return timed(TIMED.format(module=module), *flags)
+
+
+def timed(code: str, *flags: str) -> float:
+    command = [sys.executable, "-S", *flags, "-c", code]
     done = subprocess.run(command, env=lambda_environment(), capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"importing {module} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"{code!r} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -108,22 +121,27 @@ def measure(args: argparse.Namespace) -> Section:
     if not FUNCTION.exists():
         raise SystemExit("no native build: run `make build-native` first")
     install_runtime()
-    handler, boto3, uncompiled = [], [], []
+    handler, boto3, uncompiled, floor = [], [], [], []
     with tempfile.TemporaryDirectory() as empty:
         for _ in range(args.runs):
             handler.append(timed_import("app"))
             boto3.append(timed_import("boto3"))
+            floor.append(timed(FLOOR))
             # An empty bytecode cache: what a plain `sam build` artifact costs on Lambda.
             uncompiled.append(timed_import("app", "-X", f"pycache_prefix={empty}"))
     ratio = statistics.median(handler) / statistics.median(boto3)
     section.say(f"import boto3 (runtime, precompiled): {spread(boto3, ' ms', 1000)}")
     section.say(f"import the handler (built artifact): {spread(handler, ' ms', 1000)}")
     section.say(f"  the same, no bytecode in the artifact: {spread(uncompiled, ' ms', 1000)}")
+    share = statistics.median(floor) / statistics.median(boto3)
+    libraries = "the libraries alone (Powertools with X-Ray, pydantic, Pillow, requests)"
+    section.say(f"{libraries}: {spread(floor, ' ms', 1000)} = {share:.2f}x boto3")
     section.say("where the handler's import goes, by package (-X importtime, own times summed):")
     for name, ms in breakdown(args.top):
         section.say(f"  {name:55} {ms:7.0f} ms")
     chart = section.chart("cold_start", "Cold import, fresh interpreter", "seconds")
     chart.add("import boto3", boto3)
+    chart.add("the libraries alone", floor)
     chart.add("import handler (make build)", handler)
     chart.add("import handler (plain sam build)", uncompiled)
     section.target("cold import of the handler / import boto3", f"{ratio:.2f}x", f"<= {TARGET_RATIO}x",
