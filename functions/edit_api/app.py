@@ -22,11 +22,11 @@ app = APIGatewayRestResolver()
 
 settings = Settings.from_env()
 services = pipeline.Services.create(settings)
-web.install(app)
+routes = web.RouteTable(app)
+web.install(app, routes)
 
 
-@app.post("/v1/images/edits")
-@app.post("/images/edits")
+@routes.route("POST", "/v1/images/edits", "/images/edits")
 def create_edit() -> Response[str]:
     with timing.measured() as timings:
         answer = _edit(web.query_flag(app, "dry_run"))
@@ -57,14 +57,12 @@ def _edit(dry_run: bool) -> Response[str]:
     return web.json_response(app, api.images_response(result, replayed=outcome.replayed))
 
 
-@app.get("/v1/models")
-@app.get("/models")
+@routes.route("GET", "/v1/models", "/models")
 def list_models() -> Response[str]:
     return web.json_response(app, api.model_list(services.catalog.values()))
 
 
-@app.get("/v1/models/<model_id>")
-@app.get("/models/<model_id>")
+@routes.route("GET", "/v1/models/<model_id>", "/models/<model_id>")
 def get_model(model_id: str) -> Response[str]:
     spec = services.catalog.get(model_id)
     if spec is None:
@@ -72,8 +70,7 @@ def get_model(model_id: str) -> Response[str]:
     return web.json_response(app, api.model_object(spec))
 
 
-@app.post("/v1/images/generations")
-@app.post("/images/generations")
+@routes.route("POST", "/v1/images/generations", "/images/generations")
 def create_generation() -> Response[str]:
     raise InvalidRequest(
         "The models of this gateway edit images and do not generate them from text: "

@@ -99,6 +99,7 @@ def main() -> None:
             "/v1/images/edits", [("image", ("notes.txt", b"just some text", "text/plain")), ("prompt", "x")]
         ),
         "unknown_route": event("GET", "/v1/files"),
+        "wrong_method": event("GET", "/v1/images/edits"),
         "no_authorizer": multipart_event("/v1/images/edits", [image, ("prompt", "x")], authorizer=None),
     }
     write("edit_api", events)

@@ -239,9 +239,6 @@ class FalEmulator:
             self._jobs[request_id] = job
             self.payloads.append(payload)
             self.request_ids.append(request_id)
-        # As on fal, the model works during the request's latency, and jobs run side by side: the
-        # images are made now, on a thread of their own, not when the result is asked for.
-        threading.Thread(target=self._work, args=(job, base), daemon=True).start()
         # fal's URLs name the app (owner/name) without the endpoint's sub-path.
         app_path = "/".join(endpoint.split("/")[:2])
         root = f"{base}/{app_path}/requests/{request_id}"
@@ -267,6 +264,7 @@ class FalEmulator:
         status, submitted = self.submit(endpoint, payload, base, None)
         if status != 200:
             return status, submitted
+        self.start_work(submitted["request_id"], base)
         job = self._jobs[submitted["request_id"]]
         time.sleep(max(0.0, self.latency - (time.monotonic() - job.submitted)))  # the model's run time
         return self.result(submitted["request_id"], base, None)
@@ -313,6 +311,13 @@ class FalEmulator:
 
     def file(self, name: str) -> tuple[bytes, str] | None:
         return self._files.get(name)
+
+    def start_work(self, request_id: str, base: str) -> None:
+        """Run an accepted request's model. Called once the submit is answered (fal answers at
+        once): as on fal, the model works during the request's latency, jobs side by side, and
+        the images are made now, on a thread of their own, not when the result is asked for."""
+        job = self._jobs[request_id]
+        threading.Thread(target=self._work, args=(job, base), daemon=True).start()
 
     def _work(self, job: _Job, base: str) -> None:
         try:
@@ -491,7 +496,11 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
                     payload = json.loads(body or b"{}")
                 except ValueError:
                     return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
-                return self._json(*emulator.submit("/".join(parts), payload, base, fault))
+                status, submitted = emulator.submit("/".join(parts), payload, base, fault)
+                self._json(status, submitted)
+                if status == 200:
+                    emulator.start_work(submitted["request_id"], base)
+                return None
             request_id = parts[3]
             if stage == "status":
                 _ = parse_qs(url.query).get("logs")  # accepted as 1/0 or true/false, like fal

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
+from editgate_local.stack import BATCH_BUCKET, IDEMPOTENCY_TABLE, REGION, LocalStack
 from tests.conftest import png_bytes
 from tests.integration.test_batch import finished, records, until
 
@@ -46,7 +46,9 @@ def test_given_a_worker_killed_after_fal_accepted_the_submit_when_sqs_redelivers
         s3.put_object(Bucket=BATCH_BUCKET, Key="incoming/crash/a.png", Body=png_bytes((96, 64)))
         manifest = json.dumps({"id": "crash-1", "image": "a.png", "prompt": "survive a crash"})
         s3.put_object(Bucket=BATCH_BUCKET, Key="incoming/crash/manifest.jsonl", Body=manifest.encode())
-        until(lambda: len(emulator.request_ids) == 1, timeout=30)  # fal accepted the item's edit
+        # fal accepted the item's edit, and the worker journaled it (dying before that, between
+        # fal's answer and the journal, cannot be told from dying before the submit).
+        until(lambda: journaled(emulator), timeout=30)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
@@ -62,3 +64,12 @@ def test_given_a_worker_killed_after_fal_accepted_the_submit_when_sqs_redelivers
     assert emulator.calls["submit"] == 1
     assert item["provider_request_ids"] == emulator.request_ids
     assert emulator.billed() == set(item["provider_request_ids"])
+
+
+def journaled(emulator: FalEmulator) -> bool:
+    """Whether the fal request the emulator accepted is in an edit's submission journal."""
+    if len(emulator.request_ids) != 1:
+        return False
+    dynamodb: Any = boto3.client("dynamodb", region_name=REGION)
+    items = dynamodb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]
+    return any(emulator.request_ids[0] in json.dumps(item) for item in items)

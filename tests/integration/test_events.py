@@ -29,6 +29,7 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/edit_json_body.json": (200, None),
     "edit_api/list_models.json": (200, None),
     "edit_api/unknown_route.json": (404, None),
+    "edit_api/wrong_method.json": (405, None),
 }
 # The batch function's events: every SQS record handled (no batchItemFailures), every S3 Batch
 # Operations task Succeeded.

@@ -182,14 +182,20 @@ def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, 
     return {
         "created": result.created,
         "data": [
-            {"url": image.url, "revised_prompt": None}
-            if image.b64_json is None
-            else {"b64_json": image.b64_json, "revised_prompt": None}
+            # No revised_prompt: OpenAI's schema types it as a string, and these models rewrite nothing.
+            {"url": image.url} if image.b64_json is None else {"b64_json": image.b64_json}
             for image in result.images
         ],
         "size": str(result.size),
         "output_format": result.output_format,
-        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+        # OpenAI's ImageGenUsage, complete (clients that validate answers need every part): fal
+        # bills by image, not by token, so every count is 0; the price is in metadata.cost.
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+            "output_tokens": 0,
+            "total_tokens": 0,
+        },
         "metadata": {
             "request_id": result.request_id,
             "model": result.model,

@@ -3,6 +3,7 @@ could help; ``editgate.web`` turns them into answers in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 
@@ -31,6 +32,10 @@ class EditgateError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers this error's answer carries beyond the ones every error has."""
+        return {}
+
 
 class InvalidRequest(EditgateError):
     status = 400
@@ -52,6 +57,21 @@ class NotFound(EditgateError):
     status = 404
     type = "invalid_request_error"
     default_code = "not_found"
+
+
+class MethodNotAllowed(EditgateError):
+    """A known path asked with a method it does not answer."""
+
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": ", ".join(self.allowed)}
 
 
 class RequestInProgress(EditgateError):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import binascii
 import json
 import math
+import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pybase64  # SIMD base64: 60x the standard library on a 2 MB body
 from aws_lambda_powertools import Logger
@@ -18,10 +20,11 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from editgate import api, bodies, keys, metrics
-from editgate.errors import AuthenticationFailed, EditgateError, InvalidRequest, NotFound
+from editgate.errors import AuthenticationFailed, EditgateError, InvalidRequest, MethodNotAllowed, NotFound
 from editgate.normalize import EditRequest
 
 logger = Logger(child=True)
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 # Lambda stops the function at its timeout; leave this much to answer with a clean 504.
 _ANSWER_MARGIN_SECONDS = 1.0
 
@@ -89,7 +92,11 @@ def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
 
 
 def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Response[str]:
-    headers = {"x-request-id": request_id(app), "x-should-retry": str(error.retryable).lower()}
+    headers = {
+        "x-request-id": request_id(app),
+        "x-should-retry": str(error.retryable).lower(),
+        **error.headers(),
+    }
     if error.retry_after is not None:
         headers["retry-after"] = str(math.ceil(error.retry_after))
     return Response(error.status, "application/json", json.dumps(error.body()), headers)
@@ -104,7 +111,31 @@ def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response
     return Response(200, "application/json", json.dumps(body), {"x-request-id": request_id(app)})
 
 
-def install(app: APIGatewayRestResolver) -> None:
+class RouteTable:
+    """Registers the resolver's routes, and remembers which methods each path answers: a known
+    path asked with another method (``GET /v1/images/edits``) is a 405 naming them, not a 404."""
+
+    def __init__(self, app: APIGatewayRestResolver) -> None:
+        self._app = app
+        self._methods: list[tuple[re.Pattern[str], str]] = []
+
+    def route(self, method: str, *paths: str) -> Callable[[Handler], Handler]:
+        def register(function: Handler) -> Handler:
+            for path in paths:
+                self._app.route(path, method)(function)
+                # Powertools' <name> segments match any one path segment.
+                pattern = re.compile("^" + re.sub(r"<\w+>", "[^/]+", re.escape(path)) + "/?$")
+                self._methods.append((pattern, method))
+            return function
+
+        return register
+
+    def allowed(self, path: str) -> list[str]:
+        """The methods ``path`` answers (none: an unknown path)."""
+        return sorted({method for pattern, method in self._methods if pattern.match(path)})
+
+
+def install(app: APIGatewayRestResolver, routes: RouteTable) -> None:
     """Every route only for callers the API-key authorizer accepted, and every failure answered
     in OpenAI's error shape."""
 
@@ -133,6 +164,10 @@ def install(app: APIGatewayRestResolver) -> None:
     @app.not_found
     def not_found(_: Exception) -> Response[str]:
         event = app.current_event
+        allowed = routes.allowed(event.path)
+        if allowed:
+            message = f"{event.path} does not answer {event.http_method}: use {' or '.join(allowed)}."
+            return error_response(app, MethodNotAllowed(message, allowed=allowed))
         return error_response(app, NotFound(f"Unknown route: {event.http_method} {event.path}."))
 
     @app.exception_handler(Exception)
