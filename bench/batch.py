@@ -4,7 +4,7 @@ the manifest's upload to ``finished: true`` in the summary, against the ideal ce
 
     .venv/bin/python bench/batch.py [--items 50] [--concurrency 10] [--latencies 2 5 10] [--runs 1]
 
-Target (issue 7): wall <= 1.3 x ceil(items / C) x L. Each environment is its own process, as on
+Target: wall <= 1.3 x ceil(items / C) x L. Each environment is its own process, as on
 Lambda; moto and the emulator share this one. The CPU each item costs is printed too: on a small
 machine, C environments' image work can take longer than L, and then no queueing design helps.
 A benchmark, not a test: `make test` does not run it.

@@ -11,7 +11,7 @@ the same run, each path next to its own bare client:
 LiteLLM stores nothing, so editgate's data movement (download from fal, S3 put, presign: from
 Server-Timing) is reported on its own line, and the comparison is of the overhead without it.
 PASS when editgate's overhead without the store step is at most LiteLLM's, at p50.
-Facts for running LiteLLM: ../shared/specs/peer-litellm.md.
+LiteLLM runs offline: LITELLM_LOCAL_MODEL_COST_MAP=True, no database, a random master key.
 
     .venv/bin/python bench/peer.py [--runs 20] [--warmup 3]
 

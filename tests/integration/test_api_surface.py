@@ -1,4 +1,4 @@
-"""Issue 3's surface through the openai SDK and raw HTTP: shapes and scales, formats, counts,
+"""The API's surface through the openai SDK and raw HTTP: shapes and scales, formats, counts,
 models, dry runs, the JSON body and transparency."""
 
 from __future__ import annotations
