@@ -191,6 +191,27 @@ def _single(bucket: str, key: str, etag: str, runtime: BatchRuntime) -> None:
     runtime.queue.send([item.model_dump()])
 
 
+def _parse_lines(
+    lines: list[bytes], chunk: ChunkMessage
+) -> tuple[list[ItemMessage], list[LineFailure], dict[str, Any]]:
+    """The chunk's lines as items to queue and lines that failed, and the defaults in force
+    after its last line (a defaults line applies to the lines after it)."""
+    defaults = dict(chunk.defaults)
+    items: list[ItemMessage] = []
+    failures: list[LineFailure] = []
+    for number, raw in enumerate(lines, start=chunk.line):
+        if not raw.strip():
+            continue
+        parsed = _parse_line(raw, number, defaults, chunk)
+        if isinstance(parsed, ItemMessage):
+            items.append(parsed)
+        elif isinstance(parsed, LineFailure):
+            failures.append(parsed)
+        else:
+            defaults = parsed
+    return items, failures, defaults
+
+
 def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
     """Queue one item per manifest line, at most ``batch_chunk_lines`` of them, then hand the rest
     of the manifest to the next message. A line that is no edit fails on its own; a manifest
@@ -210,19 +231,7 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
         return
     taken = pieces[: runtime.services.settings.batch_chunk_lines]
     more = len(pieces) > len(taken) or not at_end
-    defaults = dict(chunk.defaults)
-    items: list[ItemMessage] = []
-    failures: list[LineFailure] = []
-    for number, raw in enumerate(taken, start=chunk.line):
-        if not raw.strip():
-            continue
-        parsed = _parse_line(raw, number, defaults, chunk)
-        if isinstance(parsed, ItemMessage):
-            items.append(parsed)
-        elif isinstance(parsed, LineFailure):
-            failures.append(parsed)
-        else:
-            defaults = parsed
+    items, failures, defaults = _parse_lines(taken, chunk)
     if chunk.offset == 0 and not items and failures and all(f.unparsable for f in failures):
         _refuse_manifest(chunk, runtime, "it is not JSON Lines: none of its lines is a JSON object")
         return

@@ -215,90 +215,18 @@ def edit(
     submitted again."""
     prepared = _prepare(request, inputs, services, deadline)
     spec, plan = prepared.spec, prepared.plan
-
-    def call(index: int, payload: dict[str, Any]) -> _CallOutcome:
-        try:
-            output = _provider_output(index, payload, spec, services.fal, journal, deadline)
-        except ProviderRejected as exc:
-            name = spec.client_name(exc.param) if exc.param else None
-            raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
-        kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
-        with ThreadPoolExecutor(max_workers=max(1, len(kept))) as downloads:
-            finished = [downloads.submit(timing.carried(finish), url) for url in kept]
-        made, unfinished = [], []
-        for future in finished:
-            try:
-                made.append(future.result())
-            except EditgateError as exc:
-                unfinished.append(exc)
-        return _CallOutcome(output, made, len(output.images) - len(kept), unfinished)
-
-    def finish(url: str) -> bytes:
-        with timing.phase("download"):
-            data = services.fal.fetch(url, deadline)
-        with finishing:
-            if deadline - time.monotonic() < plan.finish_seconds_per_image:
-                raise UpstreamTimeout(
-                    "The edited images were made but could not be finished in time; retrying the same "
-                    "request collects them from the provider without a second charge.",
-                    retry_after=1,
-                )
-            try:
-                with timing.phase("finish"):
-                    return images.finish(
-                        data,
-                        plan.target,
-                        plan.output_format,
-                        compression=plan.output_compression,
-                        alpha=prepared.alpha,
-                    )
-            except ValueError:
-                raise UpstreamError("The provider returned an unreadable image.") from None
-
-    memory_mb = services.settings.aws_lambda_function_memory_size
-    finishing = threading.BoundedSemaphore(plan.finish_slots(memory_mb, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
-        futures = [
-            pool.submit(timing.carried(call), k, payload)
-            for k, payload in enumerate(plan.payloads(prepared.image_uri))
-        ]
-    outcomes: list[_CallOutcome] = []
-    errors: list[tuple[int, EditgateError]] = []
-    for planned, future in zip(plan.calls, futures, strict=True):
-        try:
-            outcomes.append(future.result())
-        except EditgateError as exc:
-            errors.append((planned.num_images, exc))
+    outcomes, errors = _ProviderCalls(prepared, services, journal, deadline).run()
     made = [data for outcome in outcomes for data in outcome.images]
-    flagged = sum(outcome.flagged for outcome in outcomes)
     # fal bills every image it made, flagged or not finished here included; failed calls are free.
     billed = sum(len(outcome.output.images) for outcome in outcomes)
     cost_usd = spec.price_usd(billed, plan.provider_size.width, plan.provider_size.height)
-    errors += [(1, exc) for outcome in outcomes for exc in outcome.unfinished]
-    if not made:
-        metrics.add("CostUSD", cost_usd, MetricUnit.NoUnit)  # paid for, though nothing is answered
-        if errors:
-            raise errors[0][1]
-        raise ContentPolicyViolation(
-            "The edited image was flagged by the provider's safety checker and is not returned.",
-            param="prompt" if flagged else None,
-        )
-    failures = [CallFailure(images=n, code=exc.code, message=exc.message) for n, exc in errors]
-    if flagged:
-        failures.append(CallFailure(images=flagged, code="content_policy_violation",
-                                    message="flagged by the provider's safety checker"))  # fmt: skip
-    if failures:
-        logger.warning("partial answer", extra={"made": len(made), "failures": [f.code for f in failures]})
-    with ThreadPoolExecutor(max_workers=len(made)) as puts:  # side by side, like the downloads
-        putting = [puts.submit(timing.carried(_store), data, f"{folder}/{index}", plan, services.store)
-                   for index, data in enumerate(made)]  # fmt: skip
-    stored = [put.result() for put in putting]
+    failures = _failures(outcomes, errors, made=len(made), cost_usd=cost_usd)
     return EditResult(
         created=int(time.time()),
         request_id=request_id,
         model=spec.id,
         provider=spec.provider,
-        images=tuple(stored),
+        images=tuple(_store_all(made, folder, plan, services.store)),
         size=plan.target,
         output_format=plan.output_format,
         response_format=plan.response_format,
@@ -312,6 +240,119 @@ def edit(
         provider_seconds=max(o.output.seconds for o in outcomes),
         provider_retries=sum(o.output.retries for o in outcomes),
     )
+
+
+@dataclass
+class _ProviderCalls:
+    """The provider calls of one edit, side by side: each submitted (or collected from the
+    journal), then its images downloaded and finished as they come, within the deadline."""
+
+    prepared: _Prepared
+    services: Services
+    journal: EditJournal
+    deadline: float
+    # Images finished at once: one per vCPU, as far as the function's memory allows.
+    finishing: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        memory_mb = self.services.settings.aws_lambda_function_memory_size
+        slots = self.prepared.plan.finish_slots(memory_mb, os.cpu_count() or 1)
+        self.finishing = threading.BoundedSemaphore(slots)
+
+    def run(self) -> tuple[list[_CallOutcome], list[tuple[int, EditgateError]]]:
+        """What each call made, and the errors of those that failed (with the images they were
+        to make) and of images made but not finished."""
+        plan = self.prepared.plan
+        with ThreadPoolExecutor(max_workers=len(plan.calls)) as pool:
+            futures = [
+                pool.submit(timing.carried(self._call), k, payload)
+                for k, payload in enumerate(plan.payloads(self.prepared.image_uri))
+            ]
+        outcomes: list[_CallOutcome] = []
+        errors: list[tuple[int, EditgateError]] = []
+        for planned, future in zip(plan.calls, futures, strict=True):
+            try:
+                outcomes.append(future.result())
+            except EditgateError as exc:
+                errors.append((planned.num_images, exc))
+        errors += [(1, exc) for outcome in outcomes for exc in outcome.unfinished]
+        return outcomes, errors
+
+    def _call(self, index: int, payload: dict[str, Any]) -> _CallOutcome:
+        spec = self.prepared.spec
+        try:
+            output = _provider_output(index, payload, spec, self.services.fal, self.journal, self.deadline)
+        except ProviderRejected as exc:
+            name = spec.client_name(exc.param) if exc.param else None
+            raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
+        kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
+        with ThreadPoolExecutor(max_workers=max(1, len(kept))) as downloads:
+            finished = [downloads.submit(timing.carried(self._finish), url) for url in kept]
+        made, unfinished = [], []
+        for future in finished:
+            try:
+                made.append(future.result())
+            except EditgateError as exc:
+                unfinished.append(exc)
+        return _CallOutcome(output, made, len(output.images) - len(kept), unfinished)
+
+    def _finish(self, url: str) -> bytes:
+        plan = self.prepared.plan
+        with timing.phase("download"):
+            data = self.services.fal.fetch(url, self.deadline)
+        with self.finishing:
+            if self.deadline - time.monotonic() < plan.finish_seconds_per_image:
+                raise UpstreamTimeout(
+                    "The edited images were made but could not be finished in time; retrying the same "
+                    "request collects them from the provider without a second charge.",
+                    retry_after=1,
+                )
+            try:
+                with timing.phase("finish"):
+                    return images.finish(
+                        data,
+                        plan.target,
+                        plan.output_format,
+                        compression=plan.output_compression,
+                        alpha=self.prepared.alpha,
+                    )
+            except ValueError:
+                raise UpstreamError("The provider returned an unreadable image.") from None
+
+
+def _failures(
+    outcomes: Sequence[_CallOutcome],
+    errors: Sequence[tuple[int, EditgateError]],
+    *,
+    made: int,
+    cost_usd: float,
+) -> list[CallFailure]:
+    """What the answer reports as not made. With nothing made there is no answer: the first
+    error, or the safety checker's refusal (what was made is still paid for, and counted)."""
+    flagged = sum(outcome.flagged for outcome in outcomes)
+    if not made:
+        metrics.add("CostUSD", cost_usd, MetricUnit.NoUnit)
+        if errors:
+            raise errors[0][1]
+        raise ContentPolicyViolation(
+            "The edited image was flagged by the provider's safety checker and is not returned.",
+            param="prompt" if flagged else None,
+        )
+    failures = [CallFailure(images=n, code=exc.code, message=exc.message) for n, exc in errors]
+    if flagged:
+        failures.append(CallFailure(images=flagged, code="content_policy_violation",
+                                    message="flagged by the provider's safety checker"))  # fmt: skip
+    if failures:
+        logger.warning("partial answer", extra={"made": made, "failures": [f.code for f in failures]})
+    return failures
+
+
+def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ResultStore) -> list[EditedImage]:
+    """The images put in the results bucket side by side, like the downloads."""
+    with ThreadPoolExecutor(max_workers=len(made)) as puts:
+        putting = [puts.submit(timing.carried(_store), data, f"{folder}/{index}", plan, store)
+                   for index, data in enumerate(made)]  # fmt: skip
+    return [put.result() for put in putting]
 
 
 def inline(result: EditResult, store: ResultStore) -> EditResult:
