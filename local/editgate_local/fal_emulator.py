@@ -4,7 +4,8 @@ image with Pillow.
 
 Faults are injected with ``FalEmulator.inject(Fault(...))`` or over HTTP:
 ``POST /_emulator/faults`` with a list of faults, ``POST /_emulator/random`` with
-``{"rate": 0.2, "seed": 1}``, ``POST /_emulator/reset``."""
+``{"rate": 0.2, "seed": 1}``, ``POST /_emulator/reset``; its latency with ``POST /_emulator/latency``
+and ``{"seconds": 1.0}``."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ FaultKind = Literal["status", "drop", "malformed", "slow", "nsfw", "failed"]
 
 @dataclass
 class Fault:
-    """What the next ``times`` calls of ``stage`` (submit, status, result, cancel, file) get.
+    """What the next ``times`` calls of ``stage`` (submit, status, result, cancel, file, run) get.
 
     ``status``: answer ``status_code`` with ``body``, from fal's ingress (no ``x-fal-request-id``)
     unless ``from_runner``. ``drop``: close the connection without an answer. ``malformed``: a 200
@@ -459,14 +460,6 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
             base = f"http://{self.headers.get('host')}"
             if parts[:1] == ["_emulator"] and method == "POST":
                 return self._control(parts[1:], body)
-            if parts[:1] == ["run"] and method == "POST":  # fal.run, the synchronous host
-                if self.headers.get("authorization") != f"Key {emulator.key}":
-                    return self._json(401, {"detail": "No user found for Key ID and Secret"})
-                try:
-                    payload = json.loads(body or b"{}")
-                except ValueError:
-                    return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
-                return self._json(*emulator.run("/".join(parts[1:]), payload, base))
             stage = (
                 "file"
                 if method == "GET" and parts[:1] == ["files"] and len(parts) == 2
@@ -493,11 +486,13 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, *found, {}) if found else self._json(404, {"detail": "Not Found"})
             if self.headers.get("authorization") != f"Key {emulator.key}":
                 return self._json(401, {"detail": "No user found for Key ID and Secret"})
-            if stage == "submit":
+            if stage in ("submit", "run"):
                 try:
                     payload = json.loads(body or b"{}")
                 except ValueError:
                     return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
+                if stage == "run":
+                    return self._json(*emulator.run("/".join(parts[1:]), payload, base))
                 status, submitted = emulator.submit("/".join(parts), payload, base, fault)
                 self._json(status, submitted)
                 if status == 200:
@@ -518,6 +513,8 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
                 emulator.random_faults(float(data["rate"]), int(data.get("seed", 0)))
             elif command == ["reset"]:
                 emulator.reset()
+            elif command == ["latency"]:
+                emulator.latency = float(data["seconds"])
             else:
                 return self._json(404, {"detail": "Unknown control command"})
             return self._json(200, {"ok": True})
@@ -538,7 +535,10 @@ def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
 
 
 def _stage(method: str, parts: list[str]) -> str | None:
-    """Which protocol call a path is: {app}/requests/{id}[/status|/cancel], else a submit."""
+    """Which protocol call a path is: {app}/requests/{id}[/status|/cancel], run/{endpoint} (fal.run,
+    the synchronous host), else a submit."""
+    if parts[:1] == ["run"]:
+        return "run" if method == "POST" and len(parts) >= 3 else None
     if len(parts) >= 4 and parts[2] == "requests":
         tail = parts[4:]
         if method == "GET" and tail == ["status"]:

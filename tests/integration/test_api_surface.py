@@ -128,6 +128,17 @@ def test_given_litellms_fal_adapter_shape_then_the_emulators_synchronous_route_a
     assert refused.status_code == 401
 
 
+def test_given_a_latency_sent_to_the_emulators_control_route_then_its_requests_take_that_long(
+    emulator: FalEmulator,
+) -> None:
+    try:
+        answer = requests.post(f"{emulator.url}/_emulator/latency", json={"seconds": 2.5}, timeout=30)
+        assert answer.status_code == 200
+        assert emulator.latency == 2.5
+    finally:
+        emulator.latency = 0.0
+
+
 def test_given_the_o1_model_then_fal_gets_reference_images_and_a_native_size(
     client: openai.OpenAI, sample_png: Path, emulator: FalEmulator
 ) -> None:
