@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 NATIVE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))')
 
-.PHONY: help venv node-deps demo batch-demo bench serve test lint typecheck template build build-native pytest clean
+.PHONY: help venv node-deps browser demo batch-demo bench serve test lint typecheck template build build-native pytest clean
 
 help:
 	@echo "make demo   - edit the bundled sample image on the local stack (no AWS, no fal key)"
@@ -39,6 +39,16 @@ node-deps:
 	@if command -v npm >/dev/null 2>&1; then cd tests/node && npm ci --no-audit --no-fund --loglevel=error; \
 	else echo "SKIPPED npm ci: no npm on this machine (the Node SDK tests will be skipped)"; fi
 
+# The playground's browser tests drive Debian's Chromium (Playwright's own browser download cannot
+# be reached here): installed when missing and this runs as root, else those tests are skipped.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's chromium for the playground's browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "SKIPPED installing chromium: not root (the playground's browser tests will be skipped)"; fi
+
 demo: venv
 	$(BIN)/editgate edit --prompt "turn it into a snowy winter evening" --output out/demo.png
 
@@ -54,7 +64,7 @@ bench: venv build-native
 serve: venv
 	$(BIN)/editgate serve
 
-test: venv node-deps lint typecheck template build build-native pytest
+test: venv node-deps browser lint typecheck template build build-native pytest
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,5 +1,6 @@
 """The OpenAI Images API: edits (multipart or JSON, ``?dry_run=true``), models, and a clear
-answer for generations. Wiring only: the work is ``editgate.pipeline``."""
+answer for generations; its OpenAPI document, Swagger UI and playground page. Wiring only: the
+work is ``editgate.pipeline``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, dedupe, pipeline, service, timing, web
+from editgate import api, dedupe, keys, openapi, pages, pipeline, service, timing, web
 from editgate.errors import InvalidRequest, NotFound
 from editgate.settings import Settings
 
@@ -23,7 +24,10 @@ app = APIGatewayRestResolver()
 settings = Settings.from_env()
 services = pipeline.Services.create(settings)
 routes = web.RouteTable(app)
-web.install(app, routes)
+doc_keys = None
+if not settings.public_docs:
+    doc_keys = keys.KeyDirectory(settings.api_keys_table or "", settings.key_cache_seconds)
+web.install(app, routes, doc_keys=doc_keys)
 
 
 @routes.route("POST", "/v1/images/edits", "/images/edits")
@@ -38,6 +42,7 @@ def _edit(dry_run: bool) -> Response[str]:
     with timing.phase("parse"):
         request, inputs = web.read_edit(app)
     deadline = web.deadline(app, settings.request_deadline_seconds)
+    idempotency_key = dedupe.idempotency_key(app.current_event.headers.get("idempotency-key"))
     if dry_run:
         return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
     request_id = web.request_id(app)
@@ -45,9 +50,7 @@ def _edit(dry_run: bool) -> Response[str]:
         request,
         inputs,
         services,
-        identity=dedupe.for_request(
-            web.caller(app), app.current_event.headers.get("idempotency-key"), request, inputs
-        ),
+        identity=dedupe.for_request(web.caller(app), idempotency_key, request, inputs),
         request_id=request_id,
         deadline=deadline,
         folder=services.store.folder_for(request_id),
@@ -77,6 +80,27 @@ def create_generation() -> Response[str]:
         "send the image and prompt to /v1/images/edits.",
         code="unsupported_operation",
     )
+
+
+def _document() -> dict[str, Any]:
+    return openapi.document(
+        services.catalog.values(), base_path=web.base_path(app), docs_need_key=doc_keys is not None
+    )
+
+
+@routes.route("GET", "/v1/openapi.json", "/openapi.json", access=web.Access.DOCS)
+def get_openapi_document() -> Response[str]:
+    return web.json_response(app, _document())
+
+
+@routes.route("GET", "/docs", access=web.Access.DOCS)
+def get_docs_page() -> Response[str]:
+    return web.html_response(app, pages.swagger_page(_document()))
+
+
+@routes.route("GET", "/playground", access=web.Access.OPEN)
+def get_playground_page() -> Response[str]:
+    return web.html_response(app, pages.playground_page())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -49,7 +49,7 @@ def event(
     ]
     if content_type:
         headers.append(("Content-Type", content_type))
-    return proxy_event(method, path, headers, body, authorizer=authorizer)
+    return proxy_event(method, path, headers, body, authorizer=authorizer, execute_api_stage="api")
 
 
 def multipart_event(
@@ -100,6 +100,11 @@ def main() -> None:
         ),
         "unknown_route": event("GET", "/v1/files"),
         "wrong_method": event("GET", "/v1/images/edits"),
+        # The routes API Gateway lets through without its authorizer (template.yaml: Auth NONE).
+        "openapi_document": event("GET", "/v1/openapi.json", authorizer=None),
+        "docs_without_key": event("GET", "/docs", authorization=(), authorizer=None),
+        "docs": event("GET", "/docs", authorizer=None),
+        "playground": event("GET", "/playground", authorization=(), authorizer=None),
         "no_authorizer": multipart_event("/v1/images/edits", [image, ("prompt", "x")], authorizer=None),
     }
     write("edit_api", events)

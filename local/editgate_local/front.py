@@ -27,6 +27,8 @@ from editgate_local.background_server import BackgroundServer
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 BINARY_MEDIA_TYPES = ("multipart/form-data",)  # template.yaml: BinaryMediaTypes
+# template.yaml: the paths whose events say Auth NONE; the authorizer and usage plan skip them.
+OPEN_PATHS = frozenset({"/docs", "/v1/openapi.json", "/openapi.json", "/playground"})
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LAMBDA_MAX_EVENT = 6_291_456
 STAGE = "local"
@@ -83,9 +85,12 @@ def proxy_event(
     body: bytes,
     source_ip: str = "127.0.0.1",
     authorizer: Mapping[str, Any] | None = None,
+    execute_api_stage: str | None = None,
 ) -> dict[str, Any]:
     """The API Gateway REST proxy event for one request; ``authorizer``: what the REQUEST
-    authorizer answered (its principal and context), as API Gateway passes it on."""
+    authorizer answered (its principal and context), as API Gateway passes it on.
+    ``execute_api_stage``: the request came to execute-api's own domain, where the stage leads
+    the path (``/api/v1/models``); otherwise the front's, like a custom domain, with none."""
     url = urlsplit(target)
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
@@ -120,13 +125,13 @@ def proxy_event(
                 "sourceIp": source_ip,
                 "userAgent": next((v for k, v in headers if k.lower() == "user-agent"), ""),
             },
-            "path": f"/{STAGE}{url.path}",
+            "path": f"/{execute_api_stage}{url.path}" if execute_api_stage else url.path,
             "protocol": "HTTP/1.1",
             "requestId": request_id,
             "requestTimeEpoch": int(time.time() * 1000),
             "resourceId": "local",
             "resourcePath": url.path,
-            "stage": STAGE,
+            "stage": execute_api_stage or STAGE,
             **({"authorizer": dict(authorizer)} if authorizer is not None else {}),
         },
         "body": text_body,
@@ -267,7 +272,8 @@ class ApiFront:
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
-        refused = self.gate.admit(event) if self.gate is not None else None
+        gated = self.gate is not None and event["path"].rstrip("/") not in OPEN_PATHS
+        refused = self.gate.admit(event) if self.gate is not None and gated else None
         if refused is not None:
             return refused
         if _event_size(event) > LAMBDA_MAX_EVENT:

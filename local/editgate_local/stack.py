@@ -152,6 +152,8 @@ class LocalStack:
             "RESULTS_BUCKET": BUCKET,
             "FAL_KEY_SECRET_NAME": FAL_KEY_SECRET,
             "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+            "API_KEYS_TABLE": KEYS_TABLE,
+            "KEY_CACHE_SECONDS": "0",
             "FAL_QUEUE_URL": self.emulator.url
             if self.emulator
             else self._environ.get("FAL_QUEUE_URL", "https://queue.fal.run"),

@@ -77,6 +77,9 @@ def test_given_the_built_edit_api_when_invoked_with_every_event_then_each_answer
         name = str(Path(line["event"]).relative_to(REPO_ROOT / "events"))
         answer = line["answer"]
         assert answer["statusCode"] == EXPECTED[name][0], (name, answer["body"][:500])
+        if not answer["body"].startswith("{"):  # the pages, whose files come from the built layer
+            assert "</html>" in answer["body"], name
+            continue
         metadata = json.loads(answer["body"]).get("metadata")
         if metadata:
             assert metadata["replayed"] is False, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/list_models.json": (200, None),
     "edit_api/unknown_route.json": (404, None),
     "edit_api/wrong_method.json": (405, None),
+    "edit_api/openapi_document.json": (200, None),
+    "edit_api/docs_without_key.json": (401, None),
+    "edit_api/docs.json": (200, None),
+    "edit_api/playground.json": (200, None),
 }
 # The batch function's events: every SQS record handled (no batchItemFailures), every S3 Batch
 # Operations task Succeeded.
@@ -101,8 +106,13 @@ def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
 
     status, param = EXPECTED[str(path.relative_to(REPO_ROOT / "events"))]
     assert answer["statusCode"] == status
+    if answer["body"].lstrip().startswith("<!"):  # Swagger UI, the playground
+        assert re.search(r"<title>(Swagger UI|editgate playground)</title>", answer["body"])
+        return
     body = json.loads(answer["body"])
-    if status == 200 and "provider_requests" in body:  # a dry run
+    if status == 200 and "openapi" in body:
+        assert body["servers"] == [{"url": "/api"}]  # the stage leads the path on execute-api's domain
+    elif status == 200 and "provider_requests" in body:  # a dry run
         assert body["cost"]["images"] == 6
     elif status == 200 and body.get("object") == "list":
         assert {m["id"] for m in body["data"]} >= {"hidream-e1-1"}

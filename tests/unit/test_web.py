@@ -15,7 +15,7 @@ from editgate_local.front import LambdaContext, proxy_event
 def test_given_an_unexpected_exception_then_a_500_in_openai_shape_is_counted_in_errors() -> None:
     app = APIGatewayRestResolver()
     routes = web.RouteTable(app)
-    web.install(app, routes)
+    web.install(app, routes, doc_keys=None)
 
     @routes.route("GET", "/boom")
     def boom() -> None:
@@ -37,7 +37,7 @@ def test_given_an_unexpected_exception_then_a_500_in_openai_shape_is_counted_in_
 def test_given_a_known_path_asked_with_another_method_then_405_naming_its_methods_else_404() -> None:
     app = APIGatewayRestResolver()
     routes = web.RouteTable(app)
-    web.install(app, routes)
+    web.install(app, routes, doc_keys=None)
 
     @routes.route("POST", "/v1/things", "/things")
     @routes.route("GET", "/v1/things/<thing_id>")

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from editgate import storage
-from editgate.errors import IdempotencyKeyReused, RequestInProgress
+from editgate.errors import IdempotencyKeyReused, InvalidRequest, RequestInProgress
 from editgate.normalize import EditRequest
 
 Work = Callable[[], dict[str, Any]]
@@ -52,6 +52,22 @@ class EditIdentity:
     key: str  # the name, hashed
     digest: str  # the request's content
     named: bool  # by its sender (Idempotency-Key, batch item), rather than by its content
+
+
+# As Stripe bounds its idempotency keys: room for a UUID or a client's own composite key.
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The Idempotency-Key a request names itself by (empty is none), checked before anything
+    else happens to the request, a dry run included."""
+    if header and len(header) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidRequest(
+            f"Invalid value for 'Idempotency-Key': at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
+            param="Idempotency-Key",
+            code="invalid_idempotency_key",
+        )
+    return header or None
 
 
 def for_request(

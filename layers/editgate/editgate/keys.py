@@ -4,6 +4,7 @@ The authorizer reads keys through Powertools Parameters (DynamoDB, cached in mem
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -62,8 +63,13 @@ class KeyDirectory:
     """Who a request's key belongs to, or ``AuthenticationFailed``."""
 
     def __init__(self, table_name: str, max_age_seconds: int) -> None:
-        self._provider = DynamoDBProvider(table_name=table_name, key_attr="id", value_attr="value")
+        self._table_name = table_name
         self._max_age = max_age_seconds
+
+    @functools.cached_property
+    def _provider(self) -> DynamoDBProvider:
+        # Built at the first key it checks: a boto3 resource costs cold-start time.
+        return DynamoDBProvider(table_name=self._table_name, key_attr="id", value_attr="value")
 
     def identify(self, authorization: Sequence[str], now: float | None = None) -> KeyRecord:
         """``authorization``: every Authorization header the request carried (exactly one is

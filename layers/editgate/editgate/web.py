@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, TypeVar
 
 import pybase64  # SIMD base64: 60x the standard library on a 2 MB body
@@ -111,42 +112,72 @@ def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response
     return Response(200, "application/json", json.dumps(body), {"x-request-id": request_id(app)})
 
 
+def html_response(app: APIGatewayRestResolver, page: str) -> Response[str]:
+    return Response(200, "text/html; charset=utf-8", page, {"x-request-id": request_id(app)})
+
+
+def base_path(app: APIGatewayRestResolver) -> str:
+    """The URL's prefix before the route (``/api`` on execute-api's own domain, where the stage
+    leads the path; nothing on a custom domain)."""
+    event = app.current_event
+    seen = event.request_context.path or event.path
+    return seen[: -len(event.path)] if event.path and seen.endswith(event.path) else ""
+
+
+class Access(Enum):
+    """Who may call a route. ``KEY``: callers API Gateway's authorizer accepted. ``DOCS``: the
+    documentation, open at the gateway; a key checked here unless the operator made it public.
+    ``OPEN``: anyone (the playground page, which asks its user for a key)."""
+
+    KEY = "key"
+    DOCS = "docs"
+    OPEN = "open"
+
+
 class RouteTable:
-    """Registers the resolver's routes, and remembers which methods each path answers: a known
-    path asked with another method (``GET /v1/images/edits``) is a 405 naming them, not a 404."""
+    """Registers the resolver's routes with who may call them, and remembers which methods each
+    path answers: a known path asked with another method (``GET /v1/images/edits``) is a 405
+    naming them, not a 404."""
 
     def __init__(self, app: APIGatewayRestResolver) -> None:
         self._app = app
-        self._methods: list[tuple[re.Pattern[str], str]] = []
+        self._routes: list[tuple[re.Pattern[str], str, Access]] = []
 
-    def route(self, method: str, *paths: str) -> Callable[[Handler], Handler]:
+    def route(self, method: str, *paths: str, access: Access = Access.KEY) -> Callable[[Handler], Handler]:
         def register(function: Handler) -> Handler:
             for path in paths:
                 self._app.route(path, method)(function)
                 # Powertools' <name> segments match any one path segment.
                 pattern = re.compile("^" + re.sub(r"<\w+>", "[^/]+", re.escape(path)) + "/?$")
-                self._methods.append((pattern, method))
+                self._routes.append((pattern, method, access))
             return function
 
         return register
 
     def allowed(self, path: str) -> list[str]:
         """The methods ``path`` answers (none: an unknown path)."""
-        return sorted({method for pattern, method in self._methods if pattern.match(path)})
+        return sorted({method for pattern, method, _ in self._routes if pattern.match(path)})
+
+    def access(self, path: str) -> Access:
+        """Who may call ``path`` (with any method: a wrong one gets its 405 from the same door)."""
+        return next((access for pattern, _, access in self._routes if pattern.match(path)), Access.KEY)
 
 
-def install(app: APIGatewayRestResolver, routes: RouteTable) -> None:
-    """Every route only for callers the API-key authorizer accepted, and every failure answered
-    in OpenAI's error shape."""
-
-    def check_key() -> None:
-        # API Gateway runs the authorizer before the function; a request without its verdict
-        # (a route deployed without it, a direct invoke) is refused all the same.
-        if not caller(app):
-            raise AuthenticationFailed(keys.REFUSAL)
+def install(app: APIGatewayRestResolver, routes: RouteTable, *, doc_keys: keys.KeyDirectory | None) -> None:
+    """Every route only for the callers its access admits, and every failure answered in
+    OpenAI's error shape. ``doc_keys``: where the documentation's callers' keys are checked;
+    None when the operator made the documentation public."""
 
     def authenticate(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-        check_key()
+        event = app.current_event
+        access = routes.access(event.path)
+        # API Gateway runs the authorizer before the function; a request without its verdict
+        # (a route deployed without it, a direct invoke) is refused all the same.
+        if access is Access.KEY and not caller(app):
+            raise AuthenticationFailed(keys.REFUSAL)
+        if access is Access.DOCS and doc_keys is not None:
+            headers = event.multi_value_headers or {}
+            doc_keys.identify([v for k, vs in headers.items() if k.lower() == "authorization" for v in vs])
         return next_middleware(app)
 
     app.use([authenticate])

@@ -1,0 +1,109 @@
+"""The playground page in a real browser: headless Chromium (Debian's package) driven by
+Playwright, against the local stack: a key, the bundled sample, a dry run, an edit, an error."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from editgate_local.cli import SAMPLE_IMAGE
+from editgate_local.fal_emulator import FalEmulator
+from editgate_local.stack import REPO_ROOT, LocalStack
+from tests.conftest import API_KEY, open_image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = REPO_ROOT / "out" / "playground.png"
+# As root in a sandbox, with nothing of Chromium's own reaching out to a network that is closed.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed: `sudo apt-get install chromium` "
+    "(make test installs it itself when it runs as root)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: LocalStack) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.goto(f"{stack.base_url}/playground")
+    yield opened
+    context.close()
+
+
+def use_key(page: Page, key: str = API_KEY) -> None:
+    page.fill("#key", key)
+    page.click("#use-key")
+
+
+def test_given_a_key_and_the_sample_then_the_dry_run_shows_the_cost_and_the_edit_shows_the_result(
+    page: Page, emulator: FalEmulator
+) -> None:
+    use_key(page)
+    expect(page.locator("#model option")).to_have_count(3)
+    expect(page.locator("#param-cfg_scale")).to_be_visible()  # the model's own parameters, from /v1/models
+    page.set_input_files("#file", str(SAMPLE_IMAGE))
+    page.fill("#prompt", "turn it into a snowy winter evening")
+    page.fill("#param-seed", "7")
+
+    page.click("#preview")
+    expect(page.locator("#dry-run-cost")).to_contain_text("Would cost $0.06 for 1 image(s) of 768x512")
+    expect(page.locator("#dry-run-body")).to_contain_text('"seed": 7')
+    assert emulator.request_ids == []  # nothing paid for a preview
+
+    page.click("#edit")
+    result = page.locator(".result img.after")
+    expect(result).to_have_count(1)
+    page.wait_for_function("document.querySelector('.result img.after').naturalWidth > 0")
+    shown = result.evaluate("img => `${img.naturalWidth}x${img.naturalHeight}`")
+    expect(page.locator('[data-fact="size"]')).to_have_text(shown)
+    assert shown == "768x512"
+    expect(page.locator('[data-fact="cost"]')).to_contain_text("$0.060")
+    expect(page.locator('[data-fact="request id"]')).not_to_be_empty()
+    expect(page.locator('[data-fact="timings"]')).to_contain_text("fal-wait")
+    assert len(emulator.request_ids) == 1
+    download = page.locator(".result a[download]")
+    assert open_image(page.request.get(download.get_attribute("href") or "").body()).size == (768, 512)
+    page.locator(".result input[type=range]").fill("20")  # the before/after slider moves the split
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_given_a_bad_request_then_the_page_shows_the_error_as_the_api_words_it(page: Page) -> None:
+    use_key(page)
+    expect(page.locator("#model option")).to_have_count(3)
+    page.set_input_files("#file", str(SAMPLE_IMAGE))
+    page.fill("#prompt", "snow")
+    page.fill("#size", "12x12")
+
+    page.click("#edit")
+
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("400 (invalid_value, param: size)")
+    expect(error).to_contain_text("Invalid value for 'size': each side must be 64-4096 pixels")
+
+
+def test_given_a_wrong_key_then_the_page_says_so_and_keeps_the_key_in_this_tab_only(page: Page) -> None:
+    use_key(page, "sk-wrong")
+
+    expect(page.locator("#error")).to_contain_text("401 (invalid_api_key)")
+    assert page.evaluate("sessionStorage.getItem('editgate.key')") == "sk-wrong"
+    assert page.evaluate("localStorage.length") == 0
