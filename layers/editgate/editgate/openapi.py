@@ -15,8 +15,13 @@ from editgate.catalog import ASPECT_RATIOS, IGNORED_PARAMS, TIERS, ModelSpec, Pa
 from editgate.dedupe import MAX_IDEMPOTENCY_KEY_LENGTH
 from editgate.images import OUTPUT_FORMATS
 from editgate.normalize import MAX_N, EditRequest
+from editgate.web import FLAG_VALUES
 
 TITLE = "editgate"
+# Any other field of an edit goes to fal as it is, unless it names or carries a URL.
+_PASSTHROUGH = {
+    "description": "Sent to fal unchanged; a field naming or holding a URL or data: URI is a 400."
+}
 VERSION = "1.0.0"
 _JSON_TYPES: dict[ParamKind, str] = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
 _ERROR_STATUSES = {
@@ -121,7 +126,7 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
         },
         "required": ["prompt"],
         "oneOf": [{"required": ["image"]}, {"required": ["image[]"]}],
-        "additionalProperties": False,
+        "additionalProperties": _PASSTHROUGH,
     }
     json_body = {
         "type": "object",
@@ -146,7 +151,7 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
             **fields,
         },
         "required": ["images", "prompt"],
-        "additionalProperties": False,
+        "additionalProperties": _PASSTHROUGH,
         "example": {"images": [{"image_url": _EXAMPLE_IMAGE}], "prompt": "make it a winter evening"},
     }
     success = {
@@ -178,8 +183,11 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
             {
                 "name": "dry_run",
                 "in": "query",
-                "description": "Answer what fal would be sent and what it would cost, without paying.",
-                "schema": {"type": "string", "enum": ["true", "false"]},
+                "description": (
+                    "Answer what fal would be sent and what it would cost, without paying. "
+                    "Any letter case; empty is false."
+                ),
+                "schema": {"type": "string", "enum": [*FLAG_VALUES, ""]},
             },
             {
                 "name": "Idempotency-Key",

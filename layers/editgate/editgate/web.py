@@ -42,7 +42,7 @@ def deadline(app: APIGatewayRestResolver, limit_seconds: float) -> float:
     return time.monotonic() + min(limit_seconds, remaining)
 
 
-_FLAG_VALUES = {
+FLAG_VALUES = {
     **dict.fromkeys(("true", "1", "yes", "on"), True),
     **dict.fromkeys(("false", "0", "no", "off"), False),
 }
@@ -52,7 +52,7 @@ def query_flag(app: APIGatewayRestResolver, name: str) -> bool:
     """A true/false query parameter (absent is false). Read here rather than declared on the
     route: the resolver's OpenAPI validation costs ~120 ms of every cold start."""
     raw = app.current_event.get_query_string_value(name, "false") or "false"
-    value = _FLAG_VALUES.get(raw.strip().lower())
+    value = FLAG_VALUES.get(raw.strip().lower())
     if value is None:
         raise InvalidRequest(f"Invalid value for '{name}': expected true or false.", param=name)
     return value
