@@ -25,6 +25,14 @@ def main() -> None:
             print(MARK + json.dumps({"event": name, "error": str(exc)}), flush=True)
             continue
         print(MARK + json.dumps({"event": name, "answer": answer}), flush=True)
+    # What came from this interpreter's site-packages rather than the artifact (whose paths have
+    # no site-packages): on Lambda, only what the runtime ships is there.
+    outside = {
+        module.split(".")[0]
+        for module, loaded in list(sys.modules.items())
+        if "site-packages" in (getattr(loaded, "__file__", None) or "")
+    }
+    print(MARK + json.dumps({"site_packages": sorted(outside)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ from tests.integration.test_events import AUTHORIZER_EXPECTED, EVENTS, EXPECTED,
 
 BUILD = REPO_ROOT / ".aws-sam" / "build-native"
 LAYER = BUILD / "EditgateLayer" / "python"
+# What the Lambda Python runtime ships besides the standard library: boto3 and its dependencies;
+# plus what this venv's boto3 picks up because it is installed here (the CRT, pyOpenSSL), and the
+# venv's own start-up hooks.
+LAMBDA_RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"} | {
+    "awscrt", "_awscrt", "OpenSSL", "cryptography", "_cffi_backend", "_distutils_hack",
+    "__editable___editgate_0_1_0_finder",
+}  # fmt: skip
 FUNCTIONS = {"edit_api": "EditApiFunction", "batch_edit": "BatchFunction", "authorizer": "AuthorizerFunction"}
 
 pytestmark = pytest.mark.skipif(
@@ -51,8 +58,11 @@ def invoke_built(
     ]
     assert lines[0]["editgate"].startswith(str(LAYER)), "editgate must come from the built layer"
     assert lines[0]["app"].startswith(str(code))
-    assert len(lines) == len(events) + 1
-    return lines[0], lines[1:]
+    assert len(lines) == len(events) + 2
+    # Everything else the function imported must come from the layer (a dependency missing from
+    # layers/editgate/requirements.txt would otherwise pass here and fail on Lambda).
+    assert set(lines[-1]["site_packages"]) <= LAMBDA_RUNTIME_PACKAGES, lines[-1]
+    return lines[0], lines[1:-1]
 
 
 def fresh_idempotency_table() -> str:

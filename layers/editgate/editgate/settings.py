@@ -1,48 +1,32 @@
-"""Settings, read once from the environment into a typed model.
+"""Settings, read once from the environment into typed models by pydantic-settings.
 
-Nothing else in the package reads ``os.environ``: handlers build one ``Settings`` at cold start
-and pass it (or what it holds) down.
+Nothing else in the package reads ``os.environ``: handlers build one settings object at cold
+start and pass it (or what it holds) down. Each field is read from the variable of its name in
+capitals (``results_bucket`` from ``RESULTS_BUCKET``); maps are JSON; an empty variable is unset.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
-from typing import Self, get_origin
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(RuntimeError):
     """The deployment is misconfigured: raised at cold start, never per request."""
 
 
-class EnvSettings(BaseModel):
-    """A settings model read from the environment: each field from the variable of its name in
-    capitals (``results_bucket`` from ``RESULTS_BUCKET``); objects and maps as JSON."""
-
-    model_config = ConfigDict(frozen=True)
+class EnvSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name, field in cls.model_fields.items():
-            raw = env.get(name.upper())
-            if not raw:
-                continue
-            if get_origin(field.annotation) is dict:
-                try:
-                    values[name] = json.loads(raw)
-                except json.JSONDecodeError:
-                    raise SettingsError(
-                        f"editgate is misconfigured: {name.upper()} must be a JSON object"
-                    ) from None
-            else:
-                values[name] = raw
+    def from_env(cls) -> Self:
+        """The settings in this process's environment, or a ``SettingsError`` naming each
+        variable that is missing or wrong."""
         try:
-            return cls.model_validate(values)
+            return cls()
         except ValidationError as exc:
             problems = "; ".join(
                 f"{str(err['loc'][0]).upper()}: {err['msg']}" if err["loc"] else err["msg"]
@@ -72,7 +56,8 @@ class Settings(EnvSettings):
     secrets_max_age_seconds: int = Field(default=300, ge=0)
     fal_queue_url: str = "https://queue.fal.run"
     # fal retires endpoints: model id -> fal endpoint id, over the catalog's defaults.
-    fal_endpoints: dict[str, str] = Field(default_factory=dict)
+    # Decoded by its validator, so that a map that is not JSON is named like any other mistake.
+    fal_endpoints: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # The whole fal round trip must end before API Gateway's 29 s integration timeout.
     request_deadline_seconds: float = Field(default=27.0, gt=0)
     fal_poll_interval_seconds: float = Field(default=0.25, gt=0)
@@ -98,6 +83,11 @@ class Settings(EnvSettings):
     batch_max_receives: int = Field(default=3, ge=1)
     # Manifest lines fanned out by one invocation before it hands the rest to the next message.
     batch_chunk_lines: int = Field(default=1000, ge=1, le=100_000)
+
+    @field_validator("fal_endpoints", mode="before")
+    @classmethod
+    def _json_map(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _replays_get_live_urls(self) -> Settings:
