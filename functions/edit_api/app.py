@@ -12,7 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import api, dedupe, keys, openapi, pages, pipeline, service, timing, web
+from editgate import dedupe, http_edge, keys, openai_shapes, openapi, pages, pipeline, service, timing
 from editgate.errors import InvalidRequest, NotFound
 from editgate.settings import Settings
 
@@ -23,46 +23,46 @@ app = APIGatewayRestResolver()
 
 settings = Settings.from_env()
 services = pipeline.Services.create(settings)
-routes = web.RouteTable(app)
+routes = http_edge.RouteTable(app)
 doc_keys = None
 if not settings.public_docs:
     doc_keys = keys.KeyDirectory(settings.api_keys_table or "", settings.key_cache_seconds)
-web.install(app, routes, doc_keys=doc_keys)
+http_edge.install(app, routes, doc_keys=doc_keys)
 
 
 @routes.route("POST", "/v1/images/edits", "/images/edits")
 def create_edit() -> Response[str]:
     with timing.measured() as timings:
-        answer = _edit(web.query_flag(app, "dry_run"))
+        answer = _edit(http_edge.query_flag(app, "dry_run"))
     answer.headers["Server-Timing"] = timing.header(timings)
     return answer
 
 
 def _edit(dry_run: bool) -> Response[str]:
     with timing.phase("parse"):
-        request, inputs = web.read_edit(app)
-    deadline = web.deadline(app, settings.request_deadline_seconds)
+        request, inputs = http_edge.read_edit(app)
+    deadline = http_edge.deadline(app, settings.request_deadline_seconds)
     idempotency_key = dedupe.idempotency_key(app.current_event.headers.get("idempotency-key"))
     if dry_run:
-        return web.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
-    request_id = web.request_id(app)
+        return http_edge.json_response(app, pipeline.dry_run(request, inputs, services, deadline=deadline))
+    request_id = http_edge.request_id(app)
     outcome = service.run_edit(
         request,
         inputs,
         services,
-        identity=dedupe.for_request(web.caller(app), idempotency_key, request, inputs),
+        identity=dedupe.for_request(http_edge.caller(app), idempotency_key, request, inputs),
         request_id=request_id,
         deadline=deadline,
         folder=services.store.folder_for(request_id),
     )
     with timing.phase("inline"):
         result = pipeline.inline(outcome.result, services.store)
-    return web.json_response(app, api.images_response(result, replayed=outcome.replayed))
+    return http_edge.json_response(app, openai_shapes.images_response(result, replayed=outcome.replayed))
 
 
 @routes.route("GET", "/v1/models", "/models")
 def list_models() -> Response[str]:
-    return web.json_response(app, api.model_list(services.catalog.values()))
+    return http_edge.json_response(app, openai_shapes.model_list(services.catalog.values()))
 
 
 @routes.route("GET", "/v1/models/<model_id>", "/models/<model_id>")
@@ -70,7 +70,7 @@ def get_model(model_id: str) -> Response[str]:
     spec = services.catalog.get(model_id)
     if spec is None:
         raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
-    return web.json_response(app, api.model_object(spec))
+    return http_edge.json_response(app, openai_shapes.model_object(spec))
 
 
 @routes.route("POST", "/v1/images/generations", "/images/generations")
@@ -84,23 +84,23 @@ def create_generation() -> Response[str]:
 
 def _document() -> dict[str, Any]:
     return openapi.document(
-        services.catalog.values(), base_path=web.base_path(app), docs_need_key=doc_keys is not None
+        services.catalog.values(), base_path=http_edge.base_path(app), docs_need_key=doc_keys is not None
     )
 
 
-@routes.route("GET", "/v1/openapi.json", "/openapi.json", access=web.Access.DOCS)
+@routes.route("GET", "/v1/openapi.json", "/openapi.json", access=http_edge.Access.DOCS)
 def get_openapi_document() -> Response[str]:
-    return web.json_response(app, _document())
+    return http_edge.json_response(app, _document())
 
 
-@routes.route("GET", "/docs", access=web.Access.DOCS)
+@routes.route("GET", "/docs", access=http_edge.Access.DOCS)
 def get_docs_page() -> Response[str]:
-    return web.html_response(app, pages.swagger_page(_document()))
+    return http_edge.html_response(app, pages.swagger_page(_document()))
 
 
-@routes.route("GET", "/playground", access=web.Access.OPEN)
+@routes.route("GET", "/playground", access=http_edge.Access.OPEN)
 def get_playground_page() -> Response[str]:
-    return web.html_response(app, pages.playground_page())
+    return http_edge.html_response(app, pages.playground_page())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

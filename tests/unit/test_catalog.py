@@ -9,7 +9,8 @@ import pytest
 from editgate.catalog import MODELS, ModelSpec, build_catalog
 from editgate.errors import InvalidRequest
 from editgate.images import Size
-from editgate.normalize import EditRequest, plan
+from editgate.models import EditRequest
+from editgate.normalize import plan
 from editgate_local.fal_emulator import SCHEMAS
 from tests.conftest import make_settings
 

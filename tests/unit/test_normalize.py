@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from editgate.catalog import MODELS, build_catalog
 from editgate.errors import InvalidRequest
 from editgate.images import Size
-from editgate.normalize import MAX_SIDE, EditRequest, nearest_ratio, plan, target_size
+from editgate.models import EditRequest
+from editgate.normalize import MAX_SIDE, nearest_ratio, plan, target_size
 from tests.conftest import make_settings
 
 SETTINGS = make_settings()

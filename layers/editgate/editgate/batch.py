@@ -29,9 +29,10 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from editgate import api, bodies, dedupe, service
+from editgate import bodies, dedupe, openai_shapes, service
 from editgate.errors import EditgateError, InvalidRequest
-from editgate.pipeline import EditResult, Services
+from editgate.models import EditResult
+from editgate.pipeline import Services
 from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, Tally, WorkQueue
 
 logger = Logger(child=True)
@@ -354,7 +355,7 @@ def process_item(
 
 def _edit(item: ItemMessage, runtime: BatchRuntime, deadline: float) -> EditResult:
     # Results are always stored and presigned: a batch answers in records, not in the response.
-    request = api.request_from_values({**item.params, "response_format": "url"})
+    request = openai_shapes.request_from_values({**item.params, "response_format": "url"})
     try:
         data = runtime.services.store.read(item.image_bucket, item.image_key)
     except ObjectNotFound:

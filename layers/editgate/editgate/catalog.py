@@ -6,11 +6,10 @@ not new branches elsewhere.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from editgate.images import OUTPUT_FORMATS
 from editgate.settings import Settings
 
 ParamKind = Literal["int", "float", "bool", "str"]
@@ -85,60 +84,6 @@ class ModelSpec(BaseModel):
         if self.price_per_megapixel_usd is not None:
             return round(images * self.price_per_megapixel_usd * width * height / 1_000_000, 6)
         return round(images * (self.price_per_image_usd or 0.0), 6)
-
-    def capabilities(self) -> dict[str, Any]:
-        """What ``GET /v1/models/{id}`` shows under ``editgate``: every rule a client can rely on."""
-        parameters: dict[str, dict[str, Any]] = {
-            "prompt": {
-                "behaviour": "passthrough" if self.prompt_field == "prompt" else "renamed",
-                "field": self.prompt_field,
-                "max_length": self.prompt_max_length,
-                "required": True,
-            },
-            "image": {"behaviour": "converted", "field": self.image_field, "max_images": 1},
-            "size": {"behaviour": "converted", "field": self.size_field},
-            "aspect_ratio": {"behaviour": "converted"},
-            "resolution": {"behaviour": "converted"},
-            "fit": {"behaviour": "emulated", "values": ["cover", "contain", "stretch"]},
-            "n": {
-                "behaviour": "emulated",
-                "field": self.num_images_field,
-                "max_per_call": self.max_images_per_call,
-            },
-            "response_format": {"behaviour": "emulated", "values": ["url", "b64_json"]},
-            "output_format": {"behaviour": "converted", "field": self.output_format_field},
-            "output_compression": {"behaviour": "emulated", "ge": 0, "le": 100},
-        }
-        for p in self.params:
-            bounds = {"ge": p.ge, "le": p.le, "max_length": p.max_length}
-            parameters[p.name] = {
-                "behaviour": p.behaviour,
-                "field": p.field,
-                "type": p.kind,
-                **{k: v for k, v in bounds.items() if v is not None},
-            }
-        parameters.update({name: {"behaviour": "ignored"} for name in IGNORED_PARAMS})
-        parameters["mask"] = {"behaviour": "refused"}
-        return {
-            "provider": self.provider,
-            "endpoint_id": self.endpoint_id,
-            "description": self.description,
-            "price": {
-                "usd_per_image": self.price_per_image_usd,
-                "usd_per_megapixel": self.price_per_megapixel_usd,
-            },
-            "max_n": 10,
-            "images_per_provider_call": self.max_images_per_call,
-            "native_size": {
-                "field": self.size_field,
-                "max_area": self.working_area,
-                "multiple_of": self.size_multiple,
-            },
-            "aspect_ratios": list(self.aspect_ratios),
-            "resolution_tiers": list(self.resolution_tiers),
-            "output_formats": {"native": list(self.native_output_formats), "all": list(OUTPUT_FORMATS)},
-            "parameters": parameters,
-        }
 
 
 _SAFETY_AND_DELIVERY = (

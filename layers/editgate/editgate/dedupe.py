@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from editgate import storage
 from editgate.errors import IdempotencyKeyReused, InvalidRequest, RequestInProgress
-from editgate.normalize import EditRequest
+from editgate.models import EditRequest
 
 Work = Callable[[], dict[str, Any]]
 # A function made idempotent: called with keyword arguments, it answers once per record.

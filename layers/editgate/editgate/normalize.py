@@ -6,17 +6,17 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from editgate.catalog import DEFAULT_MODEL, IGNORED_PARAMS, MODELS, ModelSpec, ParamSpec
+from editgate.catalog import IGNORED_PARAMS, MODELS, ModelSpec, ParamSpec
 from editgate.errors import InvalidRequest
-from editgate.images import OutputFormat, Size
+from editgate.images import Size
+from editgate.models import EditRequest, Plan, ProviderCall
 
 MIN_SIDE, MAX_SIDE = 64, 4096
 TIER_AREAS = {"0.5K": 512 * 512, "1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
-MAX_N = 10
 _SEED_RANGE = 2**32
 # Lambda's synchronous response limit, which a b64_json answer must fit.
 LAMBDA_RESPONSE_LIMIT = 6_291_456
@@ -24,104 +24,6 @@ LAMBDA_RESPONSE_LIMIT = 6_291_456
 # that a b64_json answer that might not fit is refused before anything is paid for. Checked
 # against encoded noise by tests/unit/test_images.py.
 WORST_BYTES_PER_PIXEL = {"png": 4.1, "webp": 4.1, "avif": 3.6, "jpeg": 3.0, "gif": 1.5}
-# Seconds one vCPU (a 1,769 MB Lambda) takes to resize a provider image and encode one megapixel
-# of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py) over several runs
-# on a shared machine whose speed varied by half within an hour, with a 25 % margin.
-FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.22, "jpeg": 0.08, "webp": 0.32, "gif": 0.64, "avif": 2.2}
-# Of the time a request has when it is admitted, the share its finishing may take: the rest is
-# for the provider.
-FINISH_SHARE = 0.5
-# Memory one image's finishing takes at its peak, per pixel of the answer (decoded provider image,
-# resized copy, encoder state), the worst of a same-size and a 4x upscale at 4096², +10 %
-# (bench/memory.py's figures come from these).
-FINISH_BYTES_PER_PIXEL = {"png": 6, "jpeg": 6, "webp": 13, "gif": 14, "avif": 32}
-# The share of the function's memory that images being finished side by side may take: the rest
-# is the runtime, the downloaded bytes and the answers.
-FINISH_MEMORY_SHARE = 0.4
-Fit = Literal["cover", "contain", "stretch"]
-
-
-class EditRequest(BaseModel):
-    """One edit as a client asked for it, whatever the transport (multipart, JSON, batch)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    prompt: str = Field(min_length=1)
-    model: str = DEFAULT_MODEL
-    n: int = Field(default=1, ge=1, le=MAX_N)
-    size: str | None = None
-    aspect_ratio: str | None = None
-    resolution: str | None = None
-    fit: Fit = "cover"
-    response_format: Literal["url", "b64_json"] = "url"
-    output_format: OutputFormat = "png"
-    output_compression: int | None = Field(default=None, ge=0, le=100)
-    # Everything else the client sent, as sent: model parameters, ignored and unknown keys.
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class ProviderCall(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    payload: dict[str, Any]  # without the input image: see Plan.payloads
-    num_images: int
-
-
-class Plan(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    model: ModelSpec
-    calls: tuple[ProviderCall, ...]
-    target: Size
-    provider_size: Size
-    fit: Fit
-    output_format: OutputFormat
-    output_compression: int | None
-    response_format: Literal["url", "b64_json"]
-    ignored: tuple[str, ...]
-    cost_usd: float
-
-    @property
-    def upscaled(self) -> bool:
-        return self.target.area > self.provider_size.area
-
-    @property
-    def finish_seconds_per_image(self) -> float:
-        """What turning one provider image into the answer's file costs on one vCPU (nothing when
-        the provider's own bytes are the answer)."""
-        untouched = (
-            self.target == self.provider_size and self.output_format in self.model.native_output_formats
-        )
-        if untouched and self.output_compression is None:
-            return 0.0
-        return self.target.area / 1e6 * FINISH_SECONDS_PER_MEGAPIXEL[self.output_format]
-
-    def finish_slots(self, memory_mb: int, cpus: int) -> int:
-        """How many images may be finished at once: one per vCPU (Pillow releases the GIL), as
-        many as the memory allows (one AVIF encode of 4096² takes ~0.5 GB), at least one."""
-        per_image = self.target.area * FINISH_BYTES_PER_PIXEL[self.output_format]
-        return max(1, min(cpus, int(memory_mb * 2**20 * FINISH_MEMORY_SHARE / per_image)))
-
-    def check_finish_fits(self, seconds_left: float) -> None:
-        """Refuse, before anything is paid, a plan whose finishing cannot end in time."""
-        images = sum(call.num_images for call in self.calls)
-        needed = images * self.finish_seconds_per_image
-        budget = seconds_left * FINISH_SHARE
-        if needed <= budget:
-            return
-        raise InvalidRequest(
-            f"{images} image(s) of {self.target} as {self.output_format} take about {needed:.0f} s to finish "
-            f"on this function, over the {budget:.0f} s this request has for it: ask for fewer or smaller "
-            "images, or jpeg, or send the edit as a batch edit (which has minutes).",
-            param="n" if images > 1 else "size",
-            code="request_too_large",
-        )
-
-    def payloads(self, image_uri: str) -> list[dict[str, Any]]:
-        """What each provider call sends: the one place the input image joins the payload, for
-        the real run and the dry run alike."""
-        image = [image_uri] if self.model.image_field_is_list else image_uri
-        return [{**call.payload, self.model.image_field: image} for call in self.calls]
 
 
 def plan(
@@ -129,24 +31,10 @@ def plan(
 ) -> Plan:
     """``allow_safety_checker_off``: the operator's choice (``ALLOW_SAFETY_CHECKER_OFF``) whether
     a client may send ``enable_safety_checker=false``."""
-    if len(request.prompt) > spec.prompt_max_length:
-        raise InvalidRequest(
-            f"Invalid value for 'prompt': at most {spec.prompt_max_length} characters are accepted, "
-            f"got {len(request.prompt)}.",
-            param="prompt",
-            code="string_above_max_length",
-        )
+    _check_prompt(request.prompt, spec)
     target = target_size(request, spec, input_size)
     if request.response_format == "b64_json":
-        worst = request.n * target.area * WORST_BYTES_PER_PIXEL[request.output_format] * 4 / 3
-        if worst > LAMBDA_RESPONSE_LIMIT:
-            raise InvalidRequest(
-                f"{request.n} image(s) of {target} as {request.output_format} in base64 may exceed Lambda's "
-                f"{LAMBDA_RESPONSE_LIMIT:,}-byte response limit: use response_format=url "
-                "(or a smaller n or size).",
-                param="response_format",
-                code="response_too_large",
-            )
+        _check_answer_fits(request, target)
     provider_size = _provider_size(target, spec)
     base, ignored = _provider_fields(request.options, spec)
     if base.get("enable_safety_checker") is False and not allow_safety_checker_off:
@@ -159,24 +47,12 @@ def plan(
     base[spec.prompt_field] = request.prompt
     if spec.size_field:
         base[spec.size_field] = {"width": provider_size.width, "height": provider_size.height}
-    if request.output_format in spec.native_output_formats:
-        base[spec.output_format_field] = request.output_format
-    else:  # ask for lossless output and convert it
-        base[spec.output_format_field] = "png"
-    calls = []
-    per_call = spec.max_images_per_call
-    seed = base.get("seed")
-    for k, start in enumerate(range(0, request.n, per_call)):
-        payload = dict(base)
-        payload[spec.num_images_field] = min(per_call, request.n - start)
-        if seed is not None:
-            # Every image differs and the set is reproducible; wrapped to stay a seed fal accepts
-            # (the catalog's own bound, 0 to 2^32 - 1).
-            payload["seed"] = (seed + k * per_call) % _SEED_RANGE
-        calls.append(ProviderCall(payload=payload, num_images=payload[spec.num_images_field]))
+    # A format the model cannot make is asked for lossless and converted.
+    native = request.output_format in spec.native_output_formats
+    base[spec.output_format_field] = request.output_format if native else "png"
     return Plan(
         model=spec,
-        calls=tuple(calls),
+        calls=_split_calls(base, request.n, spec),
         target=target,
         provider_size=provider_size,
         fit=request.fit,
@@ -186,6 +62,44 @@ def plan(
         ignored=tuple(ignored),
         cost_usd=spec.price_usd(request.n, provider_size.width, provider_size.height),
     )
+
+
+def _check_prompt(prompt: str, spec: ModelSpec) -> None:
+    if len(prompt) > spec.prompt_max_length:
+        raise InvalidRequest(
+            f"Invalid value for 'prompt': at most {spec.prompt_max_length} characters are accepted, "
+            f"got {len(prompt)}.",
+            param="prompt",
+            code="string_above_max_length",
+        )
+
+
+def _check_answer_fits(request: EditRequest, target: Size) -> None:
+    """A b64_json answer that might not fit Lambda's response is refused before anything is paid."""
+    worst = request.n * target.area * WORST_BYTES_PER_PIXEL[request.output_format] * 4 / 3
+    if worst > LAMBDA_RESPONSE_LIMIT:
+        raise InvalidRequest(
+            f"{request.n} image(s) of {target} as {request.output_format} in base64 may exceed Lambda's "
+            f"{LAMBDA_RESPONSE_LIMIT:,}-byte response limit: use response_format=url "
+            "(or a smaller n or size).",
+            param="response_format",
+            code="response_too_large",
+        )
+
+
+def _split_calls(base: dict[str, Any], n: int, spec: ModelSpec) -> tuple[ProviderCall, ...]:
+    """``n`` images as provider calls of at most ``max_images_per_call`` each."""
+    calls = []
+    per_call = spec.max_images_per_call
+    seed = base.get("seed")
+    for k, start in enumerate(range(0, n, per_call)):
+        payload = {**base, spec.num_images_field: min(per_call, n - start)}
+        if seed is not None:
+            # Every image differs and the set is reproducible; wrapped to stay a seed fal accepts
+            # (the catalog's own bound, 0 to 2^32 - 1).
+            payload["seed"] = (seed + k * per_call) % _SEED_RANGE
+        calls.append(ProviderCall(payload=payload, num_images=payload[spec.num_images_field]))
+    return tuple(calls)
 
 
 # --- shape and scale -------------------------------------------------------------------------
@@ -356,14 +270,6 @@ def _carries_url(value: Any) -> bool:
 
 def _provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str, Any], list[str]]:
     """The provider payload for the model's own parameters and unknown keys, and the names ignored."""
-    managed = {
-        spec.prompt_field,
-        spec.image_field,
-        spec.num_images_field,
-        spec.output_format_field,
-        spec.size_field,
-    }
-    renamed = {p.field: p.name for p in spec.params if p.behaviour == "renamed"}
     payload: dict[str, Any] = {}
     ignored: list[str] = []
     for name, value in options.items():
@@ -372,33 +278,36 @@ def _provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str
             payload[param.field] = _coerce(param, value)
         elif name in IGNORED_PARAMS:
             ignored.append(name)
-        elif name in _REFUSED:
-            raise InvalidRequest(
-                f"'{name}' is not supported by {spec.id}: {_REFUSED[name]}.",
-                param=name,
-                code="unsupported_parameter",
-            )
         elif name == "stream":
-            if _coerce(ParamSpec(name="stream", field="stream", kind="bool"), value):
+            if _coerce(_STREAM, value):  # stream=false is what the gateway does anyway
                 raise InvalidRequest(
                     "Streaming is not supported: send the request without 'stream'.",
                     param="stream",
                     code="unsupported_parameter",
                 )
-        elif name in renamed:
-            raise InvalidRequest(
-                f"'{name}' is set through '{renamed[name]}'.", param=name, code="unsupported_parameter"
-            )
-        elif name in managed:
-            raise InvalidRequest(
-                f"'{name}' is set by the gateway and cannot be sent.",
-                param=name,
-                code="unsupported_parameter",
-            )
         else:
+            _refuse_gateway_field(name, spec)
             _refuse_unsafe_passthrough(name, value)
             payload[name] = value  # other unknown keys go to the provider unchanged
     return payload, ignored
+
+
+_STREAM = ParamSpec(name="stream", field="stream", kind="bool")
+
+
+def _refuse_gateway_field(name: str, spec: ModelSpec) -> None:
+    """A provider field the gateway sets itself, or that a client sends under another name."""
+    managed = {spec.prompt_field, spec.image_field, spec.num_images_field, spec.output_format_field}
+    renamed = {p.field: p.name for p in spec.params if p.behaviour == "renamed"}
+    if name in _REFUSED:
+        message = f"'{name}' is not supported by {spec.id}: {_REFUSED[name]}."
+    elif name in renamed:
+        message = f"'{name}' is set through '{renamed[name]}'."
+    elif name in managed or name == spec.size_field:
+        message = f"'{name}' is set by the gateway and cannot be sent."
+    else:
+        return
+    raise InvalidRequest(message, param=name, code="unsupported_parameter")
 
 
 _KIND_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}

@@ -9,13 +9,13 @@ request model, so the models, formats and bounds it lists are the ones enforced.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
 from editgate.catalog import ASPECT_RATIOS, IGNORED_PARAMS, TIERS, ModelSpec, ParamKind
 from editgate.dedupe import MAX_IDEMPOTENCY_KEY_LENGTH
+from editgate.http_edge import FLAG_VALUES
 from editgate.images import OUTPUT_FORMATS
-from editgate.normalize import MAX_N, EditRequest
-from editgate.web import FLAG_VALUES
+from editgate.models import MAX_N, EditRequest, Fit, ResponseFormat
 
 TITLE = "editgate"
 # Any other field of an edit goes to fal as it is, unless it names or carries a URL.
@@ -227,8 +227,8 @@ def _edit_fields(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]
         },
         "aspect_ratio": {"type": "string", "enum": list(ASPECT_RATIOS)},
         "resolution": {"type": "string", "enum": list(TIERS)},
-        "fit": {"type": "string", "enum": ["cover", "contain", "stretch"], "default": "cover"},
-        "response_format": {"type": "string", "enum": ["url", "b64_json"], "default": "url"},
+        "fit": {"type": "string", "enum": list(get_args(Fit)), "default": "cover"},
+        "response_format": {"type": "string", "enum": list(get_args(ResponseFormat)), "default": "url"},
         "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "png"},
         "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
     }

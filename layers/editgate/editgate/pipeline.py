@@ -18,7 +18,6 @@ import pybase64  # SIMD base64: 60x the standard library on a 2 MB body
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
 
 from editgate import images, metrics, normalize, secrets, timing
 from editgate.catalog import ModelSpec, build_catalog
@@ -33,8 +32,8 @@ from editgate.errors import (
 )
 from editgate.fal import FalClient, FalOutput, FalRequestEnded, FalSubmission, ProviderRejected
 from editgate.fetch import ImageFetcher
-from editgate.images import CONTENT_TYPES, OutputFormat, Size
-from editgate.normalize import EditRequest, Plan
+from editgate.images import CONTENT_TYPES
+from editgate.models import CallFailure, EditedImage, EditRequest, EditResult, Plan
 from editgate.settings import Settings
 from editgate.storage import EditJournal, ResultStore, SubmissionJournal
 
@@ -91,42 +90,6 @@ class Services:
             journal=SubmissionJournal(settings.idempotency_table),
             catalog=build_catalog(settings),
         )
-
-
-class EditedImage(BaseModel):
-    key: str  # where the image is stored in the results bucket
-    url: str | None = None
-    b64_json: str | None = None
-
-
-class CallFailure(BaseModel):
-    """A provider call of a partly answered request: what it would have made and why it did not."""
-
-    images: int
-    code: str | None
-    message: str
-
-
-class EditResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    created: int
-    request_id: str
-    model: str
-    provider: str
-    images: tuple[EditedImage, ...]
-    size: Size
-    output_format: OutputFormat
-    response_format: str
-    cost_usd: float
-    billed_images: int = 0  # every image the provider made (and bills), answered or not
-    provider_request_ids: tuple[str, ...]
-    ignored_params: tuple[str, ...]
-    resampled_from: Size | None  # the provider's size, when the answer's was reached by resampling
-    upscaled: bool
-    failures: tuple[CallFailure, ...] = ()
-    provider_seconds: float = 0.0  # the longest provider call, submit to result
-    provider_retries: int = 0
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from editgate import metrics, pipeline, timing
 from editgate.dedupe import EditIdentity
-from editgate.normalize import EditRequest
-from editgate.pipeline import EditResult, InputImage, Services
+from editgate.models import EditRequest, EditResult
+from editgate.pipeline import InputImage, Services
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,16 @@ handlers pass in what they parsed."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from editgate import bodies
 from editgate.bodies import Form
-from editgate.catalog import ModelSpec
+from editgate.catalog import IGNORED_PARAMS, ModelSpec, ParamSpec
 from editgate.errors import InvalidRequest
-from editgate.normalize import EditRequest
-from editgate.pipeline import EditResult
+from editgate.images import OUTPUT_FORMATS
+from editgate.models import MAX_N, EditRequest, EditResult, Fit, ResponseFormat
 
 # Fields with a place of their own in EditRequest; every other field is an option.
 _REQUEST_FIELDS = frozenset(EditRequest.model_fields) - {"options"}
@@ -100,7 +100,72 @@ def model_object(spec: ModelSpec) -> dict[str, Any]:
         "object": "model",
         "created": spec.created,
         "owned_by": spec.provider,
-        "editgate": spec.capabilities(),
+        "editgate": _capabilities(spec),
+    }
+
+
+def _capabilities(spec: ModelSpec) -> dict[str, Any]:
+    """What ``GET /v1/models/{id}`` shows under ``editgate``: every rule a client can rely on."""
+    return {
+        "provider": spec.provider,
+        "endpoint_id": spec.endpoint_id,
+        "description": spec.description,
+        "price": {
+            "usd_per_image": spec.price_per_image_usd,
+            "usd_per_megapixel": spec.price_per_megapixel_usd,
+        },
+        "max_n": MAX_N,
+        "images_per_provider_call": spec.max_images_per_call,
+        "native_size": {
+            "field": spec.size_field,
+            "max_area": spec.working_area,
+            "multiple_of": spec.size_multiple,
+        },
+        "aspect_ratios": list(spec.aspect_ratios),
+        "resolution_tiers": list(spec.resolution_tiers),
+        "output_formats": {"native": list(spec.native_output_formats), "all": list(OUTPUT_FORMATS)},
+        "parameters": {
+            **_gateway_parameters(spec),
+            **{p.name: _model_parameter(p) for p in spec.params},
+            **{name: {"behaviour": "ignored"} for name in IGNORED_PARAMS},
+            "mask": {"behaviour": "refused"},
+        },
+    }
+
+
+def _gateway_parameters(spec: ModelSpec) -> dict[str, dict[str, Any]]:
+    """OpenAI's parameters and the gateway's own, and what becomes of each at the provider."""
+    prompt_behaviour = "passthrough" if spec.prompt_field == "prompt" else "renamed"
+    return {
+        "prompt": {
+            "behaviour": prompt_behaviour,
+            "field": spec.prompt_field,
+            "max_length": spec.prompt_max_length,
+            "required": True,
+        },
+        "image": {"behaviour": "converted", "field": spec.image_field, "max_images": 1},
+        "size": {"behaviour": "converted", "field": spec.size_field},
+        "aspect_ratio": {"behaviour": "converted"},
+        "resolution": {"behaviour": "converted"},
+        "fit": {"behaviour": "emulated", "values": list(get_args(Fit))},
+        "n": {
+            "behaviour": "emulated",
+            "field": spec.num_images_field,
+            "max_per_call": spec.max_images_per_call,
+        },
+        "response_format": {"behaviour": "emulated", "values": list(get_args(ResponseFormat))},
+        "output_format": {"behaviour": "converted", "field": spec.output_format_field},
+        "output_compression": {"behaviour": "emulated", "ge": 0, "le": 100},
+    }
+
+
+def _model_parameter(param: ParamSpec) -> dict[str, Any]:
+    bounds = {"ge": param.ge, "le": param.le, "max_length": param.max_length}
+    return {
+        "behaviour": param.behaviour,
+        "field": param.field,
+        "type": param.kind,
+        **{k: v for k, v in bounds.items() if v is not None},
     }
 
 

@@ -8,14 +8,14 @@ from typing import Any, cast
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from editgate import web
+from editgate import http_edge
 from editgate_local.front import LambdaContext, proxy_event
 
 
 def test_given_an_unexpected_exception_then_a_500_in_openai_shape_is_counted_in_errors() -> None:
     app = APIGatewayRestResolver()
-    routes = web.RouteTable(app)
-    web.install(app, routes, doc_keys=None)
+    routes = http_edge.RouteTable(app)
+    http_edge.install(app, routes, doc_keys=None)
 
     @routes.route("GET", "/boom")
     def boom() -> None:
@@ -36,8 +36,8 @@ def test_given_an_unexpected_exception_then_a_500_in_openai_shape_is_counted_in_
 
 def test_given_a_known_path_asked_with_another_method_then_405_naming_its_methods_else_404() -> None:
     app = APIGatewayRestResolver()
-    routes = web.RouteTable(app)
-    web.install(app, routes, doc_keys=None)
+    routes = http_edge.RouteTable(app)
+    http_edge.install(app, routes, doc_keys=None)
 
     @routes.route("POST", "/v1/things", "/things")
     @routes.route("GET", "/v1/things/<thing_id>")

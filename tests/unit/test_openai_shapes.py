@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from editgate.api import error_from_validation, nest_fields, request_from_form
 from editgate.bodies import MAX_DEPTH, Form, Upload
 from editgate.errors import InvalidRequest
+from editgate.openai_shapes import error_from_validation, nest_fields, request_from_form
 
 IMAGE = Upload(filename="a.png", content_type="image/png", content=b"img")
 

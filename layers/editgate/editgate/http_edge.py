@@ -20,9 +20,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from editgate import api, bodies, keys, metrics
+from editgate import bodies, keys, metrics, openai_shapes
 from editgate.errors import AuthenticationFailed, EditgateError, InvalidRequest, MethodNotAllowed, NotFound
-from editgate.normalize import EditRequest
+from editgate.models import EditRequest
 
 logger = Logger(child=True)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -72,9 +72,9 @@ def read_edit(app: APIGatewayRestResolver) -> tuple[EditRequest, list[bytes] | l
     content_type = event.headers.get("content-type", "")
     media = content_type.partition(";")[0].strip().lower()
     if media == "application/json":
-        return api.request_from_json(bodies.parse_json(_body_bytes(event)))
+        return openai_shapes.request_from_json(bodies.parse_json(_body_bytes(event)))
     if media == "multipart/form-data":
-        return api.request_from_form(bodies.parse_multipart(_body_bytes(event), content_type))
+        return openai_shapes.request_from_form(bodies.parse_multipart(_body_bytes(event), content_type))
     raise InvalidRequest(
         f"Unsupported Content-Type '{media[:64]}'. Send the edit as multipart/form-data.",
         code="unsupported_content_type",
