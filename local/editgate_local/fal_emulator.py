@@ -435,103 +435,113 @@ def edited(source: Image.Image, prompt: str, seed: int, fmt: str, size: tuple[in
 
 
 def _handler_for(emulator: FalEmulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # http.server writes headers and body apart: with Nagle's algorithm and delayed ACKs, every
-        # request on a reused connection would wait ~40 ms.
-        disable_nagle_algorithm = True
+    return type("FalEmulatorHandler", (_EmulatorHandler,), {"emulator": emulator})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
-        def do_POST(self) -> None:
-            self._dispatch("POST")
+class _EmulatorHandler(BaseHTTPRequestHandler):
+    """fal's queue protocol over HTTP, for the ``emulator`` of its server (set by ``_handler_for``)."""
 
-        def do_GET(self) -> None:
-            self._dispatch("GET")
+    emulator: FalEmulator
+    protocol_version = "HTTP/1.1"
+    # http.server writes headers and body apart: with Nagle's algorithm and delayed ACKs, every
+    # request on a reused connection would wait ~40 ms.
+    disable_nagle_algorithm = True
 
-        def do_PUT(self) -> None:
-            self._dispatch("PUT")
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
-        def _dispatch(self, method: str) -> None:
-            url = urlsplit(self.path)
-            parts = [p for p in url.path.split("/") if p]
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            base = f"http://{self.headers.get('host')}"
-            if parts[:1] == ["_emulator"] and method == "POST":
-                return self._control(parts[1:], body)
-            stage = (
-                "file"
-                if method == "GET" and parts[:1] == ["files"] and len(parts) == 2
-                else _stage(method, parts)
-            )
-            if stage is None:
-                return self._json(404, {"detail": "Not Found"})
-            fault = emulator.take_fault(stage)
-            if fault is not None and fault.kind == "slow":
-                time.sleep(fault.delay)
-            elif fault is not None and fault.kind == "drop":
-                self.close_connection = True
-                return None
-            elif fault is not None and fault.kind == "malformed":
-                return self._send(200, b"{not json", "application/json", {"x-fal-request-id": "malformed"})
-            elif fault is not None and fault.kind == "status":
-                headers = {
-                    **fault.headers,
-                    **({"x-fal-request-id": str(uuid.uuid4())} if fault.from_runner else {}),
-                }
-                return self._json(fault.status_code, fault.body, headers)
-            if stage == "file":
-                found = emulator.file(parts[1])
-                return self._send(200, *found, {}) if found else self._json(404, {"detail": "Not Found"})
-            if self.headers.get("authorization") != f"Key {emulator.key}":
-                return self._json(401, {"detail": "No user found for Key ID and Secret"})
-            if stage in ("submit", "run"):
-                try:
-                    payload = json.loads(body or b"{}")
-                except ValueError:
-                    return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
-                if stage == "run":
-                    return self._json(*emulator.run("/".join(parts[1:]), payload, base))
-                status, submitted = emulator.submit("/".join(parts), payload, base, fault)
-                self._json(status, submitted)
-                if status == 200:
-                    emulator.start_work(submitted["request_id"], base)
-                return None
-            request_id = parts[3]
-            if stage == "status":
-                return self._json(*emulator.status(request_id))
-            if stage == "cancel":
-                return self._json(*emulator.cancel(request_id))
-            return self._json(*emulator.result(request_id, base, fault))
+    def do_POST(self) -> None:
+        self._dispatch("POST")
 
-        def _control(self, command: list[str], body: bytes) -> None:
-            data = json.loads(body or b"{}")
-            if command == ["faults"]:
-                emulator.inject(*(Fault(**item) for item in data))
-            elif command == ["random"]:
-                emulator.random_faults(float(data["rate"]), int(data.get("seed", 0)))
-            elif command == ["reset"]:
-                emulator.reset()
-            elif command == ["latency"]:
-                emulator.latency = float(data["seconds"])
-            else:
-                return self._json(404, {"detail": "Unknown control command"})
-            return self._json(200, {"ok": True})
+    def do_GET(self) -> None:
+        self._dispatch("GET")
 
-        def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-            self._send(status, json.dumps(body).encode(), "application/json", headers or {})
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
 
-        def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+    def _dispatch(self, method: str) -> None:
+        parts = [p for p in urlsplit(self.path).path.split("/") if p]
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        base = f"http://{self.headers.get('host')}"
+        if parts[:1] == ["_emulator"] and method == "POST":
+            return self._control(parts[1:], body)
+        is_file = method == "GET" and parts[:1] == ["files"] and len(parts) == 2
+        stage = "file" if is_file else _stage(method, parts)
+        if stage is None:
+            return self._json(404, {"detail": "Not Found"})
+        fault = self.emulator.take_fault(stage)
+        if fault is not None and self._played(fault):
+            return None
+        if stage == "file":
+            found = self.emulator.file(parts[1])
+            return self._send(200, *found, {}) if found else self._json(404, {"detail": "Not Found"})
+        if self.headers.get("authorization") != f"Key {self.emulator.key}":
+            return self._json(401, {"detail": "No user found for Key ID and Secret"})
+        if stage in ("submit", "run"):
+            return self._accept(stage, parts, body, base, fault)
+        request_id = parts[3]
+        if stage == "status":
+            return self._json(*self.emulator.status(request_id))
+        if stage == "cancel":
+            return self._json(*self.emulator.cancel(request_id))
+        return self._json(*self.emulator.result(request_id, base, fault))
 
-    return Handler
+    def _played(self, fault: Fault) -> bool:
+        """Plays a fault of the transport; True when it is the whole answer (a slow one only
+        delays the real answer; a failed or flagged job is the emulator's to play)."""
+        if fault.kind == "slow":
+            time.sleep(fault.delay)
+        elif fault.kind == "drop":
+            self.close_connection = True
+            return True
+        elif fault.kind == "malformed":
+            self._send(200, b"{not json", "application/json", {"x-fal-request-id": "malformed"})
+            return True
+        elif fault.kind == "status":
+            runner = {"x-fal-request-id": str(uuid.uuid4())} if fault.from_runner else {}
+            self._json(fault.status_code, fault.body, {**fault.headers, **runner})
+            return True
+        return False
+
+    def _accept(self, stage: str, parts: list[str], body: bytes, base: str, fault: Fault | None) -> None:
+        """A submit to the queue, or fal.run's synchronous call."""
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
+        if stage == "run":
+            return self._json(*self.emulator.run("/".join(parts[1:]), payload, base))
+        status, submitted = self.emulator.submit("/".join(parts), payload, base, fault)
+        self._json(status, submitted)
+        if status == 200:  # fal answers the submit first, then works on it
+            self.emulator.start_work(submitted["request_id"], base)
+        return None
+
+    def _control(self, command: list[str], body: bytes) -> None:
+        data = json.loads(body or b"{}")
+        if command == ["faults"]:
+            self.emulator.inject(*(Fault(**item) for item in data))
+        elif command == ["random"]:
+            self.emulator.random_faults(float(data["rate"]), int(data.get("seed", 0)))
+        elif command == ["reset"]:
+            self.emulator.reset()
+        elif command == ["latency"]:
+            self.emulator.latency = float(data["seconds"])
+        else:
+            return self._json(404, {"detail": "Unknown control command"})
+        return self._json(200, {"ok": True})
+
+    def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", headers or {})
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def _stage(method: str, parts: list[str]) -> str | None:

@@ -307,84 +307,88 @@ def _error(
 
 
 def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-        timeout = 30  # a client that stops sending mid-body is dropped, as API Gateway would
+    return type("ApiFrontHandler", (_FrontHandler,), {"front": front})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
-        def do_GET(self) -> None:
-            self._forward()
+class _FrontHandler(BaseHTTPRequestHandler):
+    """HTTP in, the proxy event to the ``front`` of its server (set by ``_http_handler_for``), the
+    function's answer out."""
 
-        def do_POST(self) -> None:
-            self._forward()
+    front: ApiFront
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 30  # a client that stops sending mid-body is dropped, as API Gateway would
 
-        def do_PUT(self) -> None:
-            self._forward()
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
-        def do_DELETE(self) -> None:
-            self._forward()
+    def do_GET(self) -> None:
+        self._forward()
 
-        def do_OPTIONS(self) -> None:
-            self._forward()
+    def do_POST(self) -> None:
+        self._forward()
 
-        def _forward(self) -> None:
-            status, headers, data = self._answer()
-            try:
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in ("content-length", "connection"):
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:  # the client is gone (it may have cut its own body short)
-                self.close_connection = True
+    def do_PUT(self) -> None:
+        self._forward()
 
-        def _answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
-            try:
-                body = self._body()
-            except _BadFraming as exc:
-                self.close_connection = True
-                return _error(400, str(exc), "invalid_body")
-            if body is None:
-                self.close_connection = True
-                return _error(
-                    413, "The request is larger than API Gateway's 10 MB limit.", "payload_too_large"
-                )
-            # API Gateway hands Lambda the assembled body: the transfer framing is gone.
-            kept = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
-            return front.invoke(proxy_event(self.command, self.path, kept, body, self.client_address[0]))
+    def do_DELETE(self) -> None:
+        self._forward()
 
-        def _body(self) -> bytes | None:
-            """The request body, sized or chunked (streamed uploads, e.g. the Node SDK's); None
-            past API Gateway's limit."""
-            try:
-                if "chunked" not in self.headers.get("transfer-encoding", "").lower():
-                    length = int(self.headers.get("content-length") or 0)
-                    if length < 0:
-                        raise ValueError("negative Content-Length")
-                    if length > API_GATEWAY_MAX_BODY:
-                        return None
-                    return self._exactly(length)
-                body = bytearray()
-                while size := int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16):
-                    body += self._exactly(size)
-                    self.rfile.readline(64)  # the CRLF after each chunk
-                    if len(body) > API_GATEWAY_MAX_BODY:
-                        return None
-                while self.rfile.readline(8192).strip():
-                    pass  # trailers, up to the blank line
-                return bytes(body)
-            except (ValueError, OSError) as exc:
-                raise _BadFraming(f"The request body could not be read ({exc}).") from None
+    def do_OPTIONS(self) -> None:
+        self._forward()
 
-        def _exactly(self, length: int) -> bytes:
-            data = self.rfile.read(length)
-            if len(data) < length:
-                raise _BadFraming(f"The request body ended after {len(data):,} of {length:,} bytes.")
-            return data
+    def _forward(self) -> None:
+        status, headers, data = self._answer()
+        try:
+            self.send_response(status)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection"):
+                    self.send_header(name, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client is gone (it may have cut its own body short)
+            self.close_connection = True
 
-    return Handler
+    def _answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        try:
+            body = self._body()
+        except _BadFraming as exc:
+            self.close_connection = True
+            return _error(400, str(exc), "invalid_body")
+        if body is None:
+            self.close_connection = True
+            return _error(413, "The request is larger than API Gateway's 10 MB limit.", "payload_too_large")
+        # API Gateway hands Lambda the assembled body: the transfer framing is gone.
+        kept = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
+        return self.front.invoke(proxy_event(self.command, self.path, kept, body, self.client_address[0]))
+
+    def _body(self) -> bytes | None:
+        """The request body, sized or chunked (streamed uploads, e.g. the Node SDK's); None past
+        API Gateway's limit."""
+        try:
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                return self._chunked()
+            length = int(self.headers.get("content-length") or 0)
+            if length < 0:
+                raise ValueError("negative Content-Length")
+            return self._exactly(length) if length <= API_GATEWAY_MAX_BODY else None
+        except (ValueError, OSError) as exc:
+            raise _BadFraming(f"The request body could not be read ({exc}).") from None
+
+    def _chunked(self) -> bytes | None:
+        body = bytearray()
+        while size := int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16):
+            body += self._exactly(size)
+            self.rfile.readline(64)  # the CRLF after each chunk
+            if len(body) > API_GATEWAY_MAX_BODY:
+                return None
+        while self.rfile.readline(8192).strip():
+            pass  # trailers, up to the blank line
+        return bytes(body)
+
+    def _exactly(self, length: int) -> bytes:
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise _BadFraming(f"The request body ended after {len(data):,} of {length:,} bytes.")
+        return data
