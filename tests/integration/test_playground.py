@@ -3,6 +3,7 @@ Playwright, against the local stack: a key, the bundled sample, a dry run, an ed
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,25 @@ def test_given_a_wrong_key_then_the_page_says_so_and_keeps_the_key_in_this_tab_o
     expect(page.locator("#error")).to_contain_text("401 (invalid_api_key)")
     assert page.evaluate("sessionStorage.getItem('editgate.key')") == "sk-wrong"
     assert page.evaluate("localStorage.length") == 0
+
+
+def test_given_an_image_dropped_on_the_page_then_it_is_the_edits_input(page: Page) -> None:
+    use_key(page)
+    expect(page.locator("#model option")).to_have_count(3)
+    sample = base64.b64encode(SAMPLE_IMAGE.read_bytes()).decode()
+
+    page.evaluate(
+        """([data, name]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/png" }));
+            const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true });
+            document.getElementById("drop").dispatchEvent(drop);
+        }""",
+        [sample, "dropped.png"],
+    )
+    page.fill("#prompt", "snow")
+    page.click("#preview")
+
+    expect(page.locator("#input-preview")).to_have_attribute("alt", "dropped.png")
+    expect(page.locator("#dry-run-cost")).to_contain_text("of 768x512")

@@ -24,16 +24,34 @@ _PASSTHROUGH = {
 }
 VERSION = "1.0.0"
 _JSON_TYPES: dict[ParamKind, str] = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
-_ERROR_STATUSES = {
-    "400": "The request is invalid (the message names the parameter); nothing was paid for.",
-    "401": "No key, or a key this gateway does not accept.",
-    "409": "The same Idempotency-Key is in progress, or was used for a different request.",
-    "413": "The request is larger than API Gateway or Lambda take.",
-    "429": "This key's rate or daily quota is used up, or fal's concurrency is: retry after `retry-after`.",
-    "500": "The gateway failed; nothing is billed twice on retry.",
-    "502": "fal failed or refused the request.",
-    "504": "fal did not finish in time; a retry collects the same fal request.",
-}
+# Each error status an edit can answer, and every code it carries (tests/unit/test_openapi.py
+# checks that each code the package can raise is here).
+ERRORS: dict[str, tuple[str, tuple[str | None, ...]]] = {
+    "400": (
+        "The request is invalid (the message names the parameter); nothing was paid for.",
+        (
+            "missing_required_parameter", "invalid_value", "invalid_type", "invalid_body", "invalid_encoding",
+            "unknown_parameter", "unsupported_parameter", "unsupported_content_type",
+            "unsupported_content_encoding", "string_above_max_length", "model_not_found",
+            "invalid_image_format", "invalid_image_url", "image_not_found", "image_too_large",
+            "too_many_images", "response_too_large", "request_too_large", "invalid_idempotency_key",
+            "content_policy_violation",
+        ),
+    ),
+    "401": ("No key, or a key this gateway does not accept.", ("invalid_api_key",)),
+    "409": (
+        "The same Idempotency-Key is in progress, or was used for a different request.",
+        ("request_in_progress", "idempotency_key_reused"),
+    ),
+    "413": ("The request is larger than API Gateway or Lambda take.", ("payload_too_large",)),
+    "429": (
+        "This key's rate or daily quota is used up, or fal's queue stayed full: retry after `retry-after`.",
+        ("rate_limit_exceeded", "quota_exceeded"),
+    ),
+    "500": ("The gateway failed; a retry is never billed twice.", (None,)),
+    "502": ("fal failed or refused the gateway's fal key.", ("upstream_error", "upstream_auth_failed")),
+    "504": ("fal did not finish in time; a retry collects the same fal request.", ("upstream_timeout",)),
+}  # fmt: skip
 
 
 def document(
@@ -72,7 +90,7 @@ def document(
                             "description": "The OpenAPI document.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        "401": _error_response(_ERROR_STATUSES["401"]),
+                        "401": _error_response(*ERRORS["401"]),
                     },
                 }
             },
@@ -208,7 +226,7 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
         },
         "responses": {
             "200": success,
-            **{status: _error_response(text) for status, text in _ERROR_STATUSES.items()},
+            **{status: _error_response(*error) for status, error in ERRORS.items()},
         },
     }
 
@@ -253,7 +271,11 @@ def _generations_operation() -> dict[str, Any]:
         "operationId": "createImage",
         "summary": "Not offered: these models edit images",
         "description": "Always a 400 `unsupported_operation` that points to `/v1/images/edits`.",
-        "responses": {"400": _error_response("These models edit images; send them to /v1/images/edits.")},
+        "responses": {
+            "400": _error_response(
+                "These models edit images; send them to /v1/images/edits.", ("unsupported_operation",)
+            )
+        },
     }
 
 
@@ -263,7 +285,7 @@ def _models_operation() -> dict[str, Any]:
         "summary": "The models this gateway edits with",
         "responses": {
             "200": _json_response("The models.", "ModelList"),
-            "401": _error_response(_ERROR_STATUSES["401"]),
+            "401": _error_response(*ERRORS["401"]),
         },
     }
 
@@ -283,8 +305,8 @@ def _model_operation(model_ids: list[str]) -> dict[str, Any]:
         ],
         "responses": {
             "200": _json_response("The model.", "Model"),
-            "401": _error_response(_ERROR_STATUSES["401"]),
-            "404": _error_response("No model has this id (`model_not_found`)."),
+            "401": _error_response(*ERRORS["401"]),
+            "404": _error_response("No model has this id.", ("model_not_found",)),
         },
     }
 
@@ -297,15 +319,21 @@ def _json_response(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-def _error_response(description: str) -> dict[str, Any]:
+def _error_response(description: str, codes: tuple[str | None, ...]) -> dict[str, Any]:
+    listed = ", ".join(f"`{code}`" for code in codes if code)
+    code_schema = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
     return {
-        "description": description,
+        "description": f"{description} Codes: {listed}." if listed else description,
         "headers": {
             "x-request-id": {"$ref": "#/components/headers/x-request-id"},
             "x-should-retry": {"$ref": "#/components/headers/x-should-retry"},
             "retry-after": {"$ref": "#/components/headers/retry-after"},
         },
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        "content": {
+            "application/json": {
+                "schema": {"allOf": [{"$ref": "#/components/schemas/ErrorResponse"}, code_schema]}
+            }
+        },
     }
 
 
