@@ -95,6 +95,9 @@ def get_openapi_document() -> Response[str]:
 
 @routes.route("GET", "/docs", access=http_edge.Access.DOCS)
 def get_docs_page() -> Response[str]:
+    # Swagger UI links its document as /docs?format=json, as Powertools' own page does.
+    if app.current_event.get_query_string_value("format") == "json":
+        return http_edge.json_response(app, _document())
     return http_edge.html_response(app, pages.swagger_page(_document()))
 
 

@@ -115,6 +115,8 @@ def test_given_a_key_then_swagger_ui_embeds_the_document_and_loads_nothing_from_
     assert page.headers["content-type"].startswith("text/html")
     assert "SwaggerUIBundle(" in page.text
     assert '"operationId": "createImageEdit"' in page.text
+    linked = requests.get(f"{stack.base_url}/docs?format=json", headers=AUTH, timeout=10)  # the page's link
+    assert linked.json()["info"]["title"] == "editgate"
     assert not re.search(r"""(src|href)=['"]?https?:""", page.text)
 
 

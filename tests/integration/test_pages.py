@@ -1,5 +1,6 @@
-"""The playground page in a real browser: headless Chromium (Debian's package) driven by
-Playwright, against the local stack: a key, the bundled sample, a dry run, an edit, an error."""
+"""The gateway's pages in a real browser: headless Chromium (Debian's package) driven by
+Playwright, against the local stack. The playground: a key, the bundled sample, a dry run, an
+edit, errors. Swagger UI: the document rendered, a request tried from it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.conftest import API_KEY, open_image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = REPO_ROOT / "out" / "playground.png"
+DOCS_SCREENSHOT = REPO_ROOT / "out" / "docs.png"
 # As root in a sandbox, with nothing of Chromium's own reaching out to a network that is closed.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -130,3 +132,29 @@ def test_given_an_image_dropped_on_the_page_then_it_is_the_edits_input(page: Pag
 
     expect(page.locator("#input-preview")).to_have_attribute("alt", "dropped.png")
     expect(page.locator("#dry-run-cost")).to_contain_text("of 768x512")
+
+
+def test_given_a_key_then_swagger_ui_renders_the_document_and_tries_a_request(
+    browser: Browser, stack: LocalStack
+) -> None:
+    # A browser sends no Authorization header of its own: the key comes with every request here.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, extra_http_headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    docs = context.new_page()
+    docs.goto(f"{stack.base_url}/docs")
+
+    expect(docs.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
+    expect(docs.locator(".info .title")).to_contain_text("editgate")
+    docs.locator(".opblock-summary", has_text="/v1/models/{model_id}").click()
+    docs.click("text=Try it out")
+    docs.fill("input[placeholder='model_id']", "hidream-e1-1")
+    docs.click("button.execute")
+    expect(docs.locator(".live-responses-table .response .response-col_status")).to_contain_text("200")
+    expect(docs.locator(".live-responses-table .response-col_description .microlight").first).to_contain_text(
+        "hidream-e1-1"
+    )
+
+    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+    docs.screenshot(path=str(DOCS_SCREENSHOT), full_page=False)
+    context.close()
