@@ -31,12 +31,14 @@ RUNTIME = REPO_ROOT / ".bench" / "runtime"
 TARGET_RATIO = 1.5
 TIMED = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 # What any handler built on the same libraries imports before a line of its own: Powertools (its
-# Tracer patches botocore for X-Ray, so botocore comes too), pydantic, Pillow, requests.
+# Tracer patches botocore for X-Ray, so botocore comes too), pydantic, pydantic-settings, Pillow,
+# requests.
 FLOOR = (
     "import time; t = time.perf_counter(); "
     "from aws_lambda_powertools import Logger, Metrics, Tracer; "
     "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
-    "import pydantic, PIL.Image, requests; Tracer(); Logger(); Metrics(); APIGatewayRestResolver(); "
+    "import pydantic, pydantic_settings, PIL.Image, requests; "
+    "Tracer(); Logger(); Metrics(); APIGatewayRestResolver(); "
     "print(time.perf_counter() - t)"
 )
 
@@ -134,7 +136,7 @@ def measure(args: argparse.Namespace) -> Section:
     section.say(f"import the handler (built artifact): {spread(handler, ' ms', 1000)}")
     section.say(f"  the same, no bytecode in the artifact: {spread(uncompiled, ' ms', 1000)}")
     share = statistics.median(floor) / statistics.median(boto3)
-    libraries = "the libraries alone (Powertools with X-Ray, pydantic, Pillow, requests)"
+    libraries = "the libraries alone (Powertools with X-Ray, pydantic, pydantic-settings, Pillow, requests)"
     section.say(f"{libraries}: {spread(floor, ' ms', 1000)} = {share:.2f}x boto3")
     section.say("where the handler's import goes, by package (-X importtime, own times summed):")
     for name, ms in breakdown(args.top):
