@@ -26,6 +26,7 @@ services = pipeline.Services.create(settings)
 routes = http_edge.RouteTable(app)
 doc_keys = None
 if not settings.public_docs:
+    # Without a keys' table every key is refused: the documentation is never open by mistake.
     doc_keys = keys.KeyDirectory(settings.api_keys_table or "", settings.key_cache_seconds)
 http_edge.install(app, routes, doc_keys=doc_keys)
 

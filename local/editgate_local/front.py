@@ -272,8 +272,8 @@ class ApiFront:
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
-        gated = self.gate is not None and event["path"].rstrip("/") not in OPEN_PATHS
-        refused = self.gate.admit(event) if self.gate is not None and gated else None
+        gate = None if event["path"].rstrip("/") in OPEN_PATHS else self.gate
+        refused = gate.admit(event) if gate is not None else None
         if refused is not None:
             return refused
         if _event_size(event) > LAMBDA_MAX_EVENT:

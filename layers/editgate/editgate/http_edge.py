@@ -1,6 +1,6 @@
-"""The HTTP edge for Powertools' API Gateway resolver, shared by every API function: API-key
-auth, request ids, deadlines, the form a route did not declare, and the one place where errors
-become OpenAI-shaped answers."""
+"""The HTTP edge for Powertools' API Gateway resolver, shared by every API function: who may call
+each route, request ids, deadlines, the body a route did not declare, and the one place where
+errors become OpenAI-shaped answers."""
 
 from __future__ import annotations
 
