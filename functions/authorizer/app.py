@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from editgate.errors import AuthenticationFailed
-from editgate.keys import KeyDirectory
+from editgate.keys import KeyDirectory, authorization_headers
 from editgate.settings import KeySettings
 
 logger = Logger()
@@ -27,10 +27,8 @@ directory = KeyDirectory(settings.api_keys_table, settings.key_cache_seconds)
 @logger.inject_lambda_context
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
-    headers = event.get("multiValueHeaders") or {}
-    authorization = [v for name, values in headers.items() if name.lower() == "authorization" for v in values]
     try:
-        record = directory.identify(authorization)
+        record = directory.identify(authorization_headers(event.get("multiValueHeaders")))
     except AuthenticationFailed:
         logger.info("key refused")
         raise RuntimeError("Unauthorized") from None  # API Gateway's word for a 401

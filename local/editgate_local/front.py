@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pybase64
 
-from editgate.keys import REFUSAL
+from editgate.keys import REFUSAL, authorization_headers
 from editgate_local.background_server import BackgroundServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -172,8 +172,7 @@ class Gate:
     def admit(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """None to let the request through (``event`` now carries the authorizer's context), or
         API Gateway's own answer (with the request id and retry advice the gateway responses add)."""
-        headers = event.get("multiValueHeaders") or {}
-        values = [v for name, vs in headers.items() if name.lower() == "authorization" for v in vs]
+        values = authorization_headers(event.get("multiValueHeaders"))
         verdict = self._verdict("\n".join(values), event) if values else None
         limited = None if verdict is None else self._limit(str(verdict.get("usageIdentifierKey", "")))
         if verdict is None or limited is not None:

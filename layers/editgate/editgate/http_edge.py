@@ -176,8 +176,7 @@ def install(app: APIGatewayRestResolver, routes: RouteTable, *, doc_keys: keys.K
         if access is Access.KEY and not caller(app):
             raise AuthenticationFailed(keys.REFUSAL)
         if access is Access.DOCS and doc_keys is not None:
-            headers = event.multi_value_headers or {}
-            doc_keys.identify([v for k, vs in headers.items() if k.lower() == "authorization" for v in vs])
+            doc_keys.identify(keys.authorization_headers(event.multi_value_headers))
         return next_middleware(app)
 
     app.use([authenticate])

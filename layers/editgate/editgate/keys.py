@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_lambda_powertools.utilities.parameters import DynamoDBProvider, GetParameterError
 from pydantic import BaseModel, ValidationError
@@ -37,6 +37,12 @@ class KeyRecord(BaseModel):
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def authorization_headers(multi_value_headers: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """Every Authorization header of an API Gateway event, whatever its letter case."""
+    headers = multi_value_headers or {}
+    return [value for name, values in headers.items() if name.lower() == "authorization" for value in values]
 
 
 def bearer_key(authorization: str | None) -> str | None:
