@@ -6,7 +6,7 @@ import pytest
 
 from editgate.bodies import MAX_DEPTH, Form, Upload
 from editgate.errors import InvalidRequest
-from editgate.openai_shapes import error_from_validation, nest_fields, request_from_form
+from editgate.openai_shapes import nest_fields, request_from_form, request_from_values
 
 IMAGE = Upload(filename="a.png", content_type="image/png", content=b"img")
 
@@ -61,9 +61,10 @@ def test_given_a_file_where_text_belongs_then_invalid_type_names_the_field() -> 
     assert caught.value.param == "prompt"
 
 
-def test_given_a_missing_field_error_then_the_openai_error_names_it() -> None:
-    error = error_from_validation([{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required"}])
-    assert error.body() == {
+def test_given_a_missing_field_then_the_openai_error_names_it() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_values({})
+    assert caught.value.body() == {
         "error": {
             "message": "Missing required parameter: 'prompt'.",
             "type": "invalid_request_error",

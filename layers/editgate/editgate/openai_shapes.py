@@ -72,7 +72,7 @@ def request_from_values(values: Mapping[str, Any]) -> EditRequest:
     try:
         return EditRequest.model_validate({**known, "options": options})
     except ValidationError as exc:
-        raise error_from_validation(exc.errors()) from None
+        raise _error_from_validation(exc.errors()) from None
 
 
 def _image_url(item: object, index: int) -> str:
@@ -206,33 +206,18 @@ def _conflict(name: str, key: str) -> InvalidRequest:
     )
 
 
-def error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
-    """The first of a list of pydantic-style errors as an OpenAI 400 naming its parameter."""
-    first = errors[0] if errors else {}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "options")]
-    param = loc[0] if loc else None
-    kind = first.get("type", "")
-    if kind == "missing":
+def _error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+    """The first of ``EditRequest``'s validation errors as an OpenAI 400 naming its parameter
+    (unknown fields never reach it: they are options)."""
+    first = errors[0]
+    param = str(first["loc"][0]) if first["loc"] else None
+    if first["type"] == "missing":
         return InvalidRequest(
             f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
         )
-    if kind == "extra_forbidden":
-        return InvalidRequest(f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
-    message = first.get("msg", "invalid value")
-    if kind == "unsupported_content_type":
-        return InvalidRequest(
-            f"{message}. Send the edit as multipart/form-data.", code="unsupported_content_type"
-        )
     if param is None:
-        return InvalidRequest(f"The request body could not be read: {message}.", code="invalid_body")
-    if param in ("image", "image[]", "mask") and "UploadFile" in message:
-        name = "image" if param == "image[]" else param
-        return InvalidRequest(
-            f"Invalid type for '{name}': expected a file, but got a string instead.",
-            param=name,
-            code="invalid_type",
-        )
-    return InvalidRequest(f"Invalid value for '{param}': {message}.", param=param)
+        return InvalidRequest(f"The request body could not be read: {first['msg']}.", code="invalid_body")
+    return InvalidRequest(f"Invalid value for '{param}': {first['msg']}.", param=param)
 
 
 def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, Any]:

@@ -31,7 +31,7 @@ ERRORS: dict[str, tuple[str, tuple[str | None, ...]]] = {
         "The request is invalid (the message names the parameter); nothing was paid for.",
         (
             "missing_required_parameter", "invalid_value", "invalid_type", "invalid_body", "invalid_encoding",
-            "unknown_parameter", "unsupported_parameter", "unsupported_content_type",
+            "unsupported_parameter", "unsupported_content_type",
             "unsupported_content_encoding", "string_above_max_length", "model_not_found",
             "invalid_image_format", "invalid_image_url", "image_not_found", "image_too_large",
             "too_many_images", "response_too_large", "request_too_large", "invalid_idempotency_key",
