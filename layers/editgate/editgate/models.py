@@ -14,6 +14,8 @@ from editgate.errors import InvalidRequest
 from editgate.images import OutputFormat, Size
 
 MAX_N = 10
+# output_compression's range, as OpenAI's: 100 is the best quality.
+MAX_COMPRESSION = 100
 
 # Seconds one vCPU (a 1,769 MB Lambda) takes to resize a provider image and encode one megapixel
 # of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py) over several runs
@@ -47,7 +49,7 @@ class EditRequest(BaseModel):
     fit: Fit = "cover"
     response_format: ResponseFormat = "url"
     output_format: OutputFormat = "png"
-    output_compression: int | None = Field(default=None, ge=0, le=100)
+    output_compression: int | None = Field(default=None, ge=0, le=MAX_COMPRESSION)
     # Everything else the client sent, as sent: model parameters, ignored and unknown keys.
     options: dict[str, Any] = Field(default_factory=dict)
 

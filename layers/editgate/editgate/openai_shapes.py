@@ -13,7 +13,7 @@ from editgate.bodies import Form
 from editgate.catalog import IGNORED_PARAMS, ModelSpec, ParamSpec
 from editgate.errors import InvalidRequest
 from editgate.images import OUTPUT_FORMATS
-from editgate.models import MAX_N, EditRequest, EditResult, Fit, ResponseFormat
+from editgate.models import MAX_COMPRESSION, MAX_N, EditRequest, EditResult, Fit, ResponseFormat
 
 # Fields with a place of their own in EditRequest; every other field is an option.
 _REQUEST_FIELDS = frozenset(EditRequest.model_fields) - {"options"}
@@ -155,7 +155,7 @@ def _gateway_parameters(spec: ModelSpec) -> dict[str, dict[str, Any]]:
         },
         "response_format": {"behaviour": "emulated", "values": list(get_args(ResponseFormat))},
         "output_format": {"behaviour": "converted", "field": spec.output_format_field},
-        "output_compression": {"behaviour": "emulated", "ge": 0, "le": 100},
+        "output_compression": {"behaviour": "emulated", "ge": 0, "le": MAX_COMPRESSION},
     }
 
 

@@ -15,7 +15,8 @@ from editgate.catalog import ASPECT_RATIOS, IGNORED_PARAMS, TIERS, ModelSpec, Pa
 from editgate.dedupe import MAX_IDEMPOTENCY_KEY_LENGTH
 from editgate.http_edge import FLAG_VALUES
 from editgate.images import OUTPUT_FORMATS
-from editgate.models import MAX_N, EditRequest, Fit, ResponseFormat
+from editgate.models import MAX_COMPRESSION, MAX_N, EditRequest, Fit, ResponseFormat
+from editgate.normalize import MAX_SIDE, MIN_SIDE
 
 TITLE = "editgate"
 # Any other field of an edit goes to fal as it is, unless it names or carries a URL.
@@ -233,22 +234,30 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
 
 def _edit_fields(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
     """The edit's parameters besides its images: OpenAI's, the gateway's, and every model's own."""
-    defaults = EditRequest.model_fields
+    defaults = {name: field.default for name, field in EditRequest.model_fields.items()}
     fields: dict[str, Any] = {
         "prompt": {"type": "string", "minLength": 1, "description": "What to change."},
-        "model": {"type": "string", "enum": model_ids, "default": defaults["model"].default},
-        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 1},
+        "model": {"type": "string", "enum": model_ids, "default": defaults["model"]},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": defaults["n"]},
         "size": {
             "type": "string",
-            "description": "`WxH` (64-4096 a side), `W:H`, or `auto` (the input's size).",
+            "description": f"`WxH` ({MIN_SIDE}-{MAX_SIDE} a side), `W:H`, or `auto` (the input's size).",
             "examples": ["1024x1024", "16:9", "auto"],
         },
         "aspect_ratio": {"type": "string", "enum": list(ASPECT_RATIOS)},
         "resolution": {"type": "string", "enum": list(TIERS)},
-        "fit": {"type": "string", "enum": list(get_args(Fit)), "default": "cover"},
-        "response_format": {"type": "string", "enum": list(get_args(ResponseFormat)), "default": "url"},
-        "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "png"},
-        "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
+        "fit": {"type": "string", "enum": list(get_args(Fit)), "default": defaults["fit"]},
+        "response_format": {
+            "type": "string",
+            "enum": list(get_args(ResponseFormat)),
+            "default": defaults["response_format"],
+        },
+        "output_format": {
+            "type": "string",
+            "enum": list(OUTPUT_FORMATS),
+            "default": defaults["output_format"],
+        },
+        "output_compression": {"type": "integer", "minimum": 0, "maximum": MAX_COMPRESSION},
     }
     for spec in specs:
         for param in spec.params:
