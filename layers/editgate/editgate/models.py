@@ -130,6 +130,9 @@ class CallFailure(BaseModel):
     images: int
     code: str | None
     message: str
+    # Whether sending the same request again can make or collect these images: then the answer
+    # is not final, and the retry collects what fal already made without a second charge.
+    retryable: bool = False
 
 
 class EditResult(BaseModel):
@@ -152,3 +155,8 @@ class EditResult(BaseModel):
     failures: tuple[CallFailure, ...] = ()
     provider_seconds: float = 0.0  # the longest provider call, submit to result
     provider_retries: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Nothing is missing that the same request again could make or collect: a final answer."""
+        return not any(failure.retryable for failure in self.failures)

@@ -182,8 +182,13 @@ def edit(
     made = [data for outcome in outcomes for data in outcome.images]
     # fal bills every image it made, flagged or not finished here included; failed calls are free.
     billed = sum(len(outcome.output.images) for outcome in outcomes)
+    counted_earlier = sum(len(outcome.output.images) for outcome in outcomes if outcome.counted_earlier)
     cost_usd = spec.price_usd(billed, plan.provider_size.width, plan.provider_size.height)
-    failures = _failures(outcomes, errors, made=len(made), cost_usd=cost_usd)
+    failures = _failures(outcomes, errors)
+    final = bool(made) and not any(failure.retryable for failure in failures)
+    _count_cost(outcomes, journal, cost_usd * (billed - counted_earlier) / max(billed, 1), final=final)
+    if not made:
+        raise _nothing_made(outcomes, errors)
     return EditResult(
         created=int(time.time()),
         request_id=request_id,
@@ -244,7 +249,9 @@ class _ProviderCalls:
     def _call(self, index: int, payload: dict[str, Any]) -> _CallOutcome:
         spec = self.prepared.spec
         try:
-            output = _provider_output(index, payload, spec, self.services.fal, self.journal, self.deadline)
+            output, counted_earlier = _provider_output(
+                index, payload, spec, self.services.fal, self.journal, self.deadline
+            )
         except ProviderRejected as exc:
             name = spec.client_name(exc.param) if exc.param else None
             raise InvalidRequest(exc.message.replace(f"'{exc.param}'", f"'{name}'"), param=name) from None
@@ -257,7 +264,7 @@ class _ProviderCalls:
                 made.append(future.result())
             except EditgateError as exc:
                 unfinished.append(exc)
-        return _CallOutcome(output, made, len(output.images) - len(kept), unfinished)
+        return _CallOutcome(index, output, made, len(output.images) - len(kept), unfinished, counted_earlier)
 
     def _finish(self, url: str) -> bytes:
         plan = self.prepared.plan
@@ -284,30 +291,44 @@ class _ProviderCalls:
 
 
 def _failures(
-    outcomes: Sequence[_CallOutcome],
-    errors: Sequence[tuple[int, EditgateError]],
-    *,
-    made: int,
-    cost_usd: float,
+    outcomes: Sequence[_CallOutcome], errors: Sequence[tuple[int, EditgateError]]
 ) -> list[CallFailure]:
-    """What the answer reports as not made. With nothing made there is no answer: the first
-    error, or the safety checker's refusal (what was made is still paid for, and counted)."""
+    """What the answer reports as not made, and whether the same request again could make it."""
+    failures = [
+        CallFailure(images=n, code=exc.code, message=exc.message, retryable=exc.retryable)
+        for n, exc in errors
+    ]
     flagged = sum(outcome.flagged for outcome in outcomes)
-    if not made:
-        metrics.add("CostUSD", cost_usd, MetricUnit.NoUnit)
-        if errors:
-            raise errors[0][1]
-        raise ContentPolicyViolation(
-            "The edited image was flagged by the provider's safety checker and is not returned.",
-            param="prompt" if flagged else None,
-        )
-    failures = [CallFailure(images=n, code=exc.code, message=exc.message) for n, exc in errors]
     if flagged:
         failures.append(CallFailure(images=flagged, code="content_policy_violation",
                                     message="flagged by the provider's safety checker"))  # fmt: skip
     if failures:
-        logger.warning("partial answer", extra={"made": made, "failures": [f.code for f in failures]})
+        logger.warning("partial answer", extra={"failures": [f.code for f in failures]})
     return failures
+
+
+def _nothing_made(
+    outcomes: Sequence[_CallOutcome], errors: Sequence[tuple[int, EditgateError]]
+) -> EditgateError:
+    """With nothing made there is no answer: the first error, or the safety checker's refusal."""
+    if errors:
+        return errors[0][1]
+    flagged = sum(outcome.flagged for outcome in outcomes)
+    return ContentPolicyViolation(
+        "The edited image was flagged by the provider's safety checker and is not returned.",
+        param="prompt" if flagged else None,
+    )
+
+
+def _count_cost(
+    outcomes: Sequence[_CallOutcome], journal: EditJournal, new_usd: float, *, final: bool
+) -> None:
+    """What fal billed for this attempt's calls, counted once across attempts: an attempt whose
+    answer is not final marks its calls counted in the journal, so the attempt that collects them
+    again does not count them a second time."""
+    metrics.add("CostUSD", new_usd, MetricUnit.NoUnit)
+    if not final:
+        journal.mark_counted([o.index for o in outcomes if o.output.images and not o.counted_earlier])
 
 
 def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ResultStore) -> list[EditedImage]:
@@ -339,10 +360,12 @@ def inline(result: EditResult, store: ResultStore) -> EditResult:
 
 @dataclass(frozen=True)
 class _CallOutcome:
+    index: int  # of the call in the plan, and in the edit's journal
     output: FalOutput
     images: list[bytes]
     flagged: int
     unfinished: list[EditgateError]  # made and paid for, but not downloaded or finished in time
+    counted_earlier: bool  # its cost was counted by an earlier attempt that did not answer in full
 
 
 def _provider_output(
@@ -352,15 +375,17 @@ def _provider_output(
     fal: FalClient,
     journal: EditJournal,
     deadline: float,
-) -> FalOutput:
+) -> tuple[FalOutput, bool]:
     """Call ``index`` of an edit: collected from the request an earlier attempt submitted for the
-    same payload, or submitted (once) and journaled before waiting on it."""
+    same payload, or submitted (once) and journaled before waiting on it; and whether an earlier
+    attempt already counted its cost."""
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     with timing.phase("journal"):
         known = journal.get(index)
     if known is not None and known.get("payload") == digest:
         try:
-            return fal.collect(FalSubmission.model_validate(known["submission"]), deadline)
+            output = fal.collect(FalSubmission.model_validate(known["submission"]), deadline)
+            return output, bool(known.get("counted"))
         except FalRequestEnded:
             logger.info("journaled fal request ended without images: submitting anew",
                         extra={"fal_request_id": known["submission"].get("request_id")})  # fmt: skip
@@ -370,7 +395,7 @@ def _provider_output(
     # Journaled while fal works: leaving the pool waits for the write, whatever the wait ended in.
     with ThreadPoolExecutor(max_workers=1) as writer, timing.phase("fal-wait"):
         writer.submit(timing.carried(journal.record), index, entry)
-        return fal.collect(submission, deadline)
+        return fal.collect(submission, deadline), False
 
 
 def _store(data: bytes, stem: str, plan: Plan, store: ResultStore) -> EditedImage:

@@ -1,5 +1,9 @@
 """The edit service both front doors call: one edit, run at most once however often it is asked
-for, resumed where an earlier attempt left it, and counted in the metrics."""
+for, resumed where an earlier attempt left it, and counted in the metrics.
+
+Only a final answer is kept as the edit's record. An answer missing images that the same request
+again could make or collect (a download past the deadline: fal made and billed them) is given to
+the caller but not kept, so the retry runs again and collects them from the edit's journal."""
 
 from __future__ import annotations
 
@@ -19,6 +23,14 @@ from editgate.pipeline import InputImage, Services
 class EditOutcome:
     result: EditResult
     replayed: bool  # answered from an earlier attempt's stored result
+
+
+class _NotFinal(Exception):
+    """Raised through the deduplicator so that it keeps no record of an answer that is not final."""
+
+    def __init__(self, record: dict[str, object]) -> None:
+        super().__init__("the answer is missing images a retry can collect")
+        self.record = record
 
 
 def run_edit(
@@ -54,10 +66,15 @@ def run_edit(
             journal=journal,
         )
         worked = time.perf_counter() - began
+        if not result.complete:
+            raise _NotFinal(result.model_dump(mode="json"))
         return result.model_dump(mode="json")
 
     began = time.perf_counter()
-    record = services.deduplicator.run(identity, work)
+    try:
+        record = services.deduplicator.run(identity, work)
+    except _NotFinal as partial:
+        record = partial.record
     # The deduplicator's own calls around the work (its record written, read and completed).
     timing.add("dedupe", (time.perf_counter() - began - worked) * 1000)
     result = EditResult.model_validate(record)
@@ -71,7 +88,6 @@ def run_edit(
 
 def _count(result: EditResult, seconds: float) -> None:
     metrics.add("ImagesEdited", len(result.images))
-    metrics.add("CostUSD", result.cost_usd, MetricUnit.NoUnit)
     metrics.add("FalLatency", result.provider_seconds * 1000, MetricUnit.Milliseconds)
     gateway_seconds = max(0.0, seconds - result.provider_seconds)  # a resumed edit waited less
     metrics.add("GatewayLatency", gateway_seconds * 1000, MetricUnit.Milliseconds)

@@ -148,16 +148,27 @@ class EditJournal:
         return self._entries.get(str(index))
 
     def record(self, index: int, entry: dict[str, Any]) -> None:
-        self._entries[str(index)] = entry
+        self._write({index: entry})
+
+    def mark_counted(self, indexes: Sequence[int]) -> None:
+        """The calls whose cost an attempt counted although its answer was not final: the attempt
+        that collects them again does not count them twice."""
+        if indexes:
+            self._write({index: {**self._entries[str(index)], "counted": True} for index in indexes})
+
+    def _write(self, entries: dict[int, dict[str, Any]]) -> None:
+        """Entries written in one update, and the journal's life extended from now."""
+        self._entries.update({str(index): entry for index, entry in entries.items()})
+        names = {f"#call{index}": f"call_{index}" for index in entries}
+        values = {f":call{index}": {"S": json.dumps(entry)} for index, entry in entries.items()}
         dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": self._item_id}},
-            UpdateExpression="SET #call = :entry, #expiration = :expiration",
-            ExpressionAttributeNames={"#call": f"call_{index}", "#expiration": "expiration"},
-            ExpressionAttributeValues={
-                ":entry": {"S": json.dumps(entry)},
-                ":expiration": {"N": str(int(time.time()) + self._ttl)},
-            },
+            UpdateExpression="SET "
+            + ", ".join(f"{name} = :{name[1:]}" for name in names)
+            + ", #expiration = :expiration",
+            ExpressionAttributeNames={**names, "#expiration": "expiration"},
+            ExpressionAttributeValues={**values, ":expiration": {"N": str(int(time.time()) + self._ttl)}},
         )
 
 
