@@ -30,7 +30,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from editgate import bodies, dedupe, openai_shapes, service
-from editgate.errors import EditgateError, InvalidRequest
+from editgate.errors import EditgateError, InvalidRequest, UpstreamTimeout
 from editgate.models import EditResult
 from editgate.pipeline import Services
 from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, Tally, WorkQueue
@@ -338,6 +338,8 @@ def process_item(
         return ItemOutcome("skipped", "already succeeded")
     try:
         result = _edit(item, runtime, deadline)
+        if not result.complete and not last_attempt:
+            raise _missing_images(result)
     except EditgateError as exc:
         if exc.retryable and not last_attempt:
             logger.warning(
@@ -351,6 +353,13 @@ def process_item(
     record = _succeeded_record(result)
     _settle(runtime, item.batch_id, item.item_id, item.line, record, len(result.images), result.cost_usd)
     return ItemOutcome("succeeded", f"{len(result.images)} image(s)")
+
+
+def _missing_images(result: EditResult) -> EditgateError:
+    """Images fal made (and billed) that this attempt could not deliver: the next attempt collects
+    them. On the last attempt the item succeeds with what was delivered, the rest in its failures."""
+    failure = next(failure for failure in result.failures if failure.retryable)
+    return UpstreamTimeout(failure.message, code=failure.code)
 
 
 def _edit(item: ItemMessage, runtime: BatchRuntime, deadline: float) -> EditResult:
