@@ -66,7 +66,10 @@ def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
 
 def request_from_values(values: Mapping[str, Any]) -> EditRequest:
     """An edit from its parameters, whatever carried them (form, JSON, a batch manifest line):
-    known fields in their place, every other one an option, validated once."""
+    known fields in their place, every other one an option, validated once. Whatever carried
+    them (a queued batch item is read by json.loads, not bodies.parse_json), values nest at most
+    ``bodies.MAX_DEPTH`` deep and every number is finite."""
+    bodies.check_value(dict(values))
     known = {k: v for k, v in values.items() if k in _REQUEST_FIELDS}
     options = {k: v for k, v in values.items() if k not in _REQUEST_FIELDS}
     try:

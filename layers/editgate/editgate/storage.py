@@ -18,6 +18,8 @@ from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from editgate.bodies import json_text
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
@@ -74,7 +76,7 @@ class ResultStore:
         _s3().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def put_json(self, key: str, document: dict[str, Any]) -> None:
-        self.put(key, json.dumps(document, indent=1).encode(), "application/json")
+        self.put(key, json_text(document, indent=1).encode(), "application/json")
 
     def get(self, key: str) -> bytes:
         return self.read(self.bucket, key)
@@ -155,7 +157,7 @@ class EditJournal:
             UpdateExpression="SET #call = :entry, #expiration = :expiration",
             ExpressionAttributeNames={"#call": f"call_{index}", "#expiration": "expiration"},
             ExpressionAttributeValues={
-                ":entry": {"S": json.dumps(entry)},
+                ":entry": {"S": json_text(entry)},
                 ":expiration": {"N": str(int(time.time()) + self._ttl)},
             },
         )
@@ -343,7 +345,7 @@ class WorkQueue:
     def send(self, documents: Sequence[dict[str, Any]]) -> None:
         for start in range(0, len(documents), SQS_BATCH):
             entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                {"Id": str(index), "MessageBody": json.dumps(document)}
+                {"Id": str(index), "MessageBody": json_text(document)}
                 for index, document in enumerate(documents[start : start + SQS_BATCH])
             ]
             answer = _sqs().send_message_batch(QueueUrl=self.url, Entries=entries)
@@ -396,7 +398,7 @@ class KeyTable:
 
     def put(self, key_hash: str, record: dict[str, Any]) -> None:
         dynamodb_client().put_item(
-            TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json.dumps(record)}}
+            TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json_text(record)}}
         )
 
     def records(self) -> Iterator[dict[str, Any]]:
