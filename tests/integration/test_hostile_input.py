@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,6 +75,27 @@ def hostile(max_examples: int) -> Callable[[Any], Any]:
     return apply
 
 
+# What no request may make the gateway send to fal: a URL or file path the generators hide in
+# passthrough names and values (scheme-colon forms, fullwidth colons, zero-width prefixes), and
+# a misspelt key. The model's own image field is the gateway's, and is not looked at.
+FORBIDDEN_IN_PAYLOADS = ("evil.example", "/etc/passwd", "base64,AAAA", "webhook_url", "callback",
+                         "reference_image_urls")  # fmt: skip
+MISSPELT = "promt"
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every key and string inside a payload."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield str(key)
+            yield from _texts(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _texts(child)
+
+
 class Witness:
     """Checks every answer and counts what it saw, so the suite can show its own size."""
 
@@ -85,9 +106,15 @@ class Witness:
 
     def check(self, send: Callable[[], tuple[int, bytes]]) -> int:
         submits = self.emulator.calls["submit"]
+        sent_before = len(self.emulator.payloads)
         status, body = send()
         Witness.seen += 1
         assert status < 500, body[:500]
+        for payload in self.emulator.payloads[sent_before:]:
+            assert MISSPELT not in payload, "a misspelt key reached fal"
+            texts = list(_texts({k: v for k, v in payload.items() if k != "image_url"}))
+            reached = [marker for marker in FORBIDDEN_IN_PAYLOADS if any(marker in text for text in texts)]
+            assert reached == [], f"{reached} reached fal"
         if status >= 400:
             error = json.loads(body)["error"]
             assert set(json.loads(body)) == {"error"}
@@ -160,17 +187,23 @@ boundaries = st.one_of(
     st.text(max_size=40).map(lambda b: f"multipart/form-data; boundary={b}"),
 )  # fmt: skip
 
+# Values a provider may read as a URL though they hold no "scheme://".
+URL_LIKE = ["https:evil.example/x.png", "//evil.example/x", "http:\\\\evil.example\\x.png", "file:/etc/passwd",
+            "https\uff1a//evil.example/x.png", "\u200bdata:image/png;base64,AAAA"]  # fmt: skip
+
 field_names = st.one_of(
     st.sampled_from(["prompt", "image", "image[]", "mask", "n", "size", "model", "seed", "a", "a[b]", "a[]",
                      "a[b][c]", "cfg_scale", "webhook_url", "image_urls[]", "enable_safety_checker",
-                     "a" + "[b]" * 1000, "x" * 200, ""]),
+                     "a" + "[b]" * 1000, "x" * 200, "", "a[webhook_url]", "x[b][callback]",
+                     "a[reference_image_urls][]", MISSPELT, "note", "note[src]"]),
     st.text(alphabet="ab[]_", max_size=20),
     st.text(max_size=12),
 )  # fmt: skip
 field_values = st.one_of(
     st.sampled_from(["1", "10", "11", "0", "-1", "9" * 5000, "1024x1024", "99999x99999", "auto", "16:9",
                      "0:0", "1e309", "nan", "true", "false", "url", "b64_json", "png", "avif",
-                     "4294967295", "4294967296", "http://169.254.169.254/", "data:image/png;base64,AAAA"]),
+                     "4294967295", "4294967296", "http://169.254.169.254/", "data:image/png;base64,AAAA",
+                     *URL_LIKE]),
     st.text(max_size=30),
 ).map(str.encode) | st.binary(max_size=30)  # fmt: skip
 
@@ -212,7 +245,7 @@ def generated_multipart(draw: st.DrawFn) -> tuple[str, bytes]:
 
 json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=False),
-    st.text(max_size=20), st.sampled_from(["http://10.0.0.1/a.png", "data:image/png;base64,AAAA"]),
+    st.text(max_size=20), st.sampled_from(["http://10.0.0.1/a.png", "data:image/png;base64,AAAA", *URL_LIKE]),
 )  # fmt: skip
 json_value = st.recursive(
     json_leaf,
@@ -232,9 +265,29 @@ image_item = st.one_of(
 )  # fmt: skip
 
 
+# Numbers Python reads as infinity or NaN, written as a client may write them.
+NOT_FINITE = [
+    b"1e999",
+    b"2e308",
+    b"-1e309",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b'{"x": 1e309}',
+    b"[1, 1E400]",
+]
+
+
 @st.composite
 def json_bodies(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["object", "deep", "bigint", "mutated", "value"]))
+    kind = draw(st.sampled_from(["object", "deep", "bigint", "mutated", "value", "not-finite"]))
+    if kind == "not-finite":  # an edit that is good but for one number, at any depth
+        name = draw(st.sampled_from([b"foo", b"seed", b"cfg_scale", b"n", b"extra"]))
+        image = json.dumps(
+            [{"image_url": "data:image/png;base64," + base64.b64encode(PNG).decode()}]
+        ).encode()
+        number = draw(st.sampled_from(NOT_FINITE))
+        return b'{"prompt": "edit", "images": %s, "%s": %s}' % (image, name, number)
     if kind == "deep":
         depth = draw(st.sampled_from([10, 100, 1000, 100_000]))
         return b'{"prompt":"x","images":' + b"[" * depth + b"]" * depth + b"}"
@@ -245,7 +298,8 @@ def json_bodies(draw: st.DrawFn) -> bytes:
     body: dict[str, Any] = {"prompt": draw(st.sampled_from(["edit", "", "x" * 1001]) | st.text(max_size=8))}
     body["images"] = draw(st.lists(image_item, max_size=3))
     body.update(draw(st.dictionaries(st.sampled_from(["n", "size", "seed", "model", "aspect_ratio", "resolution",
-                                                       "cfg_scale", "output_format", "webhook_url", "extra"]),
+                                                       "cfg_scale", "output_format", "webhook_url", "extra",
+                                                       MISSPELT, "note"]),
                                      json_value, max_size=3)))  # fmt: skip
     encoded = json.dumps(body).encode()
     return mutate(encoded, draw(st.lists(mutation, max_size=2))) if kind == "mutated" else encoded
@@ -358,6 +412,26 @@ def test_given_cut_or_badly_framed_bodies_over_http_then_the_answer_is_a_400_in_
         size = "zz" if framing == "bad-chunk" else f"{len(SDK_BODY):x}"
         head, body = f"{common}Transfer-Encoding: chunked\r\n\r\n{size}\r\n", SDK_BODY[:cut]
     assert witness.check(raw_http(stack, head.encode(), body)) == 400
+
+
+@st.composite
+def passthrough_fields(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """One passthrough field of an otherwise good edit, named or valued as an attacker or a
+    careless client would: a URL-like value at some depth, a URL-naming key nested, a typo."""
+    name = draw(st.sampled_from(["note", "note[src]", "note[a][b]", "note[]", "a[webhook_url]", "x[b][callback]",
+                                 "a[reference_image_urls][]", "a[Webhook_URL]", MISSPELT]))  # fmt: skip
+    value = draw(st.sampled_from(URL_LIKE) | st.sampled_from(["x", "1e999", "no text: blurry"]))
+    return name.encode(), value.encode()
+
+
+@hostile(max_examples=150)
+@given(field=passthrough_fields())
+def test_given_good_edits_with_one_hostile_passthrough_field_then_no_url_or_typo_reaches_fal(
+    stack: LocalStack, witness: Witness, field: tuple[bytes, bytes]
+) -> None:
+    name, value = field
+    body = _form(PROMPT_PART, IMAGE_PART, (b'name="%s"' % name, value))
+    witness.check(via_handler(stack, [("Content-Type", FORM), *AUTH], body))
 
 
 def test_the_suite_sent_at_least_2000_requests() -> None:

@@ -156,8 +156,8 @@ def test_given_another_models_image_field_then_it_is_refused_under_every_model()
      ({"webhook_url": "http://169.254.169.254/"}, "webhook_url"),
      ({"reference_image_urls": ["http://10.0.0.1/a.png"]}, "reference_image_urls"),
      ({"image_urls": ["https://x/a.png"]}, "image_urls"), ({"callback": "x"}, "callback"),
-     ({"loras": [{"path": "https://civitai.example/l.safetensors"}]}, "loras"),
-     ({"extra": {"nested": "data:image/png;base64,AAAA"}}, "extra")],
+     ({"loras": [{"path": "https://civitai.example/l.safetensors"}]}, "loras[0].path"),
+     ({"extra": {"nested": "data:image/png;base64,AAAA"}}, "extra.nested")],
 )  # fmt: skip
 def test_given_a_parameter_the_model_cannot_take_then_it_is_refused_by_name(
     options: dict[str, Any], param: str
@@ -222,3 +222,100 @@ def test_given_a_plan_then_images_finish_side_by_side_as_far_as_vcpus_and_memory
     fields: dict[str, Any], memory_mb: int, cpus: int, slots: int
 ) -> None:
     assert plan(request(**fields), SPEC, SQUARE).finish_slots(memory_mb, cpus) == slots
+
+
+# --- issue 15: typos, passthrough names at every depth, URL-like values ----------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("promt", "prompt"), ("Prompt", "prompt"), ("prmopt", "prompt"), ("sed", "seed"), ("seeds", "seed"),
+     ("negative_promt", "negative_prompt"), ("negative-prompt", "negative_prompt"),
+     ("negativeprompt", "negative_prompt"), ("cfg_scal", "cfg_scale"), ("cfgscale", "cfg_scale"),
+     ("num_infernce_steps", "num_inference_steps"), ("respone_format", "response_format"),
+     ("output_fromat", "output_format"), ("aspectratio", "aspect_ratio"), ("resolutoin", "resolution"),
+     ("sizes", "size"), ("mdoel", "model"), ("imgae", "image"), ("qaulity", "quality")],
+)  # fmt: skip
+def test_a_misspelt_field_is_a_400_unknown_parameter_saying_which_name_it_meant(key: str, meant: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(options={key: "x"}), SPEC, SQUARE)
+    assert caught.value.code == "unknown_parameter"
+    assert caught.value.param == key
+    assert caught.value.message == f"Unknown parameter '{key}': did you mean '{meant}'?"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["foo", "lora", "loras", "extra", "strength", "acceleration", "steps", "guidance", "seed_offset",
+     "image_prompt", "style_preset", "scheduler", "true_cfg", "safety_tolerance", "prompt_2",
+     "negative_prompt_2", "resolution_mode", "image_size", "user_id", "a", "x", "fi", "nn"],
+)  # fmt: skip
+def test_given_a_passthrough_name_that_is_simply_different_then_it_is_sent_and_listed(key: str) -> None:
+    result = plan(request(options={key: "1"}), SPEC, SQUARE)
+    assert result.calls[0].payload[key] == "1"
+    assert result.passthrough == (key,)
+
+
+def test_given_a_name_the_model_knows_itself_then_it_is_never_taken_for_a_typo_of_another() -> None:
+    o1 = next(m for m in MODELS if m.id == "hidream-o1-image-edit")
+    # keep_original_aspect is o1's own: under hidream-e1-1 it passes through, under o1 it is typed.
+    assert plan(request(options={"keep_original_aspect": "true"}), SPEC, SQUARE).passthrough == (
+        "keep_original_aspect",
+    )
+    assert (
+        plan(request(options={"keep_original_aspect": "true"}), o1, SQUARE)
+        .calls[0]
+        .payload["keep_original_aspect"]
+        is True
+    )
+    with pytest.raises(InvalidRequest, match="did you mean 'keep_original_aspect'"):
+        plan(request(options={"keep_orignal_aspect": "true"}), o1, SQUARE)
+
+
+def test_given_known_ignored_and_unknown_keys_then_only_the_unknown_ones_are_listed_as_passthrough() -> None:
+    result = plan(
+        request(options={"seed": "1", "user": "u", "lora": {"scale": "1"}, "foo": "2"}), SPEC, SQUARE
+    )
+    assert result.passthrough == ("lora", "foo")
+    assert result.ignored == ("user",)
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [({"a": {"webhook_url": "x"}}, "a.webhook_url"), ({"x": {"b": {"callback": "y"}}}, "x.b.callback"),
+     ({"a": {"reference_image_urls": ["z"]}}, "a.reference_image_urls"),
+     ({"a": [{"image_url": "z"}]}, "a[0].image_url"),
+     ({"a": {"WEBHOOK\u200b_URL": "x"}}, "a.WEBHOOK\u200b_URL")],
+)  # fmt: skip
+def test_a_passthrough_name_that_names_a_url_is_refused_at_every_nesting_depth(
+    options: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(options=options), SPEC, SQUARE)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https:evil.example/x.png", "//evil.example/x", "http:\\\\evil.example\\x.png", "file:/etc/passwd",
+     "https\uff1a//evil.example/x.png", "\u200bdata:image/png;base64,AAAA", "\ufeffhttps://evil.example/x",
+     "  HTTPS:evil.example", "\\\\evil.example\\share", "ht\ntps://evil.example/x", "\x01file:/etc/passwd",
+     "javascript:alert(1)", "see ftp://evil.example/a"],
+)  # fmt: skip
+def test_a_url_like_passthrough_value_without_a_plain_scheme_slash_slash_is_refused(value: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan(request(options={"note": {"deep": [value]}}), SPEC, SQUARE)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == "note.deep[0]"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["no text: blurry", "style: watercolor, soft light", "ratio 16:9", "a/b testing", "http", "files: none",
+     "datum: 1", "café — crème brûlée", "", "https without a colon", "1:1"],
+)  # fmt: skip
+def test_given_prose_with_words_and_colons_then_the_passthrough_value_is_sent_as_it_is(value: str) -> None:
+    result = plan(request(options={"note": value, "negative_prompt": "no text: blurry"}), SPEC, SQUARE)
+    assert result.calls[0].payload["note"] == value
+    assert result.calls[0].payload["negative_prompt"] == "no text: blurry"

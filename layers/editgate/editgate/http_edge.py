@@ -5,7 +5,6 @@ errors become OpenAI-shaped answers."""
 from __future__ import annotations
 
 import binascii
-import json
 import math
 import re
 import time
@@ -100,7 +99,7 @@ def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Respons
     }
     if error.retry_after is not None:
         headers["retry-after"] = str(math.ceil(error.retry_after))
-    return Response(error.status, "application/json", json.dumps(error.body()), headers)
+    return Response(error.status, "application/json", bodies.json_text(error.body()), headers)
 
 
 def caller(app: APIGatewayRestResolver) -> str:
@@ -109,7 +108,7 @@ def caller(app: APIGatewayRestResolver) -> str:
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
-    return Response(200, "application/json", json.dumps(body), {"x-request-id": request_id(app)})
+    return Response(200, "application/json", bodies.json_text(body), {"x-request-id": request_id(app)})
 
 
 def html_response(app: APIGatewayRestResolver, page: str) -> Response[str]:

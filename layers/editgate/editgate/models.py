@@ -73,6 +73,7 @@ class Plan(BaseModel):
     output_compression: int | None
     response_format: ResponseFormat
     ignored: tuple[str, ...]
+    passthrough: tuple[str, ...] = ()  # unknown keys, sent to the provider as they are
     cost_usd: float
 
     @property
@@ -150,6 +151,9 @@ class EditResult(BaseModel):
     billed_images: int = 0  # every image the provider made (and bills), answered or not
     provider_request_ids: tuple[str, ...]
     ignored_params: tuple[str, ...]
+    # Keys the gateway does not know and sent to the provider as they are (empty in records
+    # stored before it was answered).
+    passthrough_params: tuple[str, ...] = ()
     resampled_from: Size | None  # the provider's size, when the answer's was reached by resampling
     upscaled: bool
     failures: tuple[CallFailure, ...] = ()

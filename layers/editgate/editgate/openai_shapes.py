@@ -66,7 +66,10 @@ def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
 
 def request_from_values(values: Mapping[str, Any]) -> EditRequest:
     """An edit from its parameters, whatever carried them (form, JSON, a batch manifest line):
-    known fields in their place, every other one an option, validated once."""
+    known fields in their place, every other one an option, validated once. Whatever carried
+    them (a queued batch item is read by json.loads, not bodies.parse_json), values nest at most
+    ``bodies.MAX_DEPTH`` deep and every number is finite."""
+    bodies.check_value(dict(values))
     known = {k: v for k, v in values.items() if k in _REQUEST_FIELDS}
     options = {k: v for k, v in values.items() if k not in _REQUEST_FIELDS}
     try:
@@ -246,6 +249,7 @@ def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, 
             "cost": {"usd": result.cost_usd, "images": result.billed_images},
             "provider_request_ids": list(result.provider_request_ids),
             "ignored_params": list(result.ignored_params),
+            "passthrough_params": list(result.passthrough_params),
             "resampled_from": str(result.resampled_from) if result.resampled_from else None,
             "upscaled": result.upscaled,
             "failures": [failure.model_dump() for failure in result.failures],

@@ -19,9 +19,19 @@ from editgate.models import MAX_COMPRESSION, MAX_N, EditRequest, Fit, ResponseFo
 from editgate.normalize import MAX_SIDE, MIN_SIDE
 
 TITLE = "editgate"
-# Any other field of an edit goes to fal as it is, unless it names or carries a URL.
+# Any other field of an edit goes to fal as it is, unless it names or carries a URL or is a typo.
 _PASSTHROUGH = {
-    "description": "Sent to fal unchanged; a field naming or holding a URL or data: URI is a 400."
+    "description": (
+        "Sent to fal unchanged and listed in `metadata.passthrough_params`. A 400: a field naming or "
+        "holding a URL or data: URI at any depth (`unsupported_parameter`), a name an edit or two from "
+        "a parameter the gateway or the model knows (`unknown_parameter`, with the name it meant), a "
+        "number that is not finite (`invalid_value`)."
+    )
+}
+_PASSTHROUGH_PARAMS = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "Fields this gateway does not know, sent to fal unchanged: a misspelt name shows here.",
 }
 VERSION = "1.0.0"
 _JSON_TYPES: dict[ParamKind, str] = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
@@ -32,7 +42,7 @@ ERRORS: dict[str, tuple[str, tuple[str | None, ...]]] = {
         "The request is invalid (the message names the parameter); nothing was paid for.",
         (
             "missing_required_parameter", "invalid_value", "invalid_type", "invalid_body", "invalid_encoding",
-            "unsupported_parameter", "unsupported_content_type",
+            "unsupported_parameter", "unknown_parameter", "unsupported_content_type",
             "unsupported_content_encoding", "string_above_max_length", "model_not_found",
             "invalid_image_format", "invalid_image_url", "image_not_found", "image_too_large",
             "too_many_images", "response_too_large", "request_too_large", "invalid_idempotency_key",
@@ -415,6 +425,7 @@ def _schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
                         "cost": cost,
                         "provider_request_ids": {"type": "array", "items": {"type": "string"}},
                         "ignored_params": {"type": "array", "items": {"type": "string"}},
+                        "passthrough_params": _PASSTHROUGH_PARAMS,
                         "resampled_from": nullable_string,
                         "upscaled": {"type": "boolean"},
                         "failures": {"type": "array", "items": {"type": "object"}},
@@ -440,6 +451,7 @@ def _schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
                 "output_format": {"type": "string"},
                 "response_format": {"type": "string"},
                 "ignored_params": {"type": "array", "items": {"type": "string"}},
+                "passthrough_params": _PASSTHROUGH_PARAMS,
                 "cost": cost,
             },
             "required": ["object", "model", "provider_requests", "size", "cost"],

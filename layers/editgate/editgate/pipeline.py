@@ -157,6 +157,7 @@ def dry_run(
         "output_format": plan.output_format,
         "response_format": plan.response_format,
         "ignored_params": list(plan.ignored),
+        "passthrough_params": list(plan.passthrough),
         "cost": {"usd": plan.cost_usd, "images": sum(c.num_images for c in plan.calls)},
     }
 
@@ -202,6 +203,7 @@ def edit(
         billed_images=billed,
         provider_request_ids=tuple(o.output.request_id for o in outcomes),
         ignored_params=plan.ignored,
+        passthrough_params=plan.passthrough,
         resampled_from=plan.provider_size if plan.provider_size != plan.target else None,
         upscaled=plan.upscaled,
         failures=tuple(failures),

@@ -18,6 +18,8 @@ from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from editgate.bodies import json_text
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
@@ -74,7 +76,7 @@ class ResultStore:
         _s3().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def put_json(self, key: str, document: dict[str, Any]) -> None:
-        self.put(key, json.dumps(document, indent=1).encode(), "application/json")
+        self.put(key, json_text(document, indent=1).encode(), "application/json")
 
     def get(self, key: str) -> bytes:
         return self.read(self.bucket, key)
@@ -160,7 +162,7 @@ class EditJournal:
         """Entries written in one update, and the journal's life extended from now."""
         self._entries.update({str(index): entry for index, entry in entries.items()})
         names = {f"#call{index}": f"call_{index}" for index in entries}
-        values = {f":call{index}": {"S": json.dumps(entry)} for index, entry in entries.items()}
+        values = {f":call{index}": {"S": json_text(entry)} for index, entry in entries.items()}
         dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": self._item_id}},
@@ -354,7 +356,7 @@ class WorkQueue:
     def send(self, documents: Sequence[dict[str, Any]]) -> None:
         for start in range(0, len(documents), SQS_BATCH):
             entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                {"Id": str(index), "MessageBody": json.dumps(document)}
+                {"Id": str(index), "MessageBody": json_text(document)}
                 for index, document in enumerate(documents[start : start + SQS_BATCH])
             ]
             answer = _sqs().send_message_batch(QueueUrl=self.url, Entries=entries)
@@ -407,7 +409,7 @@ class KeyTable:
 
     def put(self, key_hash: str, record: dict[str, Any]) -> None:
         dynamodb_client().put_item(
-            TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json.dumps(record)}}
+            TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json_text(record)}}
         )
 
     def records(self) -> Iterator[dict[str, Any]]:
