@@ -46,15 +46,17 @@ REGION = "us-east-1"
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
 
 
+# moto and the fal emulator answer anyone who reaches them (moto holds the fal key and every AWS
+# resource of the stack; the emulator's control routes inject faults and change its latency):
+# they listen on loopback only, whatever address the API front is served on.
+LOOPBACK = "127.0.0.1"
+
+
 class MotoServer:
     """moto's server, answering one request at a time. moto's backends take no locks, so requests
     handled side by side can lose a DynamoDB ``ADD`` or hand one SQS message to two receivers;
     AWS does neither (per-item updates are atomic, duplicates rare). moto is bound by the GIL
     anyway, so one at a time costs little. Receives must not long-poll (WaitTimeSeconds=0)."""
-
-    # moto holds the fal key and every AWS resource of the stack, and asks for no credentials:
-    # it listens on loopback only, whatever address the API is served on.
-    HOST = "127.0.0.1"
 
     def __init__(self, port: int) -> None:
         app = DomainDispatcherApplication(create_backend_app)
@@ -65,7 +67,7 @@ class MotoServer:
                 return list(app(environ, start_response))
 
         self._server = make_server(
-            self.HOST, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
+            LOOPBACK, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
         )
         self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
@@ -101,6 +103,7 @@ class LocalStack:
         batch_timeout: float = 60.0,
         usage_plan: UsagePlan | None = None,
     ) -> None:
+        # The API front's address alone: moto and the fal emulator are always on LOOPBACK.
         self.host = host
         self.port = port
         self.api_keys = api_keys
@@ -140,15 +143,15 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        moto_port = free_port(MotoServer.HOST)
+        moto_port = free_port(LOOPBACK)
         self.moto = MotoServer(moto_port)
         self.moto.start()
         if self.real_fal_key is None:
-            self.emulator = FalEmulator(host=self.host, latency=self.fal_latency).start()
+            self.emulator = FalEmulator(host=LOOPBACK, latency=self.fal_latency).start()
         fal_key = self.real_fal_key or (self.emulator.key if self.emulator else "")
         self.env = {
             **FAKE_AWS,
-            "AWS_ENDPOINT_URL": f"http://{MotoServer.HOST}:{moto_port}",
+            "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{moto_port}",
             "RESULTS_BUCKET": BUCKET,
             "FAL_KEY_SECRET_NAME": FAL_KEY_SECRET,
             "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
