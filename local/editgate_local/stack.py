@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
-from editgate.batch import SINGLE_IMAGE_SUFFIXES
 from editgate.keys import KeyRecord, new_record
 from editgate.storage import KeyTable
 
@@ -29,6 +29,7 @@ from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import ApiFront, Gate, Handler, UsagePlan, load_handler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
 BATCH_EDIT = REPO_ROOT / "functions" / "batch_edit" / "app.py"
 AUTHORIZER = REPO_ROOT / "functions" / "authorizer" / "app.py"
@@ -224,7 +225,7 @@ class LocalStack:
         queue_arn = _queue_arn(sqs, queue)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BATCH_BUCKET)
-        rules = [("incoming/", "/manifest.jsonl")] + [("incoming/single/", s) for s in SINGLE_IMAGE_SUFFIXES]
+        rules = batch_notification_filters()
         s3.put_bucket_notification_configuration(
             Bucket=BATCH_BUCKET,
             NotificationConfiguration={
@@ -277,6 +278,18 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def batch_notification_filters() -> list[tuple[str, str]]:
+    """The batch bucket's notification filters, (prefix, suffix) each, read from template.yaml: the
+    local bucket notifies the queue of exactly what the deployed one does (case-sensitive, as S3's
+    and moto's filters are)."""
+    bucket = yaml_parse(TEMPLATE.read_text())["Resources"]["BatchBucket"]["Properties"]
+    filters = []
+    for notification in bucket["NotificationConfiguration"]["QueueConfigurations"]:
+        rules = {rule["Name"]: rule["Value"] for rule in notification["Filter"]["S3Key"]["Rules"]}
+        filters.append((rules["prefix"], rules["suffix"]))
+    return filters
 
 
 def batch_environment() -> dict[str, str]:
