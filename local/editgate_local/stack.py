@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
 FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not its value
 REGION = "us-east-1"
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
 
 
@@ -59,13 +60,15 @@ class MotoServer:
     AWS does neither (per-item updates are atomic, duplicates rare). moto is bound by the GIL
     anyway, so one at a time costs little. Receives must not long-poll (WaitTimeSeconds=0)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, middleware: Callable[[WsgiApp], WsgiApp] | None = None) -> None:
+        """``middleware``: what wraps moto's application, if anything (a test's recorder)."""
         app = DomainDispatcherApplication(create_backend_app)
+        wrapped: WsgiApp = middleware(app) if middleware else app
         lock = threading.Lock()
 
         def one_at_a_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
             with lock:
-                return list(app(environ, start_response))
+                return list(wrapped(environ, start_response))
 
         self._server = make_server(
             LOOPBACK, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
