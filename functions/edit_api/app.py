@@ -104,7 +104,7 @@ def get_docs_page() -> Response[str]:
 
 @routes.route("GET", "/playground", access=http_edge.Access.OPEN)
 def get_playground_page() -> Response[str]:
-    return http_edge.html_response(app, pages.playground_page())
+    return http_edge.html_response(app, pages.playground_page(services.store.url_origin()))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

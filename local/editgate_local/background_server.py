@@ -8,14 +8,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class BackgroundServer:
     def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int, name: str) -> None:
-        self._host = host
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property
+    def address(self) -> tuple[str, int]:
+        """The address and port the server's socket is bound to."""
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._server.server_port}"
+        host, port = self.address
+        return f"http://{host}:{port}"
 
     def start(self) -> None:
         self._thread.start()

@@ -27,7 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API on the embedded local stack")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the API's address (moto and the fal emulator stay on 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--fal-latency", type=float, default=0.0, help="emulated fal run time, seconds")
 

@@ -302,7 +302,9 @@ def _error(
     status: int, message: str, code: str, error_type: str = "invalid_request_error"
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return status, [("content-type", "application/json")], json.dumps(body).encode()
+    # As template.yaml's gateway responses: every answer of API Gateway's own is nosniff too.
+    headers = [("content-type", "application/json"), ("x-content-type-options", "nosniff")]
+    return status, headers, json.dumps(body).encode()
 
 
 def _http_handler_for(front: ApiFront) -> type[BaseHTTPRequestHandler]:

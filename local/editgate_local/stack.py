@@ -9,16 +9,16 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
-from editgate.batch import SINGLE_IMAGE_SUFFIXES
 from editgate.keys import KeyRecord, new_record
 from editgate.storage import KeyTable
 
@@ -29,6 +29,7 @@ from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import ApiFront, Gate, Handler, UsagePlan, load_handler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
 BATCH_EDIT = REPO_ROOT / "functions" / "batch_edit" / "app.py"
 AUTHORIZER = REPO_ROOT / "functions" / "authorizer" / "app.py"
@@ -43,7 +44,14 @@ BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
 FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not its value
 REGION = "us-east-1"
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
+
+
+# moto and the fal emulator answer anyone who reaches them (moto holds the fal key and every AWS
+# resource of the stack; the emulator's control routes inject faults and change its latency):
+# they listen on loopback only, whatever address the API front is served on.
+LOOPBACK = "127.0.0.1"
 
 
 class MotoServer:
@@ -52,20 +60,18 @@ class MotoServer:
     AWS does neither (per-item updates are atomic, duplicates rare). moto is bound by the GIL
     anyway, so one at a time costs little. Receives must not long-poll (WaitTimeSeconds=0)."""
 
-    # moto holds the fal key and every AWS resource of the stack, and asks for no credentials:
-    # it listens on loopback only, whatever address the API is served on.
-    HOST = "127.0.0.1"
-
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, middleware: Callable[[WsgiApp], WsgiApp] | None = None) -> None:
+        """``middleware``: what wraps moto's application, if anything (a test's recorder)."""
         app = DomainDispatcherApplication(create_backend_app)
+        wrapped: WsgiApp = middleware(app) if middleware else app
         lock = threading.Lock()
 
         def one_at_a_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
             with lock:
-                return list(app(environ, start_response))
+                return list(wrapped(environ, start_response))
 
         self._server = make_server(
-            self.HOST, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
+            LOOPBACK, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
         )
         self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
@@ -101,6 +107,7 @@ class LocalStack:
         batch_timeout: float = 60.0,
         usage_plan: UsagePlan | None = None,
     ) -> None:
+        # The API front's address alone: moto and the fal emulator are always on LOOPBACK.
         self.host = host
         self.port = port
         self.api_keys = api_keys
@@ -140,15 +147,15 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        moto_port = free_port(MotoServer.HOST)
+        moto_port = free_port(LOOPBACK)
         self.moto = MotoServer(moto_port)
         self.moto.start()
         if self.real_fal_key is None:
-            self.emulator = FalEmulator(host=self.host, latency=self.fal_latency).start()
+            self.emulator = FalEmulator(host=LOOPBACK, latency=self.fal_latency).start()
         fal_key = self.real_fal_key or (self.emulator.key if self.emulator else "")
         self.env = {
             **FAKE_AWS,
-            "AWS_ENDPOINT_URL": f"http://{MotoServer.HOST}:{moto_port}",
+            "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{moto_port}",
             "RESULTS_BUCKET": BUCKET,
             "FAL_KEY_SECRET_NAME": FAL_KEY_SECRET,
             "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
@@ -221,7 +228,7 @@ class LocalStack:
         queue_arn = _queue_arn(sqs, queue)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BATCH_BUCKET)
-        rules = [("incoming/", "/manifest.jsonl")] + [("incoming/single/", s) for s in SINGLE_IMAGE_SUFFIXES]
+        rules = batch_notification_filters()
         s3.put_bucket_notification_configuration(
             Bucket=BATCH_BUCKET,
             NotificationConfiguration={
@@ -274,6 +281,18 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def batch_notification_filters() -> list[tuple[str, str]]:
+    """The batch bucket's notification filters, (prefix, suffix) each, read from template.yaml: the
+    local bucket notifies the queue of exactly what the deployed one does (case-sensitive, as S3's
+    and moto's filters are)."""
+    bucket = yaml_parse(TEMPLATE.read_text())["Resources"]["BatchBucket"]["Properties"]
+    filters = []
+    for notification in bucket["NotificationConfiguration"]["QueueConfigurations"]:
+        rules = {rule["Name"]: rule["Value"] for rule in notification["Filter"]["S3Key"]["Rules"]}
+        filters.append((rules["prefix"], rules["suffix"]))
+    return filters
 
 
 def batch_environment() -> dict[str, str]:

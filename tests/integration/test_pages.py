@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.fal_emulator import FalEmulator
@@ -41,12 +41,47 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# Run in each document before its own scripts (injected by the browser, so not subject to the
+# page's policy): every Content-Security-Policy violation the page causes is kept.
+RECORD_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`);
+});
+"""
+
+
+class Console:
+    """What a page's console and policy said: every CSP violation, and every error that is not
+    the browser's note of an HTTP error answer (which some tests cause on purpose)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.add_init_script(RECORD_VIOLATIONS)
+        page.on("console", self._message)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def _message(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if "Content Security Policy" in text or (
+            message.type == "error" and not text.startswith("Failed to load resource: the server responded")
+        ):
+            self.errors.append(text)
+
+    def problems(self) -> list[str]:
+        return self.errors + list(self.page.evaluate("window.cspViolations || []"))
+
+
 @pytest.fixture
 def page(browser: Browser, stack: LocalStack) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
+    console = Console(opened)
     opened.goto(f"{stack.base_url}/playground")
     yield opened
+    # The page did all it did under its Content-Security-Policy, which refused none of it.
+    assert console.problems() == []
     context.close()
 
 
@@ -142,6 +177,7 @@ def test_given_a_key_then_swagger_ui_renders_the_document_and_tries_a_request(
         viewport={"width": 1280, "height": 900}, extra_http_headers={"Authorization": f"Bearer {API_KEY}"}
     )
     docs = context.new_page()
+    console = Console(docs)
     docs.goto(f"{stack.base_url}/docs")
 
     expect(docs.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
@@ -157,4 +193,53 @@ def test_given_a_key_then_swagger_ui_renders_the_document_and_tries_a_request(
 
     DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
     docs.screenshot(path=str(DOCS_SCREENSHOT), full_page=False)
+    assert console.problems() == []  # Swagger UI runs whole under the page's policy
+    context.close()
+
+
+def test_given_markup_injected_into_the_playground_then_its_script_does_not_run(
+    browser: Browser, stack: LocalStack
+) -> None:
+    """Issue 15: the playground, where users paste their key, had no Content-Security-Policy:
+    markup that got into it could run script and read the key."""
+    context = browser.new_context()
+    playground = context.new_page()
+    console = Console(playground)
+    playground.goto(f"{stack.base_url}/playground")
+
+    playground.evaluate(
+        """() => {
+            document.getElementById("status").innerHTML = '<img src="data:," onerror="window.ran = 1">';
+            const script = document.createElement("script");
+            script.textContent = "window.ran = 2";
+            document.body.append(script);
+        }"""
+    )
+
+    expect(playground.locator("#status img")).to_have_count(1)
+    playground.wait_for_function("window.cspViolations.length >= 2 || window.ran !== undefined")
+    assert playground.evaluate("window.ran") is None
+    assert all("script-src" in violation for violation in console.problems()[-2:])
+    context.close()
+
+
+def test_given_another_page_framing_the_playground_then_the_browser_refuses_to_show_it(
+    browser: Browser, stack: LocalStack
+) -> None:
+    """Issue 15: the playground could be framed by any site (clickjacking where a key is typed)."""
+    context = browser.new_context()
+    framing = context.new_page()
+    framing.goto(f"{stack.base_url}/v1/models")  # any document of another page than the playground
+    framing.evaluate(
+        """(url) => new Promise((loaded) => {
+            const frame = document.createElement("iframe");
+            frame.onload = loaded;
+            frame.src = url;
+            document.body.append(frame);
+        })""",
+        f"{stack.base_url}/playground",
+    )
+
+    framed = framing.frames[1]
+    assert framed.query_selector("#key") is None  # the playground's key field never appears
     context.close()

@@ -151,6 +151,31 @@ def test_given_an_ipv6_address_that_embeds_a_private_ipv4_then_it_is_not_public(
     assert not is_public(ipaddress.ip_address(address))
 
 
+def test_given_an_ipv4_translated_address_of_loopback_then_it_is_judged_by_that_ipv4_and_refused() -> None:
+    """Issue 15: ``::ffff:0:127.0.0.1`` (SIIT's IPv4-translated form) was taken for public."""
+    assert not is_public(ipaddress.ip_address("::ffff:0:127.0.0.1"))
+    assert not is_public(ipaddress.ip_address("::ffff:0:a9fe:a9fe"))  # 169.254.169.254
+    assert is_public(ipaddress.ip_address("::ffff:0:8.8.8.8"))
+
+
+def test_given_a_site_local_ipv6_address_then_it_is_not_public() -> None:
+    """Issue 15: ``fec0::1`` (site-local, deprecated but still routed inside networks)."""
+    assert not is_public(ipaddress.ip_address("fec0::1"))
+    assert not is_public(ipaddress.ip_address("feff:ffff::1"))
+
+
+def test_given_an_orchidv2_address_then_it_is_not_public() -> None:
+    """Issue 15: ``2001:20::1`` (ORCHIDv2, 2001:20::/28: identifiers, not locators)."""
+    assert not is_public(ipaddress.ip_address("2001:20::1"))
+    assert not is_public(ipaddress.ip_address("2001:2f:ffff::1"))
+
+
+def test_given_the_6to4_relay_anycast_address_then_it_is_not_public() -> None:
+    """Issue 15: ``192.88.99.1`` (6to4 relay anycast), also when a 6to4 address embeds it."""
+    assert not is_public(ipaddress.ip_address("192.88.99.1"))
+    assert not is_public(ipaddress.ip_address("2002:c058:6301::1"))
+
+
 @pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "8.8.8.8"])
 def test_given_a_public_address_however_written_then_it_is_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))

@@ -28,17 +28,25 @@ def resolve(host: str, port: int) -> list[str]:
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Local-use NAT64 (RFC 8215) may embed an IPv4 address at several offsets: refused outright.
-_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+# SIIT's IPv4-translated addresses (RFC 2765, ::ffff:0:a.b.c.d): they reach the IPv4 address.
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+# Ranges the standard library calls global that no image server lives at: local-use NAT64
+# (RFC 8215, which may embed an IPv4 address at several offsets), the deprecated site-local
+# fec0::/10 (still routed inside some networks), ORCHIDv2 (RFC 7343: identifiers, not locators)
+# and the 6to4 relay anycast (RFC 7526: relays into whatever network is nearest).
+_NEVER_PUBLIC = tuple(
+    ipaddress.ip_network(network)
+    for network in ("64:ff9b:1::/48", "fec0::/10", "2001:20::/28", "192.88.99.0/24")
+)
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Globally routable: not private, loopback, link-local (cloud metadata), shared or reserved.
-    An IPv6 address that carries an IPv4 one (mapped, compatible, NAT64, 6to4, Teredo) is judged
+    An IPv6 address that carries an IPv4 one (mapped, translated, compatible, NAT64, 6to4, Teredo) is judged
     by the IPv4 address it reaches."""
+    if any(address in network for network in _NEVER_PUBLIC):
+        return False
     if isinstance(address, ipaddress.IPv6Address):
-        if address in _LOCAL_NAT64:
-            return False
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
@@ -53,7 +61,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]
-    if address in _NAT64 or (value >> 32 == 0 and value > 1):  # NAT64, IPv4-compatible ::a.b.c.d
+    # NAT64, IPv4-translated, IPv4-compatible ::a.b.c.d
+    if address in _NAT64 or address in _IPV4_TRANSLATED or (value >> 32 == 0 and value > 1):
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
     return None
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from editgate import bodies, keys, metrics, openai_shapes
+from editgate import bodies, keys, metrics, openai_shapes, pages
 from editgate.errors import AuthenticationFailed, EditgateError, InvalidRequest, MethodNotAllowed, NotFound
 from editgate.models import EditRequest
 
@@ -93,7 +93,7 @@ def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
 
 def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Response[str]:
     headers = {
-        "x-request-id": request_id(app),
+        **_answer_headers(app),
         "x-should-retry": str(error.retryable).lower(),
         **error.headers(),
     }
@@ -108,11 +108,25 @@ def caller(app: APIGatewayRestResolver) -> str:
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
-    return Response(200, "application/json", bodies.json_text(body), {"x-request-id": request_id(app)})
+    return Response(200, "application/json", bodies.json_text(body), _answer_headers(app))
 
 
-def html_response(app: APIGatewayRestResolver, page: str) -> Response[str]:
-    return Response(200, "text/html; charset=utf-8", page, {"x-request-id": request_id(app)})
+# The pages besides: the page's own Content-Security-Policy, never in a frame (the playground is
+# where users paste their key: no clickjacking), and no Referer to anyone (the images' S3 host
+# included), which nothing the pages load needs.
+_PAGE_HEADERS = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+
+
+def html_response(app: APIGatewayRestResolver, page: pages.Page) -> Response[str]:
+    headers = {**_answer_headers(app), **_PAGE_HEADERS}
+    headers["Content-Security-Policy"] = page.content_security_policy
+    return Response(200, "text/html; charset=utf-8", page.html, headers)
+
+
+def _answer_headers(app: APIGatewayRestResolver) -> dict[str, str]:
+    """Every answer's: its request id, and no content sniffing (a browser never takes a JSON
+    answer for a page or a script)."""
+    return {"x-request-id": request_id(app), "X-Content-Type-Options": "nosniff"}
 
 
 def base_path(app: APIGatewayRestResolver) -> str:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from aws_lambda_powertools import Tracer
@@ -113,6 +114,12 @@ class ResultStore:
         return _s3().generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry
         )
+
+    def url_origin(self) -> str:
+        """Where the presigned URLs point (``scheme://host[:port]``: the bucket's S3 host, or the
+        endpoint's), for the Content-Security-Policy of a page that shows the results."""
+        url = urlsplit(self.presign(f"{self._prefix}origin"))
+        return f"{url.scheme}://{url.netloc}"
 
 
 class SubmissionJournal:

@@ -1,0 +1,54 @@
+"""template.yaml's settings for the functions and the gateway's own answers, as SAM deploys them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from editgate_local.stack import TEMPLATE
+from tests.template_iam import Deployment, translate
+
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/editgate/6a1f0c2e-0000-4000-8000-000000000000"
+RESOURCES = ("ResultsBucket", "IdempotencyTable", "BatchIdempotencyTable", "ApiKeysTable", "BatchTable",
+             "BatchQueue", "BatchDeadLetterQueue")  # fmt: skip
+NAMES = {name: name.lower() for name in RESOURCES}
+
+
+def deployed(**parameters: str) -> Deployment:
+    return Deployment(translate(parameters), parameters, STACK_ID, names=dict(NAMES))
+
+
+def test_given_batch_defaults_and_a_source_bucket_then_the_batch_function_gets_both() -> None:
+    defaults = json.dumps({"prompt": "remove the background"})
+    environment = deployed(BatchDefaults=defaults, SourceBucketName="catalog").environment("BatchFunction")
+    assert environment["BATCH_DEFAULTS"] == defaults
+    assert environment["SOURCE_BUCKET"] == "catalog"
+
+
+def test_given_the_defaults_then_batch_defaults_and_source_bucket_are_empty_which_reads_as_unset() -> None:
+    environment = deployed().environment("BatchFunction")
+    assert (environment["BATCH_DEFAULTS"], environment["SOURCE_BUCKET"]) == ("", "")
+
+
+def test_given_the_template_then_each_function_has_its_own_idempotency_table() -> None:
+    deployment = deployed()
+    edit, batch = (
+        deployment.environment(f)["IDEMPOTENCY_TABLE"] for f in ("EditApiFunction", "BatchFunction")
+    )
+    assert (edit, batch) == ("idempotencytable", "batchidempotencytable")
+
+
+@pytest.mark.parametrize("public", ["true", "false"])
+def test_given_public_docs_then_the_edit_function_is_not_told_the_keys_table(public: str) -> None:
+    environment = deployed(PublicDocs=public).environment("EditApiFunction")
+    assert ("API_KEYS_TABLE" in environment) is (public == "false")
+
+
+def test_given_the_template_then_every_answer_api_gateway_gives_itself_is_nosniff() -> None:
+    responses = yaml_parse(TEMPLATE.read_text())["Resources"]["Api"]["Properties"]["GatewayResponses"]
+    assert {
+        name: r["ResponseParameters"]["Headers"].get("x-content-type-options")
+        for name, r in responses.items()
+    } == (dict.fromkeys(responses, "'nosniff'"))
