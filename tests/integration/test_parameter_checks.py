@@ -20,7 +20,7 @@ from editgate.images import to_data_uri
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
-from tests.conftest import AUTH
+from tests.conftest import AUTH, post_edit
 from tests.integration.test_batch import FUNCTION_TIMEOUT, drop_batch, finished, records, tiny_png, until
 
 EDITS = "/v1/images/edits"
@@ -85,13 +85,7 @@ def test_a_dry_run_with_a_number_that_overflows_answers_a_400_not_a_200_holding_
 def test_given_a_multipart_field_the_gateway_reads_as_a_number_that_is_not_finite_then_a_400_naming_it(
     stack: LocalStack, sample_png: Path, emulator: FalEmulator, field: str, value: str
 ) -> None:
-    answer = requests.post(
-        f"{stack.base_url}{EDITS}",
-        auth=AUTH,
-        files={"image": ("s.png", sample_png.read_bytes(), "image/png")},
-        data={"prompt": "edit", field: value},
-        timeout=30,
-    )
+    answer = post_edit(stack.base_url, sample_png.read_bytes(), "edit", fields={field: value})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == field
     assert emulator.calls["submit"] == 0
@@ -157,13 +151,8 @@ def test_the_keys_passed_through_to_fal_are_listed_in_metadata_passthrough_param
 def test_a_nested_passthrough_name_that_names_a_url_or_webhook_is_refused_like_a_top_level_one(
     stack: LocalStack, sample_png: Path, emulator: FalEmulator, field: str, param: str
 ) -> None:
-    answer = requests.post(
-        f"{stack.base_url}{EDITS}",
-        auth=AUTH,
-        files={"image": ("s.png", sample_png.read_bytes(), "image/png")},
-        data={"prompt": "edit", field: "https://evil.example/hook" if "url" in field else "x"},
-        timeout=30,
-    )
+    value = "https://evil.example/hook" if "url" in field else "x"
+    answer = post_edit(stack.base_url, sample_png.read_bytes(), "edit", fields={field: value})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "unsupported_parameter"
     assert answer.json()["error"]["param"] == param
