@@ -321,9 +321,9 @@ def _bounded(
     chunks: Iterator[bytes], response: requests.Response, seconds: Callable[[], float]
 ) -> Iterator[bytes]:
     """A streamed body's chunks as they come, each read of the socket waiting at most
-    ``seconds()`` (requests sets one read timeout for the whole body)."""
+    ``seconds()`` (requests gives every read the timeout set when the request was sent)."""
     while (limit := seconds()) > 0:
-        connection = response.raw.connection
+        connection = getattr(response.raw, "connection", None)
         if connection is not None and connection.sock is not None:
             connection.sock.settimeout(limit)
         chunk = next(chunks, None)
