@@ -1,6 +1,7 @@
-"""A fal queue emulator: submit / status / result / cancel with fal's URLs, auth, 422 validation,
-latency, and faults scripted per call or at random. It makes a deterministic, visibly edited
-image with Pillow.
+"""A fal queue emulator: submit / status (polled, or followed as a stream of server-sent events) /
+result / cancel with fal's URLs, auth, 422 validation, latency, and faults scripted per call or at
+random. It makes a deterministic, visibly edited image with Pillow, and records the headers of
+every submit.
 
 Faults are injected with ``FalEmulator.inject(Fault(...))`` or over HTTP:
 ``POST /_emulator/faults`` with a list of faults, ``POST /_emulator/random`` with
@@ -104,13 +105,16 @@ FaultKind = Literal["status", "drop", "malformed", "slow", "nsfw", "failed"]
 
 @dataclass
 class Fault:
-    """What the next ``times`` calls of ``stage`` (submit, status, result, cancel, file, run) get.
+    """What the next ``times`` calls of ``stage`` (submit, status, stream, result, cancel, file,
+    run) get; ``stream`` is the status stream (``GET {status_url}/stream``).
 
     ``status``: answer ``status_code`` with ``body``, from fal's ingress (no ``x-fal-request-id``)
-    unless ``from_runner``. ``drop``: close the connection without an answer. ``malformed``: a 200
-    whose body is not JSON. ``slow``: wait ``delay`` seconds, then answer normally. ``nsfw``
-    (result): the images come back black and flagged in ``has_nsfw_concepts``. ``failed``
-    (submit): the request ends ``COMPLETED`` with an error, and its result is a runner's 500.
+    unless ``from_runner``. ``drop``: close the connection without an answer; a stream breaks
+    mid-way instead (its events, then the connection closed where COMPLETED would come).
+    ``malformed``: a 200 whose body is not JSON (for a stream: not an event stream). ``slow``: wait
+    ``delay`` seconds, then answer normally. ``nsfw`` (result): the images come back black and
+    flagged in ``has_nsfw_concepts``. ``failed`` (submit): the request ends ``COMPLETED`` with an
+    error, and its result is a runner's 500.
     """
 
     stage: str
@@ -136,6 +140,7 @@ _TRANSIENT: dict[str, tuple[Fault, ...]] = {
         Fault("status", status_code=500),
         Fault("status", kind="drop"),
     ),
+    "stream": (Fault("stream", status_code=503), Fault("stream", kind="drop")),
     "result": (
         Fault("result", status_code=502),
         Fault("result", status_code=504),
@@ -156,6 +161,14 @@ class _Job:
     output: tuple[int, dict[str, Any]] | None = None
     # Set when the model's work (made at submit, in the background) is done.
     ready: threading.Event = field(default_factory=threading.Event)
+    # Set by a cancel: its status turns COMPLETED before its latency has passed.
+    cancelling: threading.Event = field(default_factory=threading.Event)
+
+
+# fal writes a comment on a live status stream every 15 s, so that nothing on the way closes it.
+KEEP_ALIVE_SECONDS = 15.0
+# How often a waiting status stream looks again at the emulator's latency, which may change.
+_RECHECK_SECONDS = 1.0
 
 
 class FalEmulator:
@@ -166,6 +179,7 @@ class FalEmulator:
         self.latency = latency
         self.calls: Counter[str] = Counter()
         self.payloads: list[dict[str, Any]] = []
+        self.submit_headers: list[dict[str, str]] = []  # of every submit, faulted ones too (lower-case names)
         self.request_ids: list[str] = []  # accepted submits since the last reset, in order
         self._faults: list[Fault] = []
         self._random_rate = 0.0
@@ -200,6 +214,7 @@ class FalEmulator:
         with self._lock:
             self.calls.clear()
             self.payloads.clear()
+            self.submit_headers.clear()
             self.request_ids.clear()
             self._faults.clear()
             self._random_rate = 0.0
@@ -217,6 +232,10 @@ class FalEmulator:
         }
 
     # --- the protocol, called by the HTTP handler ----------------------------------------------
+
+    def note_submit(self, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.submit_headers.append({name.lower(): value for name, value in headers.items()})
 
     def take_fault(self, stage: str) -> Fault | None:
         with self._lock:
@@ -284,6 +303,14 @@ class FalEmulator:
             return 202, {"status": "IN_QUEUE", "request_id": request_id, "queue_position": 0}
         return 202, {"status": "IN_PROGRESS", "request_id": request_id, "logs": []}
 
+    def wait_for_change(self, request_id: str, longest: float) -> None:
+        """Until the request's status may change (half its latency: IN_PROGRESS; all of it:
+        COMPLETED; or a cancel), ``longest`` seconds at most."""
+        job = self._jobs[request_id]
+        elapsed = time.monotonic() - job.submitted
+        change = next((at - elapsed for at in (self.latency / 2, self.latency) if at > elapsed), 0.0)
+        job.cancelling.wait(max(0.0, min(longest, change, _RECHECK_SECONDS)))
+
     def result(self, request_id: str, base: str, fault: Fault | None) -> tuple[int, dict[str, Any]]:
         job = self._jobs.get(request_id)
         if job is None:
@@ -308,6 +335,7 @@ class FalEmulator:
         if time.monotonic() - job.submitted >= self.latency:
             return 400, {"status": "ALREADY_COMPLETED"}
         job.cancelled = True
+        job.cancelling.set()
         return 202, {"status": "CANCELLATION_REQUESTED"}
 
     def file(self, name: str) -> tuple[bytes, str] | None:
@@ -469,8 +497,12 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
         stage = "file" if is_file else _stage(method, parts)
         if stage is None:
             return self._json(404, {"detail": "Not Found"})
+        if stage == _NOT_ALLOWED:
+            return self._json(405, {"detail": "Method Not Allowed"})
+        if stage == "submit":
+            self.emulator.note_submit(dict(self.headers.items()))
         fault = self.emulator.take_fault(stage)
-        if fault is not None and self._played(fault):
+        if fault is not None and self._played(fault, stage):
             return None
         if stage == "file":
             found = self.emulator.file(parts[1])
@@ -479,19 +511,25 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
             return self._json(401, {"detail": "No user found for Key ID and Secret"})
         if stage in ("submit", "run"):
             return self._accept(stage, parts, body, base, fault)
-        request_id = parts[3]
+        return self._about_request(stage, parts[3], base, fault)
+
+    def _about_request(self, stage: str, request_id: str, base: str, fault: Fault | None) -> None:
+        """A call about an accepted request: its status (polled or streamed), cancel, or result."""
         if stage == "status":
             return self._json(*self.emulator.status(request_id))
+        if stage == "stream":
+            return self._stream_status(request_id, fault)
         if stage == "cancel":
             return self._json(*self.emulator.cancel(request_id))
         return self._json(*self.emulator.result(request_id, base, fault))
 
-    def _played(self, fault: Fault) -> bool:
+    def _played(self, fault: Fault, stage: str) -> bool:
         """Plays a fault of the transport; True when it is the whole answer (a slow one only
-        delays the real answer; a failed or flagged job is the emulator's to play)."""
+        delays the real answer; a failed or flagged job, or a stream broken mid-way, is the
+        emulator's to play)."""
         if fault.kind == "slow":
             time.sleep(fault.delay)
-        elif fault.kind == "drop":
+        elif fault.kind == "drop" and stage != "stream":
             self.close_connection = True
             return True
         elif fault.kind == "malformed":
@@ -502,6 +540,44 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
             self._json(fault.status_code, fault.body, {**fault.headers, **runner})
             return True
         return False
+
+    def _stream_status(self, request_id: str, fault: Fault | None) -> None:
+        """fal's status stream: a ``data:`` event (the status object) each time the request's
+        status changes, COMPLETED last, then the end; a comment every 15 s while nothing changes.
+        A ``drop`` fault breaks the connection where COMPLETED would come."""
+        status_code, status = self.emulator.status(request_id)
+        if status_code == 404:
+            return self._json(status_code, status)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        sent, quiet_since = None, time.monotonic()
+        try:
+            while True:
+                _, status = self.emulator.status(request_id)
+                completed = status["status"] == "COMPLETED"
+                if completed and fault is not None and fault.kind == "drop":
+                    self.close_connection = True  # no COMPLETED, no end of the stream: broken
+                    return None
+                if status["status"] != sent:
+                    self._chunk(f"data: {json.dumps(status)}\n\n".encode(), last=completed)
+                    sent, quiet_since = status["status"], time.monotonic()
+                if completed:
+                    return None
+                if time.monotonic() - quiet_since >= KEEP_ALIVE_SECONDS:
+                    self._chunk(b": keep-alive\n\n")
+                    quiet_since = time.monotonic()
+                longest = KEEP_ALIVE_SECONDS - (time.monotonic() - quiet_since)
+                self.emulator.wait_for_change(request_id, longest)
+        except OSError:  # the client went away
+            self.close_connection = True
+        return None
+
+    def _chunk(self, data: bytes, *, last: bool = False) -> None:
+        """One chunk of a chunked body; ``last`` ends the body too."""
+        self.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, b"0\r\n\r\n" if last else b""))
 
     def _accept(self, stage: str, parts: list[str], body: bytes, base: str, fault: Fault | None) -> None:
         """A submit to the queue, or fal.run's synchronous call."""
@@ -544,15 +620,20 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+_NOT_ALLOWED = "method not allowed"
+
+
 def _stage(method: str, parts: list[str]) -> str | None:
-    """Which protocol call a path is: {app}/requests/{id}[/status|/cancel], run/{endpoint} (fal.run,
-    the synchronous host), else a submit."""
+    """Which protocol call a path is: {app}/requests/{id}[/status|/status/stream|/cancel],
+    run/{endpoint} (fal.run, the synchronous host), else a submit."""
     if parts[:1] == ["run"]:
         return "run" if method == "POST" and len(parts) >= 3 else None
     if len(parts) >= 4 and parts[2] == "requests":
         tail = parts[4:]
         if method == "GET" and tail == ["status"]:
             return "status"
+        if tail == ["status", "stream"]:
+            return "stream" if method == "GET" else _NOT_ALLOWED
         if method == "PUT" and tail == ["cancel"]:
             return "cancel"
         if method == "GET" and not tail:

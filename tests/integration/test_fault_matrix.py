@@ -16,6 +16,13 @@ from editgate_local.stack import LocalStack
 from tests.conftest import post_edit
 
 INGRESS_502 = Fault("submit", status_code=502)
+
+
+def no_stream() -> Fault:
+    """fal refuses the status stream: the client polls (a new fault each time: faults are used up)."""
+    return Fault("stream", status_code=405)
+
+
 SCHEMA_422 = {"detail": [{"loc": ["body", "guidance_scale"], "msg": "Input should be less than or equal to 20",
                           "type": "less_than_equal", "ctx": {"le": 20}, "input": 25}]}  # fmt: skip
 
@@ -38,7 +45,7 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("clean run", [], 200, calls={"submit": 1, "result": 1, "file": 1}, images=1),
+    Scenario("clean run", [], 200, calls={"submit": 1, "stream": 1, "status": 0, "result": 1, "file": 1}, images=1),
     Scenario("ingress 502 on submit is retried", [INGRESS_502], 200, calls={"submit": 2, "result": 1}, images=1),
     Scenario("ingress 503 twice on submit is retried", [Fault("submit", status_code=503, times=2)], 200,
              calls={"submit": 3}),
@@ -63,15 +70,28 @@ SCENARIOS = [
              "upstream_error", calls={"submit": 1}),
     Scenario("400 from fal is our fault, not retried", [Fault("submit", status_code=400, from_runner=True)], 502,
              "upstream_error", calls={"submit": 1}),
-    Scenario("a status poll's 500 is retried", [Fault("status", status_code=500)], 200,
-             calls={"submit": 1, "result": 1}),
-    Scenario("a dropped status poll is retried", [Fault("status", kind="drop")], 200, calls={"submit": 1}),
-    Scenario("ingress 503 on status polls is retried", [Fault("status", status_code=503, times=3)], 200,
-             calls={"submit": 1}),
-    Scenario("a slow status poll still completes", [Fault("status", kind="slow", delay=0.5)], 200,
+    Scenario("a status stream broken mid-way: the client polls", [Fault("stream", kind="drop")], 200,
+             calls={"submit": 1, "stream": 1, "status": 1, "result": 1}, images=1),
+    Scenario("a status stream refused (405): the client polls", [no_stream()], 200,
+             calls={"stream": 1, "status": 1, "result": 1}),
+    Scenario("a status stream refused (503): the client polls", [Fault("stream", status_code=503)], 200,
+             calls={"stream": 1, "status": 1, "result": 1}),
+    Scenario("a status stream that is not an event stream: the client polls", [Fault("stream", kind="malformed")],
+             200, calls={"stream": 1, "status": 1, "result": 1}),
+    Scenario("a status stream that hangs past the deadline: a 504; the request goes on for the retry",
+             [Fault("stream", kind="slow", delay=6)], 504, "upstream_timeout", calls={"submit": 1, "result": 0},
+             retry_after=True),
+    Scenario("a status poll's 500 is retried", [no_stream(), Fault("status", status_code=500)], 200,
+             calls={"submit": 1, "status": 2, "result": 1}),
+    Scenario("a dropped status poll is retried", [no_stream(), Fault("status", kind="drop")], 200,
+             calls={"submit": 1, "status": 2}),
+    Scenario("ingress 503 on status polls is retried", [no_stream(), Fault("status", status_code=503, times=3)],
+             200, calls={"submit": 1, "status": 4}),
+    Scenario("a slow status poll still completes", [no_stream(), Fault("status", kind="slow", delay=0.5)], 200,
              calls={"submit": 1, "result": 1}),
     Scenario("malformed JSON from a status poll is a 502; the request is kept for the retry",
-             [Fault("status", kind="malformed")], 502, "upstream_error", calls={"submit": 1, "result": 0}),
+             [no_stream(), Fault("status", kind="malformed")], 502, "upstream_error",
+             calls={"submit": 1, "result": 0}),
     Scenario("an ingress 502 on the result is retried", [Fault("result", status_code=502)], 200,
              calls={"result": 2}),
     Scenario("a dropped result is retried", [Fault("result", kind="drop")], 200, calls={"result": 2}),

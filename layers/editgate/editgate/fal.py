@@ -1,5 +1,5 @@
-"""fal's queue protocol over one pooled ``requests`` session: submit, then collect (poll, result),
-and download.
+"""fal's queue protocol over one pooled ``requests`` session: submit, then collect (follow the
+status stream, or poll; then the result), and download.
 
 Every call shares one deadline (a ``time.monotonic()`` instant) and retries what fal's own
 clients retry (see ``_retryable``), never past the deadline. The fal key is sent only to the
@@ -9,11 +9,14 @@ queue host, never to the hosts that serve result images.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import random
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +39,12 @@ tracer = Tracer()
 
 # fal-js polls every 500 ms: status calls are free, and a slower poll delays every answer.
 _MAX_POLL_INTERVAL = 0.5
+# fal writes a comment on a live status stream every 15 s: one silent for longer is dead.
+_STREAM_IDLE_SECONDS = 20.0
+# fal ends the status stream right after COMPLETED: reading that end keeps the connection pooled.
+_STREAM_END_SECONDS = 0.5
+# Lines of a server-sent event stream end in CRLF, LF or CR.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _MAX_ATTEMPTS = 10
 # Statuses worth another try; 502-504 only when they come from fal's ingress (see _retryable).
 _RETRY_STATUSES = {408, 409, 429, 502, 503, 504}
@@ -102,6 +111,8 @@ class FalClient:
         *,
         poll_interval: float = 0.25,
         retry_base_seconds: float = 0.1,
+        retention_seconds: int = 600,
+        stream_idle_seconds: float = _STREAM_IDLE_SECONDS,
         session: requests.Session | None = None,
     ) -> None:
         self._queue_url = queue_url.rstrip("/")
@@ -109,6 +120,11 @@ class FalClient:
         self._key = key
         self._poll_interval = poll_interval
         self._retry_base = retry_base_seconds
+        self._stream_idle = stream_idle_seconds
+        # On every submit: fal keeps neither payload (by default 30 days), and its CDN drops the
+        # output files after this long (by default 7 days or more); the gateway copies them at once.
+        lifecycle = {"expiration_duration_seconds": retention_seconds}
+        self._retention = {"X-Fal-Store-IO": "0", "X-Fal-Object-Lifecycle-Preference": json.dumps(lifecycle)}
         self._session = session or requests.Session()
 
     @tracer.capture_method(capture_response=False)
@@ -118,8 +134,9 @@ class FalClient:
         retries = _Retries()
         # X-Fal-Request-Timeout: fal gives up on starting the request once we could not use it.
         start_limit = {"X-Fal-Request-Timeout": str(max(1, int(_remaining(deadline))))}
+        headers = {**start_limit, **self._retention}
         submitted = self._call("POST", f"{self._queue_url}/{endpoint_id}", deadline, retries,
-                               sent_is_final=True, json=payload, headers=start_limit)  # fmt: skip
+                               sent_is_final=True, json=payload, headers=headers)  # fmt: skip
         try:
             submission = FalSubmission.model_validate(
                 {**_json(submitted), "submitted_at": time.time(), "retries": retries.count}
@@ -171,6 +188,56 @@ class FalClient:
         return self._call("GET", url, deadline, _Retries()).content
 
     def _wait(self, submission: FalSubmission, deadline: float, retries: _Retries) -> None:
+        """Until fal says the request is COMPLETED: told by its status stream, else by polling."""
+        if not self._follow_stream(submission, deadline):
+            self._poll(submission, deadline, retries)
+
+    def _follow_stream(self, submission: FalSubmission, deadline: float) -> bool:
+        """Follow fal's status stream (server-sent events, one per change of status, COMPLETED
+        last): True once fal says COMPLETED. False when the stream is refused, breaks, ends early
+        or stays silent past fal's keep-alive: then the caller polls. Each socket read ends by the
+        deadline; past it, ``UpstreamTimeout``."""
+        url = f"{submission.status_url}/stream"
+        if _remaining(deadline) <= 0:
+            raise _late()
+        try:
+            with self._session.get(
+                url, params={"logs": "0"}, headers={**self._auth(url), "Accept": "text/event-stream"},
+                stream=True, timeout=(min(5.0, _remaining(deadline)), self._read_limit(deadline)),
+            ) as response:  # fmt: skip
+                if response.status_code != 200 or not _is_event_stream(response):
+                    logger.info("fal status stream refused: polling", extra={"status": response.status_code})
+                    return False
+                return self._told_completed(response, deadline)
+        except requests.RequestException as exc:
+            if _remaining(deadline) <= 0:
+                raise _late() from None
+            logger.info("fal status stream broke: polling", extra={"error": type(exc).__name__})
+            return False
+
+    def _told_completed(self, response: requests.Response, deadline: float) -> bool:
+        """Reads a status stream until it says COMPLETED (True), ends, or sends an event that is
+        not a status (False)."""
+        chunks = response.iter_content(chunk_size=None)
+        for data in event_data(_bounded(chunks, response, partial(self._read_limit, deadline))):
+            status = _status_of(data)
+            if status is None:
+                logger.info("fal status stream sent an unreadable event: polling")
+                return False
+            if status == "COMPLETED":  # a failed request ends COMPLETED too: the result call says so
+                # fal ends the stream right after: reading its end keeps the connection pooled.
+                end = min(deadline, time.monotonic() + _STREAM_END_SECONDS)
+                _drain(_bounded(chunks, response, partial(_remaining, end)))
+                return True
+        logger.info("fal status stream ended before COMPLETED: polling")
+        return False
+
+    def _read_limit(self, deadline: float) -> float:
+        """How long one read of the stream may wait: until the deadline, or until fal's keep-alive
+        is overdue."""
+        return min(_remaining(deadline), self._stream_idle)
+
+    def _poll(self, submission: FalSubmission, deadline: float, retries: _Retries) -> None:
         interval = self._poll_interval
         while True:
             status = self._call(
@@ -182,11 +249,7 @@ class FalClient:
             if status.status_code == 200 and _json(status).get("status") == "COMPLETED":
                 return  # a failed request ends COMPLETED too: its error comes from the result call
             if _remaining(deadline) <= interval:
-                raise UpstreamTimeout(
-                    "The edit did not finish in time; it goes on at the provider, and retrying the same "
-                    "request collects it without a second charge.",
-                    retry_after=2,
-                )
+                raise _late()
             time.sleep(interval)
             interval = min(interval * 1.5, _MAX_POLL_INTERVAL)  # fast first, then slower
 
@@ -240,6 +303,79 @@ class FalClient:
         """fal-client's: min(base * 2^(n-1), 30 s) times a random 0.5 to 1.5."""
         delay: float = min(self._retry_base * 2 ** (attempt - 1), 30.0)
         return delay * random.uniform(0.5, 1.5)
+
+
+def _late() -> UpstreamTimeout:
+    return UpstreamTimeout(
+        "The edit did not finish in time; it goes on at the provider, and retrying the same "
+        "request collects it without a second charge.",
+        retry_after=2,
+    )
+
+
+def _is_event_stream(response: requests.Response) -> bool:
+    return response.headers.get("content-type", "").partition(";")[0].strip() == "text/event-stream"
+
+
+def _bounded(
+    chunks: Iterator[bytes], response: requests.Response, seconds: Callable[[], float]
+) -> Iterator[bytes]:
+    """A streamed body's chunks as they come, each read of the socket waiting at most
+    ``seconds()`` (requests gives every read the timeout set when the request was sent)."""
+    while (limit := seconds()) > 0:
+        connection = getattr(response.raw, "connection", None)
+        if connection is not None and connection.sock is not None:
+            connection.sock.settimeout(limit)
+        chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
+    raise requests.ReadTimeout("no time left to read the stream")
+
+
+def event_data(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The data of each server-sent event (WHATWG's event-stream format): ``data`` lines add to
+    the event, a blank line ends it; comments (fal's keep-alive) and other fields are skipped."""
+    data: list[str] = []
+
+    def events(lines: list[bytes]) -> Iterator[str]:
+        for line in lines:
+            field, _, value = line.partition(b":")
+            if not line and data:
+                yield "\n".join(data)
+                data.clear()
+            elif field == b"data":
+                data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
+
+    pending = b""
+    for chunk in chunks:
+        text, held = pending + chunk, b""
+        if text.endswith(b"\r"):  # maybe the first half of a CRLF: it waits for the next chunk
+            text, held = text[:-1], b"\r"
+        *lines, pending = _LINE_END.split(text)
+        pending += held
+        yield from events(lines)
+    if pending.endswith(b"\r"):  # the stream's last line ended in a lone CR
+        yield from events([pending[:-1]])
+
+
+def _status_of(data: str) -> str | None:
+    """The ``status`` of one status event, None when it is not a status object."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    status = event.get("status") if isinstance(event, dict) else None
+    return status if isinstance(status, str) else None
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    """Reads a stream to its end, as far as its bounds allow; a stream cut short is let go."""
+    try:
+        for _ in chunks:
+            pass
+    except requests.RequestException:
+        pass
 
 
 def _retryable(response: requests.Response, *, poll: bool) -> bool:

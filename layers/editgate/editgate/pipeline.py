@@ -77,6 +77,7 @@ class Services:
                 fal_key,
                 poll_interval=settings.fal_poll_interval_seconds,
                 retry_base_seconds=settings.fal_retry_base_seconds,
+                retention_seconds=settings.provider_retention_seconds,
             ),
             store=ResultStore(
                 settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds

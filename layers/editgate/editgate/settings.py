@@ -83,6 +83,9 @@ class Settings(EnvSettings):
     batch_max_receives: int = Field(default=3, ge=1)
     # Manifest lines fanned out by one invocation before it hands the rest to the next message.
     batch_chunk_lines: int = Field(default=1000, ge=1, le=100_000)
+    # How long fal's CDN keeps an edit's output files (X-Fal-Object-Lifecycle-Preference): long
+    # enough for the gateway to download them; fal keeps no copy of the payloads at all.
+    provider_retention_seconds: int = Field(default=600, ge=60)
 
     @field_validator("fal_endpoints", mode="before")
     @classmethod
