@@ -83,9 +83,10 @@ class Settings(EnvSettings):
     batch_max_receives: int = Field(default=3, ge=1)
     # Manifest lines fanned out by one invocation before it hands the rest to the next message.
     batch_chunk_lines: int = Field(default=1000, ge=1, le=100_000)
-    # How long fal's CDN keeps an edit's output files (X-Fal-Object-Lifecycle-Preference): long
-    # enough for the gateway to download them; fal keeps no copy of the payloads at all.
-    provider_retention_seconds: int = Field(default=600, ge=60)
+    # How long fal's CDN keeps an edit's output files (X-Fal-Object-Lifecycle-Preference): as long
+    # as a later attempt may still collect them (a keyed retry, a batch item's redelivery); fal
+    # keeps no copy of the payloads at all.
+    provider_retention_seconds: int = Field(default=3600, ge=60)
 
     @field_validator("fal_endpoints", mode="before")
     @classmethod
@@ -99,5 +100,15 @@ class Settings(EnvSettings):
             raise ValueError(
                 "IDEMPOTENCY_TTL_SECONDS must not exceed PRESIGN_EXPIRY_SECONDS "
                 "(a replay would carry dead URLs)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _retries_find_the_images(self) -> Settings:
+        # A retry within the Idempotency-Key's life collects fal's images: they must still exist.
+        if self.provider_retention_seconds < self.idempotency_ttl_seconds:
+            raise ValueError(
+                "PROVIDER_RETENTION_SECONDS must not be less than IDEMPOTENCY_TTL_SECONDS "
+                "(a retry could not collect the images fal made and billed)"
             )
         return self
