@@ -1,7 +1,7 @@
 """Where the admission constants come from: seconds per megapixel to finish (resize a 1024²
 provider image and encode the answer) for each output format at 1024², 2048² and 4096², on one
 CPU as a 1,769 MB Lambda has. Each figure is the median of RUNS. PASS when the constant in
-``editgate.models.FINISH_SECONDS_PER_MEGAPIXEL`` is at least the slowest measured rate, so the
+``editgate.domain.envelope.FINISH_SECONDS_PER_MEGAPIXEL`` is at least the slowest measured rate, so the
 HTTP API never admits an edit whose finishing cannot end in time.
 
     .venv/bin/python bench/finish_costs.py [--runs 3] [--sides 1024 2048 4096]
@@ -20,9 +20,9 @@ import time
 from PIL import Image, ImageFilter
 from report import Section, run_alone, spread
 
-from editgate import images
-from editgate.images import OUTPUT_FORMATS, Size
-from editgate.models import FINISH_SECONDS_PER_MEGAPIXEL
+from editgate.domain import images
+from editgate.domain.envelope import FINISH_SECONDS_PER_MEGAPIXEL
+from editgate.domain.images import OUTPUT_FORMATS, Size
 
 TARGET_SHARE = 0.5  # the issue's 1.5 s for what took about 3 s
 

@@ -19,8 +19,8 @@ import pytest
 import requests
 from PIL import Image
 
+from editgate.adapters.storage import WorkQueue
 from editgate.settings import Settings
-from editgate.storage import WorkQueue
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.events import seed_batch_objects
 from editgate_local.fal_emulator import FalEmulator

@@ -1,7 +1,7 @@
 """API Gateway's REQUEST authorizer: the caller's ``Authorization: Bearer <key>`` against the
 hashed keys. Allowed: the key's id and owner as the request's identity, and its usage-plan key,
 so API Gateway throttles and counts each key on its own. Refused: API Gateway's 401, which the
-UNAUTHORIZED gateway response words as OpenAI does. Wiring only: the work is ``editgate.keys``."""
+UNAUTHORIZED gateway response words as OpenAI does. Wiring only: the work is ``editgate.adapters.keys``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate.errors import AuthenticationFailed
-from editgate.keys import KeyDirectory, authorization_headers
+from editgate.adapters.keys import KeyDirectory, authorization_headers
+from editgate.domain.errors import AuthenticationFailed
 from editgate.settings import KeySettings
 
 logger = Logger()

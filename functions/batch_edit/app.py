@@ -1,6 +1,6 @@
 """Batch edits: the batch queue's messages (S3 notifications, manifest chunks, items) through
 Powertools' BatchProcessor, and S3 Batch Operations tasks. Wiring only: the work is
-``editgate.batch``."""
+``editgate.app.batch``."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event impor
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import batch, pipeline
-from editgate.settings import Settings
+from editgate import wiring
+from editgate.app import batch
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-runtime = batch.BatchRuntime.create(pipeline.Services.create(Settings.from_env()))
+runtime = wiring.batch_door()
 # One item per invocation (BatchSize 1): its failure is the whole batch's, reported (not raised)
 # so that Lambda logs no function error for an item SQS simply retries.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from editgate import batch
-from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, WorkQueue
+from editgate.adapters.storage import BatchLedger, ObjectNotFound, ResultStore, WorkQueue
+from editgate.app import batch
 from editgate_local.stack import (
     BATCH_BUCKET,
     REGION,

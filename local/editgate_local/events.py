@@ -18,9 +18,9 @@ from urllib.parse import quote_plus
 import boto3
 from urllib3.filepost import encode_multipart_formdata
 
-from editgate.batch import ItemMessage
-from editgate.images import to_data_uri
-from editgate.storage import ResultStore
+from editgate.adapters.storage import ResultStore
+from editgate.app.batch import ItemMessage
+from editgate.domain.images import to_data_uri
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.front import proxy_event
 from editgate_local.stack import BATCH_BUCKET, BATCH_QUEUE, REGION, REPO_ROOT

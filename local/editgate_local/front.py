@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pybase64
 
-from editgate.keys import REFUSAL, authorization_headers
+from editgate.adapters.keys import REFUSAL, authorization_headers
 from editgate_local.background_server import BackgroundServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

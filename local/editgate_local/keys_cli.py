@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import boto3
 
-from editgate.keys import KeyRecord, new_record
-from editgate.storage import KeyTable
+from editgate.adapters.keys import KeyRecord, new_record
+from editgate.adapters.storage import KeyTable
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

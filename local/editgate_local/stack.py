@@ -19,8 +19,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
-from editgate.keys import KeyRecord, new_record
-from editgate.storage import KeyTable
+from editgate.adapters.keys import KeyRecord, new_record
+from editgate.adapters.storage import KeyTable
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

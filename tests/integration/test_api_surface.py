@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from editgate.images import to_data_uri
+from editgate.domain.images import to_data_uri
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import LocalStack
 from tests.conftest import AUTH, open_image, png_bytes

@@ -16,7 +16,7 @@ import openai
 import pytest
 import requests
 
-from editgate.images import to_data_uri
+from editgate.domain.images import to_data_uri
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack

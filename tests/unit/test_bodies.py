@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from editgate.bodies import json_text, parse_json
-from editgate.errors import InvalidRequest
-from editgate.openai_shapes import request_from_values
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.json_values import json_text, parse_json
+from editgate.domain.models import EditRequest
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_a_non_finite_number_in_edit_values_from_any_transport_is_a_400_naming_i
 ) -> None:
     # A queued batch item, read with json.loads, may carry what parse_json would have refused.
     with pytest.raises(InvalidRequest) as caught:
-        request_from_values(values)
+        EditRequest.from_values(values)
     assert caught.value.code == "invalid_value"
     assert caught.value.param == param
 

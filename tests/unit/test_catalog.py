@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from editgate.catalog import MODELS, ModelSpec, build_catalog
-from editgate.errors import InvalidRequest
-from editgate.images import Size
-from editgate.models import EditRequest
-from editgate.normalize import plan
+from editgate.domain.catalog import MODELS, ModelSpec
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.images import Size
+from editgate.domain.models import EditRequest
+from editgate.domain.normalize import plan
+from editgate.wiring import build_catalog
 from editgate_local.fal_emulator import SCHEMAS
 from tests.conftest import make_settings
 

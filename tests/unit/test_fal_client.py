@@ -10,15 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from editgate.errors import UpstreamError, UpstreamTimeout
-from editgate.fal import (
-    FalClient,
-    FalOutput,
-    FalRequestEnded,
-    FalSubmission,
-    ProviderRejected,
-    event_data,
-)
+from editgate.adapters.fal import FalClient, FalOutput, FalSubmission
+from editgate.adapters.fal_answers import FalRequestEnded, ProviderRejected, event_data
+from editgate.domain.errors import UpstreamError, UpstreamTimeout
 from editgate_local.fal_emulator import FalEmulator, Fault
 from tests.conftest import png_bytes
 
@@ -33,7 +27,7 @@ def fal() -> Iterator[FalEmulator]:
 
 
 def payload(**extra: object) -> dict[str, object]:
-    from editgate.images import to_data_uri
+    from editgate.domain.images import to_data_uri
 
     return {"image_url": to_data_uri(png_bytes((64, 48)), "image/png"), "prompt": "edit", **extra}
 
@@ -53,13 +47,13 @@ def test_given_a_valid_payload_then_images_come_back_and_download(fal: FalEmulat
     assert len(output.images) == 2
     assert output.seed == 3
     assert output.request_id
-    assert client(fal).fetch(output.images[0].url, time.monotonic() + 5)[:4] == b"\xff\xd8\xff\xe0"
+    assert client(fal).download(output.images[0].url, time.monotonic() + 5)[:4] == b"\xff\xd8\xff\xe0"
 
 
 def test_given_sync_mode_then_data_uris_are_decoded(fal: FalEmulator) -> None:
     output = run(client(fal), payload(sync_mode=True, output_format="png"))
     assert output.images[0].url.startswith("data:image/png;base64,")
-    assert client(fal).fetch(output.images[0].url, time.monotonic() + 5).startswith(b"\x89PNG")
+    assert client(fal).download(output.images[0].url, time.monotonic() + 5).startswith(b"\x89PNG")
 
 
 def test_given_a_value_fal_rejects_then_its_422_names_the_provider_field(fal: FalEmulator) -> None:

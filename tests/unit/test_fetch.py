@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from editgate.errors import InvalidRequest
-from editgate.fetch import ImageFetcher, is_public
+from editgate.adapters.fetch import ImageFetcher, is_public
+from editgate.domain.errors import InvalidRequest
 from editgate_local.background_server import BackgroundServer
 from tests.conftest import png_bytes
 

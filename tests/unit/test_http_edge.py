@@ -8,7 +8,7 @@ from typing import Any, cast
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from editgate import http_edge
+from editgate.api import http_edge
 from editgate_local.front import LambdaContext, proxy_event
 
 

@@ -8,45 +8,44 @@ import random
 import pytest
 from PIL import Image
 
-from editgate.errors import InvalidRequest
-from editgate.images import (
+from editgate.domain.envelope import WORST_BYTES_PER_PIXEL
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.images import (
     OUTPUT_FORMATS,
     OutputFormat,
     Size,
     UploadedImage,
-    decode_input,
     encode,
     finish,
     fit,
 )
-from editgate.normalize import WORST_BYTES_PER_PIXEL
 from tests.conftest import open_image, png_bytes
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
 def test_given_encoded_bytes_then_the_format_comes_from_the_bytes(fmt: OutputFormat) -> None:
-    decoded = decode_input(encode(Image.new("RGB", (8, 6)), fmt), param="image", max_pixels=10**6)
+    decoded = UploadedImage(encode(Image.new("RGB", (8, 6)), fmt), param="image", max_pixels=10**6).decoded()
     assert decoded.size == (8, 6)
     with pytest.raises(InvalidRequest) as caught:
-        decode_input(b"GIF? no, text", param="image", max_pixels=10**6)
+        UploadedImage(b"GIF? no, text", param="image", max_pixels=10**6).decoded()
     assert caught.value.code == "invalid_image_format"
 
 
 def test_given_an_image_over_the_pixel_limit_then_it_is_refused_before_decoding() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        decode_input(png_bytes((1000, 1000)), param="image", max_pixels=999_999)
+        UploadedImage(png_bytes((1000, 1000)), param="image", max_pixels=999_999).decoded()
     assert caught.value.code == "image_too_large"
 
 
 def test_given_a_gif_then_it_is_refused_as_unsupported_input() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        decode_input(encode(Image.new("RGB", (8, 8)), "gif"), param="image", max_pixels=10**6)
+        UploadedImage(encode(Image.new("RGB", (8, 8)), "gif"), param="image", max_pixels=10**6).decoded()
     assert caught.value.code == "invalid_image_format"
 
 
 def test_given_a_truncated_png_then_it_is_refused_not_crashed() -> None:
     with pytest.raises(InvalidRequest):
-        decode_input(png_bytes((300, 300))[:200], param="image", max_pixels=10**6)
+        UploadedImage(png_bytes((300, 300))[:200], param="image", max_pixels=10**6).decoded()
 
 
 def test_given_exif_orientation_then_it_is_applied_first() -> None:
@@ -55,7 +54,7 @@ def test_given_exif_orientation_then_it_is_applied_first() -> None:
     exif[0x0112] = 6  # rotate 90° clockwise to display
     out = io.BytesIO()
     image.save(out, format="JPEG", exif=exif)
-    assert decode_input(out.getvalue(), param="image", max_pixels=10**6).size == (20, 40)
+    assert UploadedImage(out.getvalue(), param="image", max_pixels=10**6).decoded().size == (20, 40)
 
 
 def test_given_bytes_already_in_the_target_format_and_size_then_they_are_kept_untouched() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from editgate.keys import KEY_PREFIX, bearer_key, key_hash, new_record
+from editgate.adapters.keys import KEY_PREFIX, bearer_key, key_hash, new_record
 
 
 def test_given_a_new_key_then_only_its_hash_is_kept() -> None:

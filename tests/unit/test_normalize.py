@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from editgate.catalog import MODELS, build_catalog
-from editgate.errors import InvalidRequest
-from editgate.images import Size
-from editgate.models import EditRequest
-from editgate.normalize import MAX_SIDE, nearest_ratio, plan, target_size
+from editgate.domain.catalog import MODELS
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.images import Size
+from editgate.domain.models import EditRequest
+from editgate.domain.normalize import MAX_SIDE, nearest_ratio, plan, target_size
+from editgate.wiring import build_catalog
 from tests.conftest import make_settings
 
 SETTINGS = make_settings()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from editgate.bodies import MAX_DEPTH, Form, Upload
-from editgate.errors import InvalidRequest
-from editgate.openai_shapes import nest_fields, request_from_form, request_from_values
+from editgate.api.bodies import Form, Upload
+from editgate.api.openai_shapes import nest_fields, request_from_form
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.json_values import MAX_DEPTH
+from editgate.domain.models import EditRequest
 
 IMAGE = Upload(filename="a.png", content_type="image/png", content=b"img")
 
@@ -63,7 +65,7 @@ def test_given_a_file_where_text_belongs_then_invalid_type_names_the_field() -> 
 
 def test_given_a_missing_field_then_the_openai_error_names_it() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        request_from_values({})
+        EditRequest.from_values({})
     assert caught.value.body() == {
         "error": {
             "message": "Missing required parameter: 'prompt'.",

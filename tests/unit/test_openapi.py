@@ -6,7 +6,8 @@ import re
 
 from samtranslator.yaml_helper import yaml_parse
 
-from editgate import catalog, openapi
+from editgate.api import openapi
+from editgate.domain import catalog
 from editgate_local.stack import REPO_ROOT
 
 # Codes of batch edits' item records, never an HTTP answer.
@@ -20,7 +21,7 @@ ROUTE_EDGES = {"not_found", "method_not_allowed"}
 def raised_codes() -> set[str]:
     """Every error code written in the layer and the edit function."""
     sources = [
-        *(REPO_ROOT / "layers" / "editgate" / "editgate").glob("*.py"),
+        *(REPO_ROOT / "layers" / "editgate" / "editgate").rglob("*.py"),
         REPO_ROOT / "functions" / "edit_api" / "app.py",
     ]
     pattern = re.compile(r'(?:\bcode=|default_code(?:: ClassVar\[[^\]]+\])? = )"([a-z_]+)"')

@@ -6,11 +6,10 @@ not new branches elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-
-from editgate.settings import Settings
 
 ParamKind = Literal["int", "float", "bool", "str"]
 
@@ -144,9 +143,7 @@ MODELS = (
 )
 
 
-def build_catalog(settings: Settings) -> dict[str, ModelSpec]:
-    """The catalog, with any endpoint ids the deployment overrides (``FAL_ENDPOINTS``)."""
-    return {
-        m.id: m.model_copy(update={"endpoint_id": settings.fal_endpoints.get(m.id, m.endpoint_id)})
-        for m in MODELS
-    }
+def with_endpoints(endpoints: Mapping[str, str]) -> dict[str, ModelSpec]:
+    """The catalog by model id, with the fal endpoint ids a deployment overrides (model id →
+    endpoint id: ``FAL_ENDPOINTS``)."""
+    return {m.id: m.model_copy(update={"endpoint_id": endpoints.get(m.id, m.endpoint_id)}) for m in MODELS}

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from aws_lambda_powertools.utilities.parameters import DynamoDBProvider, GetParameterError
 from pydantic import BaseModel, ValidationError
 
-from editgate.errors import AuthenticationFailed
+from editgate.domain.errors import AuthenticationFailed
 
 KEY_PREFIX = "sk-eg-"
 # One answer for every refusal: a caller learns nothing about which check failed.

@@ -5,32 +5,21 @@ rules that belong to it; no I/O."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from editgate.catalog import DEFAULT_MODEL, ModelSpec
-from editgate.errors import InvalidRequest
-from editgate.images import OutputFormat, Size
+from editgate.domain import envelope
+from editgate.domain.catalog import DEFAULT_MODEL, ModelSpec
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.images import OutputFormat, Size
+from editgate.domain.json_values import check_value
 
 MAX_N = 10
 # output_compression's range, as OpenAI's: 100 is the best quality.
 MAX_COMPRESSION = 100
 
-# Seconds one vCPU (a 1,769 MB Lambda) takes to resize a provider image and encode one megapixel
-# of the answer, the slowest of 1024², 2048² and 4096² (bench/finish_costs.py) over several runs
-# on a shared machine whose speed varied by half within an hour, with a 25 % margin.
-FINISH_SECONDS_PER_MEGAPIXEL = {"png": 0.22, "jpeg": 0.08, "webp": 0.32, "gif": 0.64, "avif": 2.2}
-# Of the time a request has when it is admitted, the share its finishing may take: the rest is
-# for the provider.
-FINISH_SHARE = 0.5
-# Memory one image's finishing takes at its peak, per pixel of the answer (decoded provider image,
-# resized copy, encoder state), the worst of a same-size and a 4x upscale at 4096², +10 %
-# (bench/memory.py's figures come from these).
-FINISH_BYTES_PER_PIXEL = {"png": 6, "jpeg": 6, "webp": 13, "gif": 14, "avif": 32}
-# The share of the function's memory that images being finished side by side may take: the rest
-# is the runtime, the downloaded bytes and the answers.
-FINISH_MEMORY_SHARE = 0.4
 Fit = Literal["cover", "contain", "stretch"]
 ResponseFormat = Literal["url", "b64_json"]
 
@@ -52,6 +41,35 @@ class EditRequest(BaseModel):
     output_compression: int | None = Field(default=None, ge=0, le=MAX_COMPRESSION)
     # Everything else the client sent, as sent: model parameters, ignored and unknown keys.
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Self:
+        """An edit from its parameters, whatever carried them (form, JSON, a batch manifest line):
+        known fields in their place, every other one an option, validated once. Whatever carried
+        them (a queued batch item is read by json.loads, not ``json_values.parse_json``), values
+        nest at most ``MAX_DEPTH`` deep and every number is finite."""
+        check_value(dict(values))
+        fields = frozenset(cls.model_fields) - {"options"}
+        known = {k: v for k, v in values.items() if k in fields}
+        options = {k: v for k, v in values.items() if k not in fields}
+        try:
+            return cls.model_validate({**known, "options": options})
+        except ValidationError as exc:
+            raise _error_from_validation(exc.errors()) from None
+
+
+def _error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+    """The first of ``EditRequest``'s validation errors as an OpenAI 400 naming its parameter
+    (unknown fields never reach it: they are options)."""
+    first = errors[0]
+    param = str(first["loc"][0]) if first["loc"] else None
+    if first["type"] == "missing":
+        return InvalidRequest(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
+    if param is None:
+        return InvalidRequest(f"The request body could not be read: {first['msg']}.", code="invalid_body")
+    return InvalidRequest(f"Invalid value for '{param}': {first['msg']}.", param=param)
 
 
 class ProviderCall(BaseModel):
@@ -89,19 +107,17 @@ class Plan(BaseModel):
         )
         if untouched and self.output_compression is None:
             return 0.0
-        return self.target.area / 1e6 * FINISH_SECONDS_PER_MEGAPIXEL[self.output_format]
+        return envelope.finish_seconds(self.target.area, self.output_format)
 
     def finish_slots(self, memory_mb: int, cpus: int) -> int:
-        """How many images may be finished at once: one per vCPU (Pillow releases the GIL), as
-        many as the memory allows (one AVIF encode of 4096² takes ~0.5 GB), at least one."""
-        per_image = self.target.area * FINISH_BYTES_PER_PIXEL[self.output_format]
-        return max(1, min(cpus, int(memory_mb * 2**20 * FINISH_MEMORY_SHARE / per_image)))
+        """How many of this plan's images may be finished at once on this function."""
+        return envelope.finish_slots(self.target.area, self.output_format, memory_mb, cpus)
 
     def check_finish_fits(self, seconds_left: float) -> None:
         """Refuse, before anything is paid, a plan whose finishing cannot end in time."""
         images = sum(call.num_images for call in self.calls)
         needed = images * self.finish_seconds_per_image
-        budget = seconds_left * FINISH_SHARE
+        budget = envelope.finish_budget(seconds_left)
         if needed <= budget:
             return
         raise InvalidRequest(
@@ -146,7 +162,7 @@ class EditResult(BaseModel):
     images: tuple[EditedImage, ...]
     size: Size
     output_format: OutputFormat
-    response_format: str
+    response_format: ResponseFormat
     cost_usd: float
     billed_images: int = 0  # every image the provider made (and bills), answered or not
     provider_request_ids: tuple[str, ...]

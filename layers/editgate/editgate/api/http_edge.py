@@ -5,6 +5,7 @@ errors become OpenAI-shaped answers."""
 from __future__ import annotations
 
 import binascii
+import functools
 import math
 import re
 import time
@@ -13,32 +14,34 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, TypeVar
 
-import pybase64  # SIMD base64: 60x the standard library on a 2 MB body
+import pybase64
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from editgate import bodies, keys, metrics, openai_shapes, pages
-from editgate.errors import AuthenticationFailed, EditgateError, InvalidRequest, MethodNotAllowed, NotFound
-from editgate.models import EditRequest
+from editgate.adapters import keys
+from editgate.api import bodies, openai_shapes, pages
+from editgate.app import metrics, timing
+from editgate.app.edit_service import EditCall
+from editgate.domain import envelope, json_values
+from editgate.domain.errors import (
+    AuthenticationFailed,
+    EditgateError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
+from editgate.domain.models import EditRequest
 
 logger = Logger(child=True)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
-# Lambda stops the function at its timeout; leave this much to answer with a clean 504.
-_ANSWER_MARGIN_SECONDS = 1.0
+Route = Callable[[], Response[str]]
 
 
 def request_id(app: APIGatewayRestResolver) -> str:
     """API Gateway's request id, so the answer, the logs and API Gateway's own logs agree."""
     return app.current_event.request_context.request_id or f"req_{uuid.uuid4().hex}"
-
-
-def deadline(app: APIGatewayRestResolver, limit_seconds: float) -> float:
-    """One ``time.monotonic()`` deadline for the whole request: the configured limit or the
-    Lambda's remaining time, whichever ends first."""
-    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - _ANSWER_MARGIN_SECONDS
-    return time.monotonic() + min(limit_seconds, remaining)
 
 
 FLAG_VALUES = {
@@ -57,7 +60,38 @@ def query_flag(app: APIGatewayRestResolver, name: str) -> bool:
     return value
 
 
-def read_edit(app: APIGatewayRestResolver) -> tuple[EditRequest, list[bytes] | list[str]]:
+def server_timed(route: Route) -> Route:
+    """The route's answer with a ``Server-Timing`` header: where its time went, by phase."""
+
+    @functools.wraps(route)
+    def timed() -> Response[str]:
+        with timing.measured() as timings:
+            answer = route()
+        answer.headers["Server-Timing"] = timing.header(timings)
+        return answer
+
+    return timed
+
+
+def read_edit(app: APIGatewayRestResolver, limit_seconds: float) -> EditCall:
+    """The edit this request asks for, with who asks (``?dry_run=true``: what it would do). Its
+    deadline: the configured limit or the Lambda's remaining time, whichever ends first."""
+    dry_run = query_flag(app, "dry_run")
+    with timing.phase("parse"):
+        request, inputs = _edit_body(app)
+    remaining_ms = app.lambda_context.get_remaining_time_in_millis()
+    return EditCall(
+        request,
+        inputs,
+        caller=caller(app),
+        idempotency_key=app.current_event.headers.get("idempotency-key"),
+        request_id=request_id(app),
+        deadline=time.monotonic() + envelope.https_seconds(limit_seconds, remaining_ms),
+        dry_run=dry_run,
+    )
+
+
+def _edit_body(app: APIGatewayRestResolver) -> tuple[EditRequest, list[bytes] | list[str]]:
     """The edit in the request body: multipart (the SDKs' form) or JSON (image URLs). The edit
     route declares no body parameters, so the resolver never parses the body itself: this is the
     one reader, and anything it cannot read is a 400."""
@@ -71,7 +105,7 @@ def read_edit(app: APIGatewayRestResolver) -> tuple[EditRequest, list[bytes] | l
     content_type = event.headers.get("content-type", "")
     media = content_type.partition(";")[0].strip().lower()
     if media == "application/json":
-        return openai_shapes.request_from_json(bodies.parse_json(_body_bytes(event)))
+        return openai_shapes.request_from_json(json_values.parse_json(_body_bytes(event)))
     if media == "multipart/form-data":
         return openai_shapes.request_from_form(bodies.parse_multipart(_body_bytes(event), content_type))
     raise InvalidRequest(
@@ -99,7 +133,7 @@ def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Respons
     }
     if error.retry_after is not None:
         headers["retry-after"] = str(math.ceil(error.retry_after))
-    return Response(error.status, "application/json", bodies.json_text(error.body()), headers)
+    return Response(error.status, "application/json", json_values.json_text(error.body()), headers)
 
 
 def caller(app: APIGatewayRestResolver) -> str:
@@ -108,7 +142,7 @@ def caller(app: APIGatewayRestResolver) -> str:
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
-    return Response(200, "application/json", bodies.json_text(body), _answer_headers(app))
+    return Response(200, "application/json", json_values.json_text(body), _answer_headers(app))
 
 
 # The pages besides: the page's own Content-Security-Policy, never in a frame (the playground is

@@ -1,5 +1,7 @@
-"""The edit service both front doors call: one edit, run at most once however often it is asked
-for, resumed where an earlier attempt left it, and counted in the metrics.
+"""The edit service, one entry per front door: ``EditService.edit_now`` for the HTTPS door (the
+edit's identity, folder, dry run and base64 answer behind it) and ``run_edit`` for a batch item.
+Either runs one edit at most once however often it is asked for, resumed where an earlier
+attempt left it, and counted in the metrics.
 
 Only a final answer is kept as the edit's record. An answer missing images that the same request
 again could make or collect (a download past the deadline: fal made and billed them) is given to
@@ -11,18 +13,66 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pybase64
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate import metrics, pipeline, timing
-from editgate.dedupe import EditIdentity
-from editgate.models import EditRequest, EditResult
-from editgate.pipeline import InputImage, Services
+from editgate.adapters.storage import ResultStore
+from editgate.app import metrics, timing
+from editgate.app.edit_steps import make_edit
+from editgate.app.preparing import Prepared, prepare
+from editgate.app.services import InputImage, Services
+from editgate.domain import envelope, identity
+from editgate.domain.identity import EditIdentity
+from editgate.domain.models import EditRequest, EditResult
+
+
+@dataclass(frozen=True)
+class EditCall:
+    """An HTTPS edit as its door read it."""
+
+    request: EditRequest
+    inputs: Sequence[InputImage]
+    caller: str  # the id of the API key the authorizer accepted
+    idempotency_key: str | None  # the Idempotency-Key header, as sent
+    request_id: str
+    deadline: float  # time.monotonic()
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
 class EditOutcome:
     result: EditResult
     replayed: bool  # answered from an earlier attempt's stored result
+
+
+class EditService:
+    """The HTTPS door's one call."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def register(self, context: LambdaContext) -> None:
+        """Tie the idempotency records in progress to this invocation (see ``Deduplicator``)."""
+        self.services.deduplicator.register(context)
+
+    def edit_now(self, call: EditCall) -> EditOutcome | Prepared:
+        """The edit, answered as the client asked for it (``b64_json`` images embedded); or, for a
+        dry run, what it would send and cost, with nothing paid or stored."""
+        key = identity.idempotency_key(call.idempotency_key)
+        if call.dry_run:
+            return prepare(call.request, call.inputs, self.services, call.deadline)
+        outcome = run_edit(
+            call.request,
+            call.inputs,
+            self.services,
+            identity=identity.for_request(call.caller, key, call.request, call.inputs),
+            request_id=call.request_id,
+            deadline=call.deadline,
+            folder=self.services.store.folder_for(call.request_id),
+        )
+        with timing.phase("inline"):
+            return EditOutcome(_with_b64(outcome.result, self.services.store), outcome.replayed)
 
 
 class _NotFinal(Exception):
@@ -56,7 +106,7 @@ def run_edit(
         began = time.perf_counter()
         with timing.phase("journal"):
             journal = services.journal.open(identity.key, services.deduplicator.ttl_seconds(identity))
-        result = pipeline.edit(
+        result = make_edit(
             request,
             inputs,
             services,
@@ -93,3 +143,16 @@ def _count(result: EditResult, seconds: float) -> None:
     metrics.add("GatewayLatency", gateway_seconds * 1000, MetricUnit.Milliseconds)
     metrics.add("FalRetries", result.provider_retries)
     metrics.add("PartialFailures", len(result.failures))
+
+
+def _with_b64(result: EditResult, store: ResultStore) -> EditResult:
+    """``b64_json`` images read back from the bucket (results are always stored, so a repeated
+    request can be answered from its record)."""
+    if result.response_format != "b64_json":
+        return result
+    encoded = [
+        image.model_copy(update={"b64_json": pybase64.b64encode(store.get(image.key)).decode("ascii")})
+        for image in result.images
+    ]
+    envelope.check_b64_fits(sum(len(image.b64_json or "") for image in encoded))
+    return result.model_copy(update={"images": tuple(encoded)})

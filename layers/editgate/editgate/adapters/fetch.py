@@ -14,8 +14,8 @@ from urllib.parse import urljoin, urlsplit
 import certifi
 import urllib3
 
-from editgate.errors import InvalidRequest
-from editgate.images import decode_data_uri
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.images import decode_data_uri
 
 Resolver = Callable[[str, int], list[str]]
 AddressPolicy = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]

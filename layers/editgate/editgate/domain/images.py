@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import binascii
 import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pybase64  # SIMD base64: 60x the standard library on a 2 MB body
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from editgate import timing
-from editgate.errors import InvalidRequest
+from editgate.domain.errors import InvalidRequest
 
 OutputFormat = Literal["png", "jpeg", "webp", "gif", "avif"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("png", "jpeg", "webp", "gif", "avif")
@@ -103,11 +104,6 @@ def _orientation(opened: Image.Image) -> int:
     return int(opened.getexif().get(_ORIENTATION, 1))
 
 
-def decode_input(data: bytes, *, param: str, max_pixels: int) -> Image.Image:
-    """Decode an uploaded image in full, upright. Refuses anything else before it is decoded."""
-    return UploadedImage(data, param=param, max_pixels=max_pixels).decoded()
-
-
 def decode_data_uri(uri: str) -> bytes:
     header, sep, payload = uri.partition(",")
     if not sep or not header.startswith("data:"):
@@ -162,11 +158,18 @@ def encode(img: Image.Image, fmt: OutputFormat, *, compression: int | None = Non
 
 
 def finish(
-    data: bytes, target: Size, fmt: OutputFormat, *, compression: int | None, alpha: Image.Image | None = None
+    data: bytes,
+    target: Size,
+    fmt: OutputFormat,
+    *,
+    compression: int | None,
+    alpha: Image.Image | None = None,
+    encoding: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> bytes:
     """Turn a provider's image into the answer's file: exactly ``target`` in ``fmt``, with the
     input's transparency (``alpha``, already at ``target``) where the format keeps it. Bytes that
-    already are all that (same format and size, no compression, no alpha) are kept untouched."""
+    already are all that (same format and size, no compression, no alpha) are kept untouched.
+    ``encoding``: the context a re-encode runs in (the caller times it)."""
     try:
         opened = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -180,7 +183,7 @@ def finish(
     if keep_alpha and alpha is not None:
         img = img.convert("RGBA")
         img.putalpha(alpha)
-    with timing.phase("encode-output"):  # its presence in Server-Timing counts re-encodes
+    with encoding():
         return encode(img, fmt, compression=compression)
 
 

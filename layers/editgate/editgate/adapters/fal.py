@@ -2,19 +2,16 @@
 status stream, or poll; then the result), and download.
 
 Every call shares one deadline (a ``time.monotonic()`` instant) and retries what fal's own
-clients retry (see ``_retryable``), never past the deadline. The fal key is sent only to the
+clients retry (see ``fal_answers.retryable``), never past the deadline. The fal key is sent only to the
 queue host, never to the hosts that serve result images.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import random
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -24,15 +21,14 @@ import requests
 from aws_lambda_powertools import Logger, Tracer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from editgate.errors import (
+from editgate.adapters import fal_answers
+from editgate.adapters.fal_answers import FalRequestEnded
+from editgate.domain.errors import (
     EditgateError,
-    InvalidRequest,
-    RateLimited,
-    UpstreamAuthFailed,
     UpstreamError,
     UpstreamTimeout,
 )
-from editgate.images import decode_data_uri
+from editgate.domain.images import decode_data_uri
 
 logger = Logger(child=True)
 tracer = Tracer()
@@ -43,11 +39,7 @@ _MAX_POLL_INTERVAL = 0.5
 _STREAM_IDLE_SECONDS = 20.0
 # fal ends the status stream right after COMPLETED: reading that end keeps the connection pooled.
 _STREAM_END_SECONDS = 0.5
-# Lines of a server-sent event stream end in CRLF, LF or CR.
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _MAX_ATTEMPTS = 10
-# Statuses worth another try; 502-504 only when they come from fal's ingress (see _retryable).
-_RETRY_STATUSES = {408, 409, 429, 502, 503, 504}
 # A result call's answers for a request that ended without images: cancelled (400), unknown or
 # expired (404, 410), failed on the runner (500).
 _ENDED_RESULT_STATUSES = frozenset({400, 404, 410, 500})
@@ -94,15 +86,6 @@ class FalSubmission(BaseModel):
     retries: int = 0  # how many times the submit was sent again before fal accepted it
 
 
-class FalRequestEnded(UpstreamError):
-    """fal will never answer this request with images: it does not know it (any more), it was
-    cancelled, or its runner failed. fal bills none of these, so the edit may be submitted anew."""
-
-
-class ProviderRejected(InvalidRequest):
-    """fal refused the input (its 422); ``param`` is the provider's field name."""
-
-
 class FalClient:
     def __init__(
         self,
@@ -139,7 +122,7 @@ class FalClient:
                                sent_is_final=True, json=payload, headers=headers)  # fmt: skip
         try:
             submission = FalSubmission.model_validate(
-                {**_json(submitted), "submitted_at": time.time(), "retries": retries.count}
+                {**fal_answers.json_body(submitted), "submitted_at": time.time(), "retries": retries.count}
             )
         except ValidationError:
             raise UpstreamError(
@@ -161,14 +144,14 @@ class FalClient:
         result = self._call("GET", submission.response_url, deadline, retries,
                             accept={200, 422, *_ENDED_RESULT_STATUSES})  # fmt: skip
         if result.status_code == 422:
-            raise _rejection(result)
+            raise fal_answers.rejection(result)
         if result.status_code in _ENDED_RESULT_STATUSES:
             raise FalRequestEnded(
                 f"The provider ended the edit without a result (HTTP {result.status_code})."
             )
         try:
             output = FalOutput.model_validate(
-                {**_json(result), "request_id": request_id, "retries": retries.count,
+                {**fal_answers.json_body(result), "request_id": request_id, "retries": retries.count,
                  "seconds": max(0.0, time.time() - submission.submitted_at)}
             )  # fmt: skip
         except ValidationError:
@@ -178,7 +161,7 @@ class FalClient:
         logger.info("fal request completed", extra={"fal_request_id": request_id, "retries": retries.count})
         return output
 
-    def fetch(self, url: str, deadline: float) -> bytes:
+    def download(self, url: str, deadline: float) -> bytes:
         """The bytes of a result image: a ``data:`` URI or an http(s) URL."""
         if url.startswith("data:"):
             try:
@@ -205,7 +188,7 @@ class FalClient:
                 url, params={"logs": "0"}, headers={**self._auth(url), "Accept": "text/event-stream"},
                 stream=True, timeout=(min(5.0, _remaining(deadline)), self._read_limit(deadline)),
             ) as response:  # fmt: skip
-                if response.status_code != 200 or not _is_event_stream(response):
+                if response.status_code != 200 or not fal_answers.is_event_stream(response):
                     logger.info("fal status stream refused: polling", extra={"status": response.status_code})
                     return False
                 return self._told_completed(response, deadline)
@@ -219,15 +202,17 @@ class FalClient:
         """Reads a status stream until it says COMPLETED (True), ends, or sends an event that is
         not a status (False)."""
         chunks = response.iter_content(chunk_size=None)
-        for data in event_data(_bounded(chunks, response, partial(self._read_limit, deadline))):
-            status = _status_of(data)
+        for data in fal_answers.event_data(
+            fal_answers.bounded(chunks, response, partial(self._read_limit, deadline))
+        ):
+            status = fal_answers.status_of(data)
             if status is None:
                 logger.info("fal status stream sent an unreadable event: polling")
                 return False
             if status == "COMPLETED":  # a failed request ends COMPLETED too: the result call says so
                 # fal ends the stream right after: reading its end keeps the connection pooled.
                 end = min(deadline, time.monotonic() + _STREAM_END_SECONDS)
-                _drain(_bounded(chunks, response, partial(_remaining, end)))
+                fal_answers.drain(fal_answers.bounded(chunks, response, partial(_remaining, end)))
                 return True
         logger.info("fal status stream ended before COMPLETED: polling")
         return False
@@ -246,7 +231,7 @@ class FalClient:
             )  # fmt: skip
             if status.status_code == 404:
                 raise FalRequestEnded("The provider no longer knows the edit's request.")
-            if status.status_code == 200 and _json(status).get("status") == "COMPLETED":
+            if status.status_code == 200 and fal_answers.json_body(status).get("status") == "COMPLETED":
                 return  # a failed request ends COMPLETED too: its error comes from the result call
             if _remaining(deadline) <= interval:
                 raise _late()
@@ -283,15 +268,15 @@ class FalClient:
                     timeout=(min(5.0, remaining), remaining), **kwargs,
                 )  # fmt: skip
             except requests.RequestException as exc:
-                failure: EditgateError = _transport_error(exc)
-                may_retry = not sent_is_final or _never_sent(exc)
+                failure: EditgateError = fal_answers.transport_error(exc)
+                may_retry = not sent_is_final or fal_answers.never_sent(exc)
                 wait = self._backoff(attempt)
             else:
                 if response.status_code in (accept or {200, 202}):
                     return response
-                failure = _status_error(response)
-                may_retry = _retryable(response, poll=poll)
-                wait = _retry_after(response) or self._backoff(attempt)
+                failure = fal_answers.status_error(response)
+                may_retry = fal_answers.retryable(response, poll=poll)
+                wait = fal_answers.retry_after(response) or self._backoff(attempt)
             if not may_retry or attempt == _MAX_ATTEMPTS or time.monotonic() + wait >= deadline:
                 raise failure
             retries.count += 1
@@ -313,158 +298,5 @@ def _late() -> UpstreamTimeout:
     )
 
 
-def _is_event_stream(response: requests.Response) -> bool:
-    return response.headers.get("content-type", "").partition(";")[0].strip() == "text/event-stream"
-
-
-def _bounded(
-    chunks: Iterator[bytes], response: requests.Response, seconds: Callable[[], float]
-) -> Iterator[bytes]:
-    """A streamed body's chunks as they come, each read of the socket waiting at most
-    ``seconds()`` (requests gives every read the timeout set when the request was sent)."""
-    while (limit := seconds()) > 0:
-        connection = getattr(response.raw, "connection", None)
-        if connection is not None and connection.sock is not None:
-            connection.sock.settimeout(limit)
-        chunk = next(chunks, None)
-        if chunk is None:
-            return
-        yield chunk
-    raise requests.ReadTimeout("no time left to read the stream")
-
-
-def event_data(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The data of each server-sent event (WHATWG's event-stream format): ``data`` lines add to
-    the event, a blank line ends it; comments (fal's keep-alive) and other fields are skipped."""
-    data: list[str] = []
-
-    def events(lines: list[bytes]) -> Iterator[str]:
-        for line in lines:
-            field, _, value = line.partition(b":")
-            if not line and data:
-                yield "\n".join(data)
-                data.clear()
-            elif field == b"data":
-                data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
-
-    pending = b""
-    for chunk in chunks:
-        text, held = pending + chunk, b""
-        if text.endswith(b"\r"):  # maybe the first half of a CRLF: it waits for the next chunk
-            text, held = text[:-1], b"\r"
-        *lines, pending = _LINE_END.split(text)
-        pending += held
-        yield from events(lines)
-    if pending.endswith(b"\r"):  # the stream's last line ended in a lone CR
-        yield from events([pending[:-1]])
-
-
-def _status_of(data: str) -> str | None:
-    """The ``status`` of one status event, None when it is not a status object."""
-    try:
-        event = json.loads(data)
-    except ValueError:
-        return None
-    status = event.get("status") if isinstance(event, dict) else None
-    return status if isinstance(status, str) else None
-
-
-def _drain(chunks: Iterator[bytes]) -> None:
-    """Reads a stream to its end, as far as its bounds allow; a stream cut short is let go."""
-    try:
-        for _ in chunks:
-            pass
-    except requests.RequestException:
-        pass
-
-
-def _retryable(response: requests.Response, *, poll: bool) -> bool:
-    status = response.status_code
-    if response.headers.get("x-fal-request-timeout-type"):
-        return False  # fal's own start deadline (the one we set) passed: trying again cannot help
-    if status in (502, 503, 504):
-        return "x-fal-request-id" not in response.headers  # from the ingress: never reached a runner
-    return status in _RETRY_STATUSES or (poll and status == 500)
-
-
-def _status_error(response: requests.Response) -> EditgateError:
-    status = response.status_code
-    if status in (401, 403):
-        return UpstreamAuthFailed("The provider refused the gateway's credentials: check the fal key secret.")
-    if status == 422:
-        return _rejection(response)
-    if status == 429:
-        return RateLimited(
-            "The provider's queue is full; try again shortly.", retry_after=_retry_after(response) or 5.0
-        )
-    if status == 504 and response.headers.get("x-fal-request-timeout-type"):
-        return UpstreamTimeout("The provider could not start the edit in time; try again.", retry_after=5)
-    return UpstreamError(f"The provider answered HTTP {status}.")
-
-
-def _transport_error(exc: requests.RequestException) -> EditgateError:
-    if isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout):
-        return UpstreamTimeout("The provider did not answer in time; try again.", retry_after=2)
-    return UpstreamError(f"Could not reach the provider ({type(exc).__name__}).")
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """The connection failed before the request went out, so sending it again is safe."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), capped at 30;
-    None for a value that is neither."""
-    if value := response.headers.get("retry-after-ms"):
-        milliseconds = _finite(value)
-        return None if milliseconds is None else min(max(milliseconds / 1000, 0.0), 30.0)
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    seconds = _finite(value)
-    if seconds is not None:
-        return min(max(seconds, 0.0), 30.0)
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (ValueError, TypeError):
-        return None  # neither seconds nor a date (e.g. "soon"): the usual backoff applies
-    return min(max(parsed.timestamp() - time.time(), 0.0), 30.0)
-
-
-def _finite(text: str) -> float | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _json(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise UpstreamError("The provider answered with malformed JSON.") from None
-    if not isinstance(body, dict):
-        raise UpstreamError("The provider answered with unexpected JSON.")
-    return body
-
-
 def _remaining(deadline: float) -> float:
     return deadline - time.monotonic()
-
-
-def _rejection(response: requests.Response) -> ProviderRejected:
-    """fal's 422 (pydantic-style ``detail``) as an error naming the provider field."""
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    first = detail[0] if isinstance(detail, list) and detail and isinstance(detail[0], dict) else {}
-    loc = [str(part) for part in first.get("loc", []) if part != "body"]
-    field = loc[0] if loc else None
-    message = first.get("msg") or "the provider rejected the request"
-    return ProviderRejected(f"Invalid value for '{field}': {message}.", param=field)

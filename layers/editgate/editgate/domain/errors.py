@@ -1,5 +1,5 @@
 """Typed domain errors. Each knows its OpenAI error fields, HTTP status and whether a client retry
-could help; ``editgate.http_edge`` turns them into answers in one place."""
+could help; ``editgate.api.http_edge`` turns them into answers in one place."""
 
 from __future__ import annotations
 

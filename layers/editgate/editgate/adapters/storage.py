@@ -19,7 +19,7 @@ from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from editgate.bodies import json_text
+from editgate.domain.json_values import json_text
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

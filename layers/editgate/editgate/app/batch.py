@@ -29,11 +29,13 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from editgate import bodies, dedupe, openai_shapes, service
-from editgate.errors import EditgateError, InvalidRequest, UpstreamTimeout
-from editgate.models import EditResult
-from editgate.pipeline import Services
-from editgate.storage import BatchLedger, ObjectNotFound, ResultStore, Tally, WorkQueue
+from editgate.adapters.storage import BatchLedger, ObjectNotFound, ResultStore, Tally, WorkQueue
+from editgate.app import edit_service as service
+from editgate.app.services import Services
+from editgate.domain import identity as dedupe
+from editgate.domain import json_values as bodies
+from editgate.domain.errors import EditgateError, InvalidRequest, UpstreamTimeout
+from editgate.domain.models import EditRequest, EditResult
 
 logger = Logger(child=True)
 
@@ -364,7 +366,7 @@ def _missing_images(result: EditResult) -> EditgateError:
 
 def _edit(item: ItemMessage, runtime: BatchRuntime, deadline: float) -> EditResult:
     # Results are always stored and presigned: a batch answers in records, not in the response.
-    request = openai_shapes.request_from_values({**item.params, "response_format": "url"})
+    request = EditRequest.from_values({**item.params, "response_format": "url"})
     try:
         data = runtime.services.store.read(item.image_bucket, item.image_key)
     except ObjectNotFound:

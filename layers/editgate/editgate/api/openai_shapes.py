@@ -3,20 +3,18 @@ handlers pass in what they parsed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, get_args
 
-from pydantic import ValidationError
+from editgate.api.bodies import Form
+from editgate.app.edit_service import EditOutcome
+from editgate.app.preparing import Prepared
+from editgate.domain.catalog import IGNORED_PARAMS, ModelSpec, ParamSpec
+from editgate.domain.errors import InvalidRequest, NotFound
+from editgate.domain.images import OUTPUT_FORMATS
+from editgate.domain.json_values import MAX_DEPTH
+from editgate.domain.models import MAX_COMPRESSION, MAX_N, EditRequest, EditResult, Fit, ResponseFormat
 
-from editgate import bodies
-from editgate.bodies import Form
-from editgate.catalog import IGNORED_PARAMS, ModelSpec, ParamSpec
-from editgate.errors import InvalidRequest
-from editgate.images import OUTPUT_FORMATS
-from editgate.models import MAX_COMPRESSION, MAX_N, EditRequest, EditResult, Fit, ResponseFormat
-
-# Fields with a place of their own in EditRequest; every other field is an option.
-_REQUEST_FIELDS = frozenset(EditRequest.model_fields) - {"options"}
 MAX_JSON_IMAGES = 16
 
 
@@ -46,7 +44,7 @@ def request_from_form(form: Form) -> tuple[EditRequest, list[bytes]]:
     values = nest_fields(form.fields)
     if "mask" in form.files:
         values["mask"] = True
-    return request_from_values(values), [upload.content for upload in uploads]
+    return EditRequest.from_values(values), [upload.content for upload in uploads]
 
 
 def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
@@ -61,21 +59,7 @@ def request_from_json(body: object) -> tuple[EditRequest, list[str]]:
             code="missing_required_parameter" if images is None else "invalid_value",
         )
     urls = [_image_url(item, index) for index, item in enumerate(images)]
-    return request_from_values({k: v for k, v in body.items() if k != "images"}), urls
-
-
-def request_from_values(values: Mapping[str, Any]) -> EditRequest:
-    """An edit from its parameters, whatever carried them (form, JSON, a batch manifest line):
-    known fields in their place, every other one an option, validated once. Whatever carried
-    them (a queued batch item is read by json.loads, not bodies.parse_json), values nest at most
-    ``bodies.MAX_DEPTH`` deep and every number is finite."""
-    bodies.check_value(dict(values))
-    known = {k: v for k, v in values.items() if k in _REQUEST_FIELDS}
-    options = {k: v for k, v in values.items() if k not in _REQUEST_FIELDS}
-    try:
-        return EditRequest.model_validate({**known, "options": options})
-    except ValidationError as exc:
-        raise _error_from_validation(exc.errors()) from None
+    return EditRequest.from_values({k: v for k, v in body.items() if k != "images"}), urls
 
 
 def _image_url(item: object, index: int) -> str:
@@ -176,6 +160,23 @@ def model_list(specs: Iterable[ModelSpec]) -> dict[str, Any]:
     return {"object": "list", "data": [model_object(spec) for spec in specs]}
 
 
+def model_answer(catalog: Mapping[str, ModelSpec], model_id: str) -> dict[str, Any]:
+    """``GET /v1/models/{id}``: the model object, or OpenAI's 404 for a model it does not know."""
+    spec = catalog.get(model_id)
+    if spec is None:
+        raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+    return model_object(spec)
+
+
+def generations_refused() -> InvalidRequest:
+    """``POST /v1/images/generations``: these models edit, they do not generate."""
+    return InvalidRequest(
+        "The models of this gateway edit images and do not generate them from text: "
+        "send the image and prompt to /v1/images/edits.",
+        code="unsupported_operation",
+    )
+
+
 def nest_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``a[b]=1`` → ``{"a": {"b": "1"}}``, repeated ``a[]`` → ``{"a": [...]}``, as SDKs encode
     ``extra_body`` in multipart."""
@@ -183,9 +184,9 @@ def nest_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in fields.items():
         head, _, rest = name.partition("[")
         keys = [head, *rest.rstrip("]").split("][")] if rest and head else [name]
-        if len(keys) > bodies.MAX_DEPTH:
+        if len(keys) > MAX_DEPTH:
             raise InvalidRequest(
-                f"Invalid parameter name '{name[:64]}': names nest at most {bodies.MAX_DEPTH} levels deep.",
+                f"Invalid parameter name '{name[:64]}': names nest at most {MAX_DEPTH} levels deep.",
                 code="invalid_body",
             )
         appends = keys[-1] == "" and len(keys) > 1
@@ -209,18 +210,33 @@ def _conflict(name: str, key: str) -> InvalidRequest:
     )
 
 
-def _error_from_validation(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
-    """The first of ``EditRequest``'s validation errors as an OpenAI 400 naming its parameter
-    (unknown fields never reach it: they are options)."""
-    first = errors[0]
-    param = str(first["loc"][0]) if first["loc"] else None
-    if first["type"] == "missing":
-        return InvalidRequest(
-            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-        )
-    if param is None:
-        return InvalidRequest(f"The request body could not be read: {first['msg']}.", code="invalid_body")
-    return InvalidRequest(f"Invalid value for '{param}': {first['msg']}.", param=param)
+def edit_answer(outcome: EditOutcome | Prepared) -> dict[str, Any]:
+    """The answer to ``POST /v1/images/edits``: the images, or what a dry run would do."""
+    if isinstance(outcome, Prepared):
+        return dry_run_answer(outcome)
+    return images_response(outcome.result, replayed=outcome.replayed)
+
+
+def dry_run_answer(prepared: Prepared) -> dict[str, Any]:
+    """What the edit would send and cost, without calling the provider or storing anything."""
+    plan, spec = prepared.plan, prepared.spec
+    placeholder = f"<{len(prepared.image_uri):,}-character data:image/png;base64 URI, {plan.provider_size}>"
+    return {
+        "object": "edit.dry_run",
+        "model": spec.id,
+        "provider": spec.provider,
+        "endpoint_id": spec.endpoint_id,
+        "provider_requests": plan.payloads(placeholder),
+        "size": str(plan.target),
+        "provider_size": str(plan.provider_size),
+        "resampled": plan.provider_size != plan.target,
+        "upscaled": plan.upscaled,
+        "output_format": plan.output_format,
+        "response_format": plan.response_format,
+        "ignored_params": list(plan.ignored),
+        "passthrough_params": list(plan.passthrough),
+        "cost": {"usd": plan.cost_usd, "images": sum(c.num_images for c in plan.calls)},
+    }
 
 
 def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""The composition root: every service built from the settings, once per cold start. The only
+module that knows them all; the handlers ask it for their door's services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from editgate.adapters import secrets
+from editgate.adapters.fal import FalClient
+from editgate.adapters.fetch import ImageFetcher
+from editgate.adapters.idempotency import Deduplicator
+from editgate.adapters.keys import KeyDirectory
+from editgate.adapters.storage import ResultStore, SubmissionJournal
+from editgate.app.batch import BatchRuntime
+from editgate.app.edit_service import EditService
+from editgate.app.services import EditLimits, Services
+from editgate.domain import catalog
+from editgate.domain.catalog import ModelSpec
+from editgate.settings import Settings
+
+
+@dataclass(frozen=True)
+class HttpsDoor:
+    """What the edit API function needs."""
+
+    edits: EditService
+    catalog: dict[str, ModelSpec]
+    # Where the documentation's callers' keys are checked; None when the operator made it public.
+    doc_keys: KeyDirectory | None
+    deadline_seconds: float
+    results: ResultStore
+
+
+def https_door(settings: Settings | None = None) -> HttpsDoor:
+    settings = settings or Settings.from_env()
+    services = edit_services(settings)
+    doc_keys = None
+    if not settings.public_docs:
+        # Without a keys' table every key is refused: the documentation is never open by mistake.
+        doc_keys = KeyDirectory(settings.api_keys_table or "", settings.key_cache_seconds)
+    return HttpsDoor(
+        EditService(services), services.catalog, doc_keys, settings.request_deadline_seconds, services.store
+    )
+
+
+def batch_door(settings: Settings | None = None) -> BatchRuntime:
+    return BatchRuntime.create(edit_services(settings or Settings.from_env()))
+
+
+def edit_services(settings: Settings) -> Services:
+    """What an edit needs, from the settings alone."""
+    fal_key = partial(secrets.secret_text, settings.fal_key_secret_name, settings.secrets_max_age_seconds)
+    return Services(
+        settings=settings,
+        limits=EditLimits(
+            max_input_pixels=settings.max_input_pixels,
+            allow_safety_checker_off=settings.allow_safety_checker_off,
+            memory_mb=settings.aws_lambda_function_memory_size,
+        ),
+        fal=FalClient(
+            settings.fal_queue_url,
+            fal_key,
+            poll_interval=settings.fal_poll_interval_seconds,
+            retry_base_seconds=settings.fal_retry_base_seconds,
+            retention_seconds=settings.provider_retention_seconds,
+        ),
+        store=ResultStore(settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds),
+        fetcher=ImageFetcher(max_bytes=settings.max_image_bytes),
+        deduplicator=Deduplicator(
+            settings.idempotency_table,
+            keyed_ttl_seconds=settings.idempotency_ttl_seconds,
+            fingerprint_ttl_seconds=settings.fingerprint_ttl_seconds,
+        ),
+        journal=SubmissionJournal(settings.idempotency_table),
+        catalog=build_catalog(settings),
+    )
+
+
+def build_catalog(settings: Settings) -> dict[str, ModelSpec]:
+    """The catalog, with any endpoint ids the deployment overrides (``FAL_ENDPOINTS``)."""
+    return catalog.with_endpoints(settings.fal_endpoints)
