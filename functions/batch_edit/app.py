@@ -46,19 +46,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) -> dict[str, Any]:
     """S3 sends one task per invocation and reads one result back."""
-    task = event.task
     code, text = batch.run_task(
-        event.job.get_id,
-        task.s3_bucket,
-        task.s3_key,
-        event.job.user_arguments,
-        runtime,
-        deadline=batch.deadline_for(context.get_remaining_time_in_millis()),
+        event, runtime, deadline=batch.deadline_for(context.get_remaining_time_in_millis())
     )
     answer = S3BatchOperationResponse(
         event.invocation_schema_version, event.invocation_id, "PermanentFailure"
     )
-    answer.add_result(task.build_task_batch_response(code, text))
+    answer.add_result(event.task.build_task_batch_response(code, text))
     return answer.asdict()
 
 

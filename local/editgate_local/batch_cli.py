@@ -34,7 +34,6 @@ from editgate_local.stack import (
 )
 
 console = Console(highlight=False)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,17 @@ class Deployment:
 
     def store(self) -> ResultStore:
         return ResultStore(self.bucket, f"{batch.OUTPUT}/", 3600)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A folder as a batch: the manifest, the files uploaded beside it, the files it does not
+    edit, and the image each manifest line names (to report a line's failure by its file)."""
+
+    manifest: bytes
+    files: list[Path]
+    strays: list[str]
+    images_by_line: dict[int, str]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -144,8 +154,9 @@ def _deployment(args: argparse.Namespace) -> Deployment:
     )
 
 
-def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> tuple[bytes, list[Path], list[str]]:
-    """The manifest to upload, the files to upload with it, and the files it does not name."""
+def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> Upload:
+    """The folder's own manifest.jsonl, or one made of every image in it (by name, in any case)
+    with ``prompt`` and ``params`` as defaults."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     given = folder / batch.MANIFEST_NAME
     if given.exists():
@@ -154,46 +165,70 @@ def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> tuple[b
                 "the folder has its own manifest.jsonl: put --prompt and --param in its defaults line"
             )
         text = given.read_bytes()
-        named = {line.get("image") for line in _json_lines(text)}
+        named = {number: str(line.get("image")) for number, line in _json_lines(text)}
         uploads = [p for p in files if p != given]
-        return text, uploads, [p.name for p in uploads if p.name not in named]
+        strays = [p.name for p in uploads if p.name not in named.values()]
+        return Upload(text, uploads, strays, named)
     if not prompt:
         raise SystemExit("--prompt is required when the folder has no manifest.jsonl")
     defaults: dict[str, Any] = {"prompt": prompt}
     for pair in params:
         name, _, value = pair.partition("=")
         defaults[name] = value
-    lines = [{"defaults": defaults}] + [
-        {"id": re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem) or "item", "image": p.name} for p in files
-    ]
-    return "".join(json.dumps(line) + "\n" for line in lines).encode(), files, []
+    images = [p for p in files if p.suffix.lower() in batch.IMAGE_SUFFIXES]
+    ids = item_ids([p.name for p in images])
+    lines = [{"defaults": defaults}] + [{"id": ids[p.name], "image": p.name} for p in images]
+    manifest = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    strays = [p.name for p in files if p not in images]
+    return Upload(manifest, images, strays, {number: p.name for number, p in enumerate(images, start=2)})
 
 
-def _json_lines(text: bytes) -> Iterator[dict[str, Any]]:
-    """The lines of a manifest that are JSON objects (the batch reports the others)."""
-    for raw in text.splitlines():
+def item_ids(names: list[str]) -> dict[str, str]:
+    """An item id for each file name: its stem made valid (letters, digits, '.', '_', '-', from a
+    letter or digit on, at most 100), with its extension and then a number added where that is
+    taken (``dup.jpg`` and ``dup.png``: ``dup`` and ``dup-png``)."""
+    ids: dict[str, str] = {}
+    for name in names:
+        stem, _, extension = name.rpartition(".")
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", stem or name).strip("._-")[:100] or "image"
+        candidates = [base, f"{base}-{re.sub(r'[^A-Za-z0-9]+', '', extension)}".rstrip("-")]
+        candidates += [f"{base}-{n}" for n in range(2, len(names) + 2)]
+        ids[name] = next(c for c in candidates if c not in ids.values())
+    return ids
+
+
+def _json_lines(text: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The lines of a manifest that are JSON objects, by number (the batch reports the others)."""
+    for number, raw in enumerate(text.split(b"\n"), start=1):
         try:
             line = json.loads(raw)
         except ValueError:
             continue
         if isinstance(line, dict):
-            yield line
+            yield number, line
 
 
 def _run(args: argparse.Namespace, deployment: Deployment) -> int:
     batch_id = args.batch_id or _batch_id(args.folder)
-    manifest, files, strays = manifest_for(args.folder, args.prompt, args.param)
+    if not batch.manifest_batch_id(batch_id):
+        raise SystemExit(
+            f"--batch-id {batch_id!r}: 1 to 128 letters, digits, '.', '_' or '-', from a letter or digit "
+            "(not 'single' nor 's3job-…')"
+        )
+    upload = manifest_for(args.folder, args.prompt, args.param)
     store = deployment.store()
     console.print(f"batch: {batch_id} on {deployment.description}, bucket {deployment.bucket}")
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(
-            pool.map(lambda p: store.put(f"{batch.INCOMING}/{batch_id}/{p.name}", p.read_bytes(), ""), files)
+            pool.map(
+                lambda p: store.put(f"{batch.INCOMING}/{batch_id}/{p.name}", p.read_bytes(), ""), upload.files
+            )
         )
     # The manifest goes last: its arrival starts the batch.
-    store.put(f"{batch.INCOMING}/{batch_id}/{batch.MANIFEST_NAME}", manifest, "application/x-ndjson")
-    console.print(f"uploaded {len(files)} file(s) and the manifest")
+    store.put(f"{batch.INCOMING}/{batch_id}/{batch.MANIFEST_NAME}", upload.manifest, "application/x-ndjson")
+    console.print(f"uploaded {len(upload.files)} file(s) and the manifest")
     summary = _watch(batch_id, store, args.timeout)
-    _report(batch_id, summary, store, strays)
+    _report(batch_id, summary, store, upload)
     if args.output:
         _download(batch_id, store, args.output)
     return 0 if summary and summary["finished"] and not summary["error"] else 1
@@ -238,19 +273,18 @@ def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] 
 
 def read_summary(batch_id: str, store: ResultStore) -> dict[str, Any] | None:
     try:
-        summary: dict[str, Any] = json.loads(store.get(f"{batch.OUTPUT}/{batch_id}/summary.json"))
+        summary: dict[str, Any] = json.loads(store.get(batch.output_key(batch_id, "summary.json")))
     except ObjectNotFound:
         return None
     return summary
 
 
-def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, strays: list[str]) -> None:
+def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, upload: Upload) -> None:
     if summary is None:
         console.print("[red]no summary yet: the batch has not started (is the manifest where it should be?)")
         return
     if summary["error"]:
-        console.print(f"[red]the batch failed: {summary['error']['message']}")
-        return
+        console.print(f"[red]the manifest was not read whole: {summary['error']['message']}")
     counts = summary["counts"]
     console.print(
         f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['pending']} pending; "
@@ -258,19 +292,23 @@ def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, s
     )
     failed = batch.failed_items(batch_id, store)
     if failed:
-        table = Table("item", "line", "code", "message", title="failed items")
+        table = Table("file", "item", "line", "code", "message", title="failed items")
         for record in sorted(failed, key=lambda r: r.get("line") or 0):
             error = record["error"]
-            table.add_row(record["id"], str(record.get("line") or ""), str(error["code"]), error["message"])
+            file = upload.images_by_line.get(record.get("line") or 0, "")
+            table.add_row(
+                file, record["id"], str(record.get("line") or ""), str(error["code"]), error["message"]
+            )
         console.print(table)
-    for name in strays:
+    for name in upload.strays:
         console.print(f"[yellow]not in the manifest, so not edited: {name}")
-    console.print(f"results: s3://{store.bucket}/{batch.OUTPUT}/{batch_id}/results/")
-    console.print(f"records: s3://{store.bucket}/{batch.OUTPUT}/{batch_id}/items/ and summary.json")
+    folder = batch.output_key(batch_id)
+    console.print(f"results: s3://{store.bucket}/{folder}/results/")
+    console.print(f"records: s3://{store.bucket}/{folder}/items/ and summary.json")
 
 
 def _download(batch_id: str, store: ResultStore, output: Path) -> None:
-    prefix = f"{batch.OUTPUT}/{batch_id}/results/"
+    prefix = batch.output_key(batch_id, "results") + "/"
     count = 0
     for key in store.keys(prefix):
         path = output / key.removeprefix(prefix)

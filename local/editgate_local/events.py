@@ -6,7 +6,7 @@ authorizer gave them. ``events/authorizer``: the REQUEST authorizer's events, fo
 ``sam local invoke AuthorizerFunction`` (the key ``sk-local`` is the local stack's). ``events/batch_edit``:
 SQS records as the batch queue delivers them (S3 notifications, an item) and an S3 Batch
 Operations invocation, for ``sam local invoke BatchFunction``; they name objects that
-``seed_batch_objects`` puts in the batch bucket.
+``seed_batch_objects`` puts in the batch bucket and (the S3 Batch Operations task's) the source bucket.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from editgate.app.batch import ItemMessage
 from editgate.domain.images import to_data_uri
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.front import proxy_event
-from editgate_local.stack import BATCH_BUCKET, BATCH_QUEUE, REGION, REPO_ROOT
+from editgate_local.stack import BATCH_BUCKET, BATCH_QUEUE, REGION, REPO_ROOT, SOURCE_BUCKET
 
 EVENTS = REPO_ROOT / "events"
 BATCH_EVENTS_ID = "events-demo"
@@ -205,9 +205,9 @@ def batch_events() -> dict[str, dict[str, object]]:
             "tasks": [
                 {
                     "taskId": "dGFza2lkZ29lc2hlcmUK",
-                    "s3Key": "incoming/events-demo/sample.png",
+                    "s3Key": "catalog/sample.png",
                     "s3VersionId": None,
-                    "s3Bucket": BATCH_BUCKET,
+                    "s3Bucket": SOURCE_BUCKET,
                 }
             ],
         },
@@ -215,10 +215,11 @@ def batch_events() -> dict[str, dict[str, object]]:
 
 
 def seed_batch_objects() -> None:
-    """The batch bucket objects the batch events name (on the stack ``AWS_ENDPOINT_URL`` points at)."""
+    """The objects the batch events name (on the stack ``AWS_ENDPOINT_URL`` points at)."""
     store = ResultStore(BATCH_BUCKET, "batches/", 3600)
     sample = SAMPLE_IMAGE.read_bytes()
     store.put(f"incoming/{BATCH_EVENTS_ID}/sample.png", sample, "image/png")
+    ResultStore(SOURCE_BUCKET, "", 3600).put("catalog/sample.png", sample, "image/png")
     manifest = json.dumps({"id": "sample", "image": "sample.png", "prompt": "make it a winter scene"}) + "\n"
     store.put(f"incoming/{BATCH_EVENTS_ID}/manifest.jsonl", manifest.encode(), "application/x-ndjson")
     boto3.client("s3", region_name=REGION).put_object(

@@ -39,6 +39,8 @@ BATCH_BUCKET = "editgate-local-batch"
 BATCH_TABLE = "editgate-local-batch-ledger"
 BATCH_QUEUE = "editgate-local-batch"
 BATCH_DEAD_LETTER_QUEUE = "editgate-local-batch-dlq"
+# As a deployment with SourceBucketName: the one other bucket batches read images from.
+SOURCE_BUCKET = "editgate-local-source"
 # As template.yaml: items are retried twice, then dead-lettered; visibility 6 x the timeout.
 BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
@@ -216,18 +218,24 @@ class LocalStack:
 
     def _provision_batch(self) -> None:
         """As template.yaml: the bucket notifies the queue of manifests and single images (moto
-        delivers it, test event first, as S3 does), the queue dead-letters after 3 receives."""
+        delivers it, test event first, as S3 does), the queue dead-letters after 3 receives; the
+        source bucket. The queue takes messages of 256 KiB at most, as any SQS queue does."""
         sqs = boto3.client("sqs", region_name=REGION)
         dead = sqs.create_queue(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"]
         dead_arn = _queue_arn(sqs, dead)
         redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": BATCH_MAX_RECEIVES})
         queue = sqs.create_queue(
             QueueName=BATCH_QUEUE,
-            Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(int(6 * self.batch_timeout))},
+            Attributes={
+                "RedrivePolicy": redrive,
+                "VisibilityTimeout": str(int(6 * self.batch_timeout)),
+                "MaximumMessageSize": str(256 * 1024),
+            },
         )["QueueUrl"]
         queue_arn = _queue_arn(sqs, queue)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BATCH_BUCKET)
+        s3.create_bucket(Bucket=SOURCE_BUCKET)
         rules = batch_notification_filters()
         s3.put_bucket_notification_configuration(
             Bucket=BATCH_BUCKET,
@@ -305,6 +313,7 @@ def batch_environment() -> dict[str, str]:
         "BATCH_QUEUE_URL": sqs.get_queue_url(QueueName=BATCH_QUEUE)["QueueUrl"],
         "BATCH_DEAD_LETTER_QUEUE_URL": sqs.get_queue_url(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"],
         "BATCH_MAX_RECEIVES": str(BATCH_MAX_RECEIVES),
+        "SOURCE_BUCKET": SOURCE_BUCKET,
     }
 
 

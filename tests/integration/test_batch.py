@@ -20,7 +20,8 @@ from PIL import Image
 from editgate_local import cli
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack, batch_handlers
+from editgate_local.front import LambdaContext
+from editgate_local.stack import BATCH_BUCKET, REGION, SOURCE_BUCKET, LocalStack, batch_handlers
 from tests.conftest import png_bytes
 
 FUNCTION_TIMEOUT = 20.0
@@ -280,39 +281,42 @@ def test_given_failed_items_and_dead_letters_when_redriven_then_only_they_run_an
     assert records(s3, "redrive")["a"]["state"] == "succeeded"
 
 
+def operations_task(
+    handler: Any, schema: str, bucket: str, key: str, task_id: str = "t0", **task: Any
+) -> dict[str, Any]:
+    """One invocation as S3 Batch Operations makes it, of job ``job-7``: one task, its key
+    URL-encoded (``task``: the task's other fields, over these). Returns the task's result."""
+    where: dict[str, str] = {"s3BucketArn": f"arn:aws:s3:::{bucket}"}
+    job: dict[str, Any] = {"id": "job-7"}
+    if schema == "2.0":
+        where = {"s3Bucket": bucket}
+        job["userArguments"] = {"prompt": "winter", "n": "2"}
+    event = {
+        "invocationSchemaVersion": schema,
+        "invocationId": f"inv-{task_id}",
+        "job": job,
+        "tasks": [
+            {"taskId": task_id, "s3Key": quote_plus(key, safe="/"), "s3VersionId": None, **where, **task}
+        ],
+    }
+    answer: dict[str, Any] = handler(event, LambdaContext(function_name="BatchFunction", timeout_seconds=60))
+    assert answer["invocationSchemaVersion"] == schema
+    assert answer["invocationId"] == f"inv-{task_id}"
+    assert answer["treatMissingKeysAs"] == "PermanentFailure"
+    (result,) = answer["results"]
+    assert result["taskId"] == task_id
+    return dict(result)
+
+
 def test_given_an_s3_batch_operations_job_then_each_task_gets_its_result_code_and_a_rerun_pays_nothing(
     emulator: FalEmulator, stack: LocalStack, s3: Any
 ) -> None:
-    s3.put_object(Bucket=BATCH_BUCKET, Key="catalog/shoes/red shoe.png", Body=tiny_png(3))
-    s3.put_object(Bucket=BATCH_BUCKET, Key="catalog/readme.txt", Body=b"text")
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/shoes/red shoe.png", Body=tiny_png(3))
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/readme.txt", Body=b"text")
     (handler,) = batch_handlers(1)
-    from editgate_local.front import LambdaContext
 
-    def task(schema: str, key: str, task_id: str = "t0") -> dict[str, Any]:
-        """One invocation as S3 Batch Operations makes it: one task, its key URL-encoded."""
-        where: dict[str, str] = {"s3BucketArn": f"arn:aws:s3:::{BATCH_BUCKET}"}
-        job: dict[str, Any] = {"id": "job-7"}
-        if schema == "2.0":
-            where = {"s3Bucket": BATCH_BUCKET}
-            job["userArguments"] = {"prompt": "winter", "n": "2"}
-        event = {
-            "invocationSchemaVersion": schema,
-            "invocationId": f"inv-{task_id}",
-            "job": job,
-            "tasks": [{"taskId": task_id, "s3Key": quote_plus(key, safe="/"), "s3VersionId": None, **where}],
-        }
-        answer: dict[str, Any] = handler(
-            event, LambdaContext(function_name="BatchFunction", timeout_seconds=60)
-        )
-        assert answer["invocationSchemaVersion"] == schema
-        assert answer["invocationId"] == f"inv-{task_id}"
-        assert answer["treatMissingKeysAs"] == "PermanentFailure"
-        (result,) = answer["results"]
-        assert result["taskId"] == task_id
-        return dict(result)
-
-    shoe = task("2.0", "catalog/shoes/red shoe.png")
-    text = task("2.0", "catalog/readme.txt", "t1")
+    shoe = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/shoes/red shoe.png")
+    text = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/readme.txt", "t1")
     assert shoe["resultCode"] == "Succeeded"
     assert text["resultCode"] == "PermanentFailure"
     assert "unsupported or unreadable image" in text["resultString"]
@@ -321,11 +325,16 @@ def test_given_an_s3_batch_operations_job_then_each_task_gets_its_result_code_an
     item = json.loads(s3.get_object(Bucket=BATCH_BUCKET, Key=record_key)["Body"].read())
     assert len(item["results"]) == 2
 
-    assert task("2.0", "catalog/shoes/red shoe.png")["resultCode"] == "Succeeded"  # S3 retries a task
+    # S3 retries a task
+    assert (
+        operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/shoes/red shoe.png")["resultCode"]
+        == "Succeeded"
+    )
     assert emulator.calls["submit"] == 1
-    # Schema 1.0 names the bucket by ARN and carries no user arguments: no prompt, a clear refusal.
-    s3.put_object(Bucket=BATCH_BUCKET, Key="catalog/shoes/blue shoe.png", Body=tiny_png(4))
-    old = task("1.0", "catalog/shoes/blue shoe.png")
+    # Schema 1.0 names the bucket by ARN and carries no user arguments: without BatchDefaults,
+    # no prompt, a clear refusal.
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/shoes/blue shoe.png", Body=tiny_png(4))
+    old = operations_task(handler, "1.0", SOURCE_BUCKET, "catalog/shoes/blue shoe.png")
     assert old["resultCode"] == "PermanentFailure"
     assert "Missing required parameter: 'prompt'" in old["resultString"]
     assert emulator.calls["submit"] == 1

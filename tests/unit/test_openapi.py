@@ -11,7 +11,7 @@ from editgate.domain import catalog
 from editgate_local.stack import REPO_ROOT
 
 # Codes of batch edits' item records, never an HTTP answer.
-BATCH_ONLY = {"duplicate_id", "invalid_manifest", "invalid_manifest_line"}
+BATCH_ONLY = {"duplicate_id", "invalid_manifest", "invalid_manifest_line", "manifest_exists"}
 # API Gateway's catch-alls for its own 4xx/5xx (a WAF, an integration failure): not the API's.
 GATEWAY_CATCH_ALL = {"gateway_error"}
 # Answers to a path or method the document has no operation for.

@@ -87,8 +87,15 @@ class Settings(EnvSettings):
     # as a later attempt may still collect them (a keyed retry, a batch item's redelivery); fal
     # keeps no copy of the payloads at all.
     provider_retention_seconds: int = Field(default=3600, ge=60)
+    # The one bucket besides a batch's own folder that batches read images from (s3:// manifest
+    # lines, S3 Batch Operations tasks): the template's SourceBucketName. None: no s3:// images.
+    source_bucket: str | None = None
+    # Edit parameters under every batch item's own (a manifest's defaults and lines, a single
+    # upload's metadata, an S3 Batch Operations job's user arguments): a schema 1.0 job has no user
+    # arguments, so its prompt can only come from here (the template's BatchDefaults, JSON).
+    batch_defaults: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
 
-    @field_validator("fal_endpoints", mode="before")
+    @field_validator("fal_endpoints", "batch_defaults", mode="before")
     @classmethod
     def _json_map(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
@@ -111,4 +118,11 @@ class Settings(EnvSettings):
                 "PROVIDER_RETENTION_SECONDS must not be less than IDEMPOTENCY_TTL_SECONDS "
                 "(a retry could not collect the images fal made and billed)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _source_is_not_the_results(self) -> Settings:
+        # Batches would read each other's results and uploads.
+        if self.source_bucket == self.results_bucket:
+            raise ValueError("SOURCE_BUCKET must not be the bucket results are written to")
         return self

@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 tracer = Tracer()
-# SQS takes at most 10 messages in one SendMessageBatch call.
+# SQS takes at most 10 messages in one SendMessageBatch call,
 SQS_BATCH = 10
+# and at most 256 KiB in one message and in one call's messages together. (SQS raised both to
+# 1 MiB in 2025 for queues configured so; 256 KiB holds on every queue.)
+SQS_MAX_BYTES = 256 * 1024
 
 
 @cache
@@ -52,10 +55,28 @@ def _sqs() -> SQSClient:
 
 
 class ObjectNotFound(LookupError):
-    """No object at that bucket and key, or none this function may read."""
+    """No object at that bucket and key (and version), or none this function may read."""
 
 
-_UNREADABLE = frozenset({"NoSuchKey", "NoSuchBucket", "404", "403", "AccessDenied"})
+class ObjectChanged(ObjectNotFound):
+    """The object at that key is no longer the one asked for (its ETag changed)."""
+
+
+# A HEAD's errors have no body: only the status is known.
+_UNREADABLE = frozenset(
+    {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "InvalidArgument", "400", "404", "403", "AccessDenied"}
+)
+_CHANGED = frozenset({"PreconditionFailed", "412"})
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD tells of an object: its size, ETag and user metadata (``x-amz-meta-*``,
+    names without the prefix)."""
+
+    size: int
+    etag: str
+    metadata: dict[str, str]
 
 
 class ResultStore:
@@ -82,28 +103,40 @@ class ResultStore:
     def get(self, key: str) -> bytes:
         return self.read(self.bucket, key)
 
-    def read(self, bucket: str, key: str, start: int = 0, length: int | None = None) -> bytes:
-        """An object's bytes (or ``length`` bytes from ``start``); ``ObjectNotFound`` when absent."""
+    def read(
+        self,
+        bucket: str,
+        key: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        version_id: str | None = None,
+        if_match: str | None = None,
+    ) -> bytes:
+        """An object's bytes (or at most ``length`` bytes from ``start``): ``ObjectNotFound`` when
+        absent, ``ObjectChanged`` when its ETag is no longer ``if_match``."""
         extra: dict[str, Any] = {}
         if start or length is not None:
             extra["Range"] = f"bytes={start}-" + ("" if length is None else str(start + length - 1))
+        if version_id:
+            extra["VersionId"] = version_id
+        if if_match:
+            extra["IfMatch"] = if_match
         try:
             return _s3().get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+            if _error_code(exc) == "InvalidRange":
                 return b""  # reading past the end: nothing more
-            if exc.response.get("Error", {}).get("Code") in _UNREADABLE:
-                raise ObjectNotFound(f"s3://{bucket}/{key}") from None
-            raise
+            raise _not_readable(exc, bucket, key) from None
 
-    def metadata(self, bucket: str, key: str) -> dict[str, str]:
-        """An object's user metadata (``x-amz-meta-*``, names without the prefix)."""
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectHead:
+        """An object's size, ETag and metadata, without reading it."""
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         try:
-            return dict(_s3().head_object(Bucket=bucket, Key=key).get("Metadata", {}))
+            answer = _s3().head_object(Bucket=bucket, Key=key, **extra)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _UNREADABLE:
-                raise ObjectNotFound(f"s3://{bucket}/{key}") from None
-            raise
+            raise _not_readable(exc, bucket, key) from None
+        return ObjectHead(answer["ContentLength"], answer.get("ETag", ""), dict(answer.get("Metadata", {})))
 
     def keys(self, prefix: str) -> Iterator[str]:
         for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
@@ -193,6 +226,8 @@ class Tally:
     started_at: str | None
     finished_at: str | None
     manifest_done: bool
+    # Why the manifest (or the rest of it) was not read: an OpenAI-shaped error's fields.
+    error: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -238,6 +273,40 @@ class BatchLedger:
         except ClientError as exc:
             if not _conditional_failure(exc):
                 raise  # else: a redelivered chunk, already counted
+
+    def claim_manifest(self, batch_id: str, etag: str) -> str:
+        """Reserve the batch for one manifest upload (by its ETag): the ETag of the upload that
+        holds it (``etag``, unless another upload took it first)."""
+        try:
+            dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"batch#{batch_id}"}},
+                UpdateExpression="SET #manifest = :etag",
+                ConditionExpression="attribute_not_exists(#manifest) OR #manifest = :etag",
+                ExpressionAttributeNames={"#manifest": "manifest_etag"},
+                ExpressionAttributeValues={":etag": {"S": etag}},
+            )
+        except ClientError as exc:
+            if not _conditional_failure(exc):
+                raise
+            return str(_get(self._table, f"batch#{batch_id}").get("manifest_etag", {}).get("S", ""))
+        return etag
+
+    def stop_reading(self, batch_id: str, error: dict[str, Any]) -> None:
+        """No more of the manifest is read, for the reason ``error`` gives (the first one kept):
+        the batch finishes once the items already counted settle."""
+        dynamodb_client().update_item(
+            TableName=self._table,
+            Key={"id": {"S": f"batch#{batch_id}"}},
+            UpdateExpression="SET #done = :true, #error = if_not_exists(#error, :error), "
+            "#started = if_not_exists(#started, :now)",
+            ExpressionAttributeNames={"#done": "manifest_done", "#error": "error", "#started": "started_at"},
+            ExpressionAttributeValues={
+                ":true": {"BOOL": True},
+                ":error": {"S": json_text(error)},
+                ":now": {"S": _now()},
+            },
+        )
 
     def claim(self, batch_id: str, item_id: str, line: int) -> int:
         """Reserve an item id for one manifest line: the line that holds it (``line``, unless
@@ -333,6 +402,7 @@ class BatchLedger:
             started_at=item.get("started_at", {}).get("S"),
             finished_at=item.get("finished_at", {}).get("S"),
             manifest_done=bool(item.get("manifest_done", {}).get("BOOL", False)),
+            error=json.loads(item["error"]["S"]) if "S" in item.get("error", {}) else None,
         )
 
     def mark_finished(self, batch_id: str) -> None:
@@ -355,17 +425,14 @@ class BatchLedger:
 
 
 class WorkQueue:
-    """The batch queue: messages are JSON documents, sent 10 to a call."""
+    """The batch queue: messages are JSON documents, sent as few calls as SQS's limits allow."""
 
     def __init__(self, queue_url: str) -> None:
         self.url = queue_url
 
     def send(self, documents: Sequence[dict[str, Any]]) -> None:
-        for start in range(0, len(documents), SQS_BATCH):
-            entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                {"Id": str(index), "MessageBody": json_text(document)}
-                for index, document in enumerate(documents[start : start + SQS_BATCH])
-            ]
+        """Send every document; a ``ValueError`` before any is sent if one cannot be a message."""
+        for entries in batched_for_sqs([message_body(document) for document in documents]):
             answer = _sqs().send_message_batch(QueueUrl=self.url, Entries=entries)
             if answer.get("Failed"):
                 reasons = sorted({f["Code"] for f in answer["Failed"]})
@@ -386,6 +453,34 @@ class WorkQueue:
                 _sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def message_body(document: dict[str, Any]) -> str:
+    """A document as the body of one queue message: JSON (finite numbers only) within
+    ``SQS_MAX_BYTES``, else a ``ValueError`` saying why."""
+    try:
+        body = json_text(document)
+    except ValueError:
+        raise ValueError("a number in it is not finite") from None
+    if len(body.encode()) > SQS_MAX_BYTES:
+        raise ValueError(f"a message of {len(body.encode()):,} bytes is more than SQS's {SQS_MAX_BYTES:,}")
+    return body
+
+
+def batched_for_sqs(bodies: Sequence[str]) -> Iterator[list[SendMessageBatchRequestEntryTypeDef]]:
+    """Messages in SendMessageBatch calls of at most ``SQS_BATCH`` entries and ``SQS_MAX_BYTES``
+    in all."""
+    entries: list[SendMessageBatchRequestEntryTypeDef] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if entries and (len(entries) == SQS_BATCH or size + length > SQS_MAX_BYTES):
+            yield entries
+            entries, size = [], 0
+        entries.append({"Id": str(len(entries)), "MessageBody": body})
+        size += length
+    if entries:
+        yield entries
+
+
 _COUNTED_STATES = frozenset({"succeeded", "failed"})
 
 
@@ -400,7 +495,21 @@ def _item_key(batch_id: str, item_id: str) -> str:
 
 
 def _conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return _error_code(exc) == "ConditionalCheckFailedException"
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _not_readable(exc: ClientError, bucket: str, key: str) -> Exception:
+    """An S3 read's error as this module's exception, or as itself when it is AWS's fault."""
+    code = _error_code(exc)
+    if code in _CHANGED:
+        return ObjectChanged(f"s3://{bucket}/{key}")
+    if code in _UNREADABLE:
+        return ObjectNotFound(f"s3://{bucket}/{key}")
+    return exc
 
 
 def _now() -> str:
