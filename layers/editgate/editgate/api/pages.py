@@ -41,7 +41,7 @@ def swagger_page(document: dict[str, Any]) -> Page:
 @functools.cache
 def playground_page(results_origin: str) -> Page:
     """``results_origin``: where the presigned result URLs point (the images it shows)."""
-    html = (resources.files("editgate") / "static" / "playground.html").read_text("utf-8")
+    html = (resources.files("editgate.api") / "static" / "playground.html").read_text("utf-8")
     return Page(html, _policy(html, images_from=("data:", "blob:", results_origin)))
 
 
