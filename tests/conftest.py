@@ -19,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
-from editgate.adapters.storage import WorkQueue
+from editgate.adapters.queue import WorkQueue
 from editgate.settings import Settings
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.events import seed_batch_objects

@@ -1,6 +1,6 @@
 """Batch edits: the batch queue's messages (S3 notifications, manifest chunks, items) through
-Powertools' BatchProcessor, and S3 Batch Operations tasks. Wiring only: the work is
-``editgate.app.batch``."""
+Powertools' BatchProcessor, and S3 Batch Operations tasks. Wiring only: one call into
+``editgate.app.batch`` per record or task."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from editgate import wiring
-from editgate.app import batch
+from editgate.app.batch import door, operations
 
 logger = Logger()
 tracer = Tracer()
@@ -28,27 +28,14 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    # Any exception reports this message as failed: SQS retries it (RetryLater is expected and
-    # logged where it is raised; anything else is a bug or an AWS fault, logged here).
-    try:
-        batch.handle_message(
-            record.body,
-            runtime,
-            receive_count=int(record.attributes.approximate_receive_count),
-            deadline=batch.deadline_for(lambda_context.get_remaining_time_in_millis()),
-        )
-    except batch.RetryLater:
-        raise
-    except Exception:
-        logger.exception("batch message failed unexpectedly; SQS will deliver it again")
-        raise
+    receive_count = int(record.attributes.approximate_receive_count)
+    remaining_ms = lambda_context.get_remaining_time_in_millis()
+    door.handle_record(record.body, runtime, receive_count=receive_count, remaining_ms=remaining_ms)
 
 
 def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) -> dict[str, Any]:
     """S3 sends one task per invocation and reads one result back."""
-    code, text = batch.run_task(
-        event, runtime, deadline=batch.deadline_for(context.get_remaining_time_in_millis())
-    )
+    code, text = operations.run_task(event, runtime, remaining_ms=context.get_remaining_time_in_millis())
     answer = S3BatchOperationResponse(
         event.invocation_schema_version, event.invocation_id, "PermanentFailure"
     )
@@ -61,11 +48,10 @@ def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) ->
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="BatchInvocations", unit=MetricUnit.Count, value=1)
-    runtime.services.deduplicator.register(context)
+    runtime.edits.register(context)
     if "invocationSchemaVersion" in event:
         return s3_batch_operations(S3BatchOperationEvent(event), context)
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
+    partial = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
     )
+    return dict(partial)

@@ -23,8 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from editgate.adapters.storage import BatchLedger, ObjectNotFound, ResultStore, WorkQueue
-from editgate.app import batch
+from editgate.adapters.ledger import BatchLedger
+from editgate.adapters.objects import ObjectNotFound, ObjectStore
+from editgate.adapters.queue import WorkQueue
+from editgate.app.batch import layout, redrive
 from editgate_local.stack import (
     BATCH_BUCKET,
     REGION,
@@ -46,8 +48,8 @@ class Deployment:
     queue_url: str
     dead_letter_url: str
 
-    def store(self) -> ResultStore:
-        return ResultStore(self.bucket, f"{batch.OUTPUT}/", 3600)
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.bucket, f"{layout.OUTPUT}/", 3600)
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> Upload:
     """The folder's own manifest.jsonl, or one made of every image in it (by name, in any case)
     with ``prompt`` and ``params`` as defaults."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    given = folder / batch.MANIFEST_NAME
+    given = folder / layout.MANIFEST_NAME
     if given.exists():
         if prompt or params:
             raise SystemExit(
@@ -175,7 +177,7 @@ def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> Upload:
     for pair in params:
         name, _, value = pair.partition("=")
         defaults[name] = value
-    images = [p for p in files if p.suffix.lower() in batch.IMAGE_SUFFIXES]
+    images = [p for p in files if p.suffix.lower() in layout.IMAGE_SUFFIXES]
     ids = item_ids([p.name for p in images])
     lines = [{"defaults": defaults}] + [{"id": ids[p.name], "image": p.name} for p in images]
     manifest = "".join(json.dumps(line) + "\n" for line in lines).encode()
@@ -210,7 +212,7 @@ def _json_lines(text: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _run(args: argparse.Namespace, deployment: Deployment) -> int:
     batch_id = args.batch_id or _batch_id(args.folder)
-    if not batch.manifest_batch_id(batch_id):
+    if not layout.manifest_batch_id(batch_id):
         raise SystemExit(
             f"--batch-id {batch_id!r}: 1 to 128 letters, digits, '.', '_' or '-', from a letter or digit "
             "(not 'single' nor 's3job-…')"
@@ -221,11 +223,12 @@ def _run(args: argparse.Namespace, deployment: Deployment) -> int:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(
             pool.map(
-                lambda p: store.put(f"{batch.INCOMING}/{batch_id}/{p.name}", p.read_bytes(), ""), upload.files
+                lambda p: store.put(f"{layout.INCOMING}/{batch_id}/{p.name}", p.read_bytes(), ""),
+                upload.files,
             )
         )
     # The manifest goes last: its arrival starts the batch.
-    store.put(f"{batch.INCOMING}/{batch_id}/{batch.MANIFEST_NAME}", upload.manifest, "application/x-ndjson")
+    store.put(f"{layout.INCOMING}/{batch_id}/{layout.MANIFEST_NAME}", upload.manifest, "application/x-ndjson")
     console.print(f"uploaded {len(upload.files)} file(s) and the manifest")
     summary = _watch(batch_id, store, args.timeout)
     _report(batch_id, summary, store, upload)
@@ -234,7 +237,7 @@ def _run(args: argparse.Namespace, deployment: Deployment) -> int:
     return 0 if summary and summary["finished"] and not summary["error"] else 1
 
 
-def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] | None:
+def _watch(batch_id: str, store: ObjectStore, timeout: float) -> dict[str, Any] | None:
     """A live bar from the batch's summary.json, until the batch finishes."""
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -271,15 +274,15 @@ def _watch(batch_id: str, store: ResultStore, timeout: float) -> dict[str, Any] 
     return summary
 
 
-def read_summary(batch_id: str, store: ResultStore) -> dict[str, Any] | None:
+def read_summary(batch_id: str, store: ObjectStore) -> dict[str, Any] | None:
     try:
-        summary: dict[str, Any] = json.loads(store.get(batch.output_key(batch_id, "summary.json")))
+        summary: dict[str, Any] = json.loads(store.get(layout.output_key(batch_id, "summary.json")))
     except ObjectNotFound:
         return None
     return summary
 
 
-def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, upload: Upload) -> None:
+def _report(batch_id: str, summary: dict[str, Any] | None, store: ObjectStore, upload: Upload) -> None:
     if summary is None:
         console.print("[red]no summary yet: the batch has not started (is the manifest where it should be?)")
         return
@@ -290,7 +293,7 @@ def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, u
         f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['pending']} pending; "
         f"{summary['images']} images, ${summary['cost']['usd']:.2f}"
     )
-    failed = batch.failed_items(batch_id, store)
+    failed = redrive.failed_items(batch_id, store)
     if failed:
         table = Table("file", "item", "line", "code", "message", title="failed items")
         for record in sorted(failed, key=lambda r: r.get("line") or 0):
@@ -302,13 +305,13 @@ def _report(batch_id: str, summary: dict[str, Any] | None, store: ResultStore, u
         console.print(table)
     for name in upload.strays:
         console.print(f"[yellow]not in the manifest, so not edited: {name}")
-    folder = batch.output_key(batch_id)
+    folder = layout.output_key(batch_id)
     console.print(f"results: s3://{store.bucket}/{folder}/results/")
     console.print(f"records: s3://{store.bucket}/{folder}/items/ and summary.json")
 
 
-def _download(batch_id: str, store: ResultStore, output: Path) -> None:
-    prefix = batch.output_key(batch_id, "results") + "/"
+def _download(batch_id: str, store: ObjectStore, output: Path) -> None:
+    prefix = layout.output_key(batch_id, "results") + "/"
     count = 0
     for key in store.keys(prefix):
         path = output / key.removeprefix(prefix)
@@ -328,7 +331,7 @@ def _status(batch_id: str, deployment: Deployment) -> int:
 
 
 def _redrive(batch_id: str, deployment: Deployment) -> int:
-    failed, dead = batch.redrive(
+    failed, dead = redrive.redrive(
         batch_id,
         deployment.store(),
         BatchLedger(deployment.table),

@@ -18,8 +18,8 @@ from urllib.parse import quote_plus
 import boto3
 from urllib3.filepost import encode_multipart_formdata
 
-from editgate.adapters.storage import ResultStore
-from editgate.app.batch import ItemMessage
+from editgate.adapters.objects import ObjectStore
+from editgate.app.batch.messages import ItemMessage
 from editgate.domain.images import to_data_uri
 from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.front import proxy_event
@@ -216,10 +216,10 @@ def batch_events() -> dict[str, dict[str, object]]:
 
 def seed_batch_objects() -> None:
     """The objects the batch events name (on the stack ``AWS_ENDPOINT_URL`` points at)."""
-    store = ResultStore(BATCH_BUCKET, "batches/", 3600)
+    store = ObjectStore(BATCH_BUCKET, "batches/", 3600)
     sample = SAMPLE_IMAGE.read_bytes()
     store.put(f"incoming/{BATCH_EVENTS_ID}/sample.png", sample, "image/png")
-    ResultStore(SOURCE_BUCKET, "", 3600).put("catalog/sample.png", sample, "image/png")
+    ObjectStore(SOURCE_BUCKET, "", 3600).put("catalog/sample.png", sample, "image/png")
     manifest = json.dumps({"id": "sample", "image": "sample.png", "prompt": "make it a winter scene"}) + "\n"
     store.put(f"incoming/{BATCH_EVENTS_ID}/manifest.jsonl", manifest.encode(), "application/x-ndjson")
     boto3.client("s3", region_name=REGION).put_object(

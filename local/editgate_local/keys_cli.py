@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 
 import boto3
 
-from editgate.adapters.keys import KeyRecord, new_record
-from editgate.adapters.storage import KeyTable
+from editgate.adapters.keys import KeyRecord, KeyTable, new_record
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,8 +19,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
-from editgate.adapters.keys import KeyRecord, new_record
-from editgate.adapters.storage import KeyTable
+from editgate.adapters.keys import KeyRecord, KeyTable, new_record
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

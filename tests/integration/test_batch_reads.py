@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from editgate.adapters.storage import ResultStore
+from editgate.adapters.objects import ObjectStore
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import BATCH_BUCKET, BUCKET, REGION, SOURCE_BUCKET, LocalStack
@@ -100,13 +100,13 @@ def test_given_a_line_naming_a_150_mb_object_then_it_fails_by_its_size_and_is_ne
 ) -> None:
     s3.put_object(Bucket=SOURCE_BUCKET, Key="huge/150mb.png", Body=bytes(150 * 1024 * 1024))
     reads: list[tuple[str, str]] = []
-    original = ResultStore.read
+    original = ObjectStore.read
 
-    def recording(self: ResultStore, bucket: str, key: str, *args: Any, **kwargs: Any) -> bytes:
+    def recording(self: ObjectStore, bucket: str, key: str, *args: Any, **kwargs: Any) -> bytes:
         reads.append((bucket, key))
         return original(self, bucket, key, *args, **kwargs)
 
-    monkeypatch.setattr(ResultStore, "read", recording)
+    monkeypatch.setattr(ObjectStore, "read", recording)
     lines = [{"id": "huge", "image": f"s3://{SOURCE_BUCKET}/huge/150mb.png", "prompt": "p"}]
     drop_batch(s3, "huge", {}, lines)
 

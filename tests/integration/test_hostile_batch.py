@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from editgate.adapters.storage import ResultStore
+from editgate.adapters.objects import ObjectStore
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.stack import BATCH_BUCKET, BUCKET, REGION, SOURCE_BUCKET, LocalStack
 from tests.integration.test_batch import FUNCTION_TIMEOUT, records, summary, tiny_png
@@ -181,19 +181,19 @@ class ReadLog:
 @pytest.fixture(scope="module")
 def read_log() -> Iterator[ReadLog]:
     log = ReadLog()
-    read, head = ResultStore.read, ResultStore.head
+    read, head = ObjectStore.read, ObjectStore.head
 
-    def logged_read(self: ResultStore, bucket: str, key: str, *args: Any, **kwargs: Any) -> bytes:
+    def logged_read(self: ObjectStore, bucket: str, key: str, *args: Any, **kwargs: Any) -> bytes:
         log.objects.add((bucket, key))
         return read(self, bucket, key, *args, **kwargs)
 
-    def logged_head(self: ResultStore, bucket: str, key: str, **kwargs: Any) -> Any:
+    def logged_head(self: ObjectStore, bucket: str, key: str, **kwargs: Any) -> Any:
         log.objects.add((bucket, key))
         return head(self, bucket, key, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ResultStore, "read", logged_read)
-        patch.setattr(ResultStore, "head", logged_head)
+        patch.setattr(ObjectStore, "read", logged_read)
+        patch.setattr(ObjectStore, "head", logged_head)
         yield log
 
 

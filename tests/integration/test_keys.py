@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from editgate.adapters.storage import KeyTable
+from editgate.adapters.keys import KeyTable
 from editgate_local.cli import main
 from editgate_local.front import ApiFront, UsagePlan, load_handler
 from editgate_local.stack import EDIT_API, KEYS_TABLE, LocalStack

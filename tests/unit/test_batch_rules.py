@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from editgate.adapters.storage import SQS_MAX_BYTES, batched_for_sqs, message_body
-from editgate.app.batch import ImageRules, output_key
+from editgate.adapters.queue import SQS_MAX_BYTES, batched_for_sqs, message_body
+from editgate.app.batch.layout import ImageRules, output_key
 from editgate.settings import Settings, SettingsError
 from editgate_local.batch_cli import item_ids
 

@@ -20,10 +20,6 @@ RANKS = {"domain": 0, "adapters": 1, "app": 2, "api": 3}
 MAX_MODULE_LINES = 350
 MAX_HANDLER_LINES = 60
 MAX_HANDLER_IMPORTS = 5
-# Modules that outgrow the limits until the batch door is split (issue 16's second step).
-NOT_YET_SPLIT = {"editgate.app.batch", "editgate.adapters.storage"}
-NOT_YET_THIN = {"functions/batch_edit/app.py"}
-NOT_YET_WITHOUT_SETTINGS = {"editgate.app.services"}
 
 
 def module_name(path: Path) -> str:
@@ -72,8 +68,7 @@ def upward_imports(modules: dict[str, frozenset[str]]) -> list[str]:
         for name in sorted(imported):
             theirs = layer(name)
             reaches_up = RANKS[theirs] > RANKS[own] if theirs else name != "editgate"
-            allowed = name == "editgate.settings" and importer in NOT_YET_WITHOUT_SETTINGS
-            if reaches_up and not allowed:
+            if reaches_up:
                 found.append(f"{importer} → {name}")
     return found
 
@@ -106,7 +101,7 @@ def test_given_the_layer_then_no_module_imports_a_layer_above_its_own() -> None:
 def test_given_a_module_importing_a_layer_above_then_the_rule_names_it() -> None:
     # The guard itself: each forbidden direction the issue names is caught.
     forbidden = {
-        "editgate.domain.models": frozenset({"editgate.adapters.storage"}),
+        "editgate.domain.models": frozenset({"editgate.adapters.objects"}),
         "editgate.adapters.fal": frozenset({"editgate.app.timing"}),
         "editgate.app.edit_steps": frozenset({"editgate.api.openai_shapes"}),
         "editgate.domain.catalog": frozenset({"editgate.settings"}),
@@ -128,20 +123,16 @@ def test_given_the_layer_then_every_editgate_import_is_a_module_of_this_tree() -
 
 def test_given_the_settings_then_only_the_wiring_reads_them() -> None:
     readers = {importer for importer, imported in graph().items() if "editgate.settings" in imported}
-    assert readers - NOT_YET_WITHOUT_SETTINGS == {"editgate.wiring"}
+    assert readers == {"editgate.wiring"}
 
 
 @pytest.mark.parametrize("handler", HANDLERS, ids=lambda path: path.parent.name)
 def test_given_a_handler_then_it_is_thin(handler: Path) -> None:
     """Parse the event, one call into the application, shape the answer."""
-    if str(handler.relative_to(REPO_ROOT)) in NOT_YET_THIN:
-        pytest.skip("the batch handler is made thin with the batch door's split")
     assert len(handler.read_text().splitlines()) <= MAX_HANDLER_LINES
     assert len(set(editgate_imports(handler))) <= MAX_HANDLER_IMPORTS
 
 
 def test_given_the_layer_then_no_module_is_longer_than_a_reader_can_hold() -> None:
     lengths = {module_name(path): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
-    assert {
-        name: n for name, n in lengths.items() if n > MAX_MODULE_LINES and name not in NOT_YET_SPLIT
-    } == {}
+    assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}

@@ -78,7 +78,6 @@ class Settings(EnvSettings):
     # Batch edits (the batch function only): its ledger table, its queue and dead-letter queue.
     batch_table: str | None = None
     batch_queue_url: str | None = None
-    batch_dead_letter_queue_url: str | None = None
     # SQS's maxReceiveCount: on the last receive a failing item is recorded failed, not retried.
     batch_max_receives: int = Field(default=3, ge=1)
     # Manifest lines fanned out by one invocation before it hands the rest to the next message.

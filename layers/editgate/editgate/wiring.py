@@ -10,9 +10,13 @@ from editgate.adapters import secrets
 from editgate.adapters.fal import FalClient
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
+from editgate.adapters.journal import SubmissionJournal
 from editgate.adapters.keys import KeyDirectory
-from editgate.adapters.storage import ResultStore, SubmissionJournal
-from editgate.app.batch import BatchRuntime
+from editgate.adapters.ledger import BatchLedger
+from editgate.adapters.objects import ObjectStore
+from editgate.adapters.queue import WorkQueue
+from editgate.app.batch.layout import ImageRules
+from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.edit_service import EditService
 from editgate.app.services import EditLimits, Services
 from editgate.domain import catalog
@@ -29,7 +33,7 @@ class HttpsDoor:
     # Where the documentation's callers' keys are checked; None when the operator made it public.
     doc_keys: KeyDirectory | None
     deadline_seconds: float
-    results: ResultStore
+    results: ObjectStore
 
 
 def https_door(settings: Settings | None = None) -> HttpsDoor:
@@ -45,14 +49,28 @@ def https_door(settings: Settings | None = None) -> HttpsDoor:
 
 
 def batch_door(settings: Settings | None = None) -> BatchRuntime:
-    return BatchRuntime.create(edit_services(settings or Settings.from_env()))
+    """What the batch function needs."""
+    settings = settings or Settings.from_env()
+    if not (settings.batch_table and settings.batch_queue_url):
+        raise RuntimeError("editgate is misconfigured: batch edits need BATCH_TABLE and BATCH_QUEUE_URL")
+    services = edit_services(settings)
+    return BatchRuntime(
+        edits=EditService(services),
+        store=services.store,
+        ledger=BatchLedger(settings.batch_table),
+        queue=WorkQueue(settings.batch_queue_url),
+        rules=ImageRules(services.store.bucket, settings.source_bucket),
+        max_receives=settings.batch_max_receives,
+        chunk_lines=settings.batch_chunk_lines,
+        defaults=settings.batch_defaults,
+        max_image_bytes=settings.max_image_bytes,
+    )
 
 
 def edit_services(settings: Settings) -> Services:
     """What an edit needs, from the settings alone."""
     fal_key = partial(secrets.secret_text, settings.fal_key_secret_name, settings.secrets_max_age_seconds)
     return Services(
-        settings=settings,
         limits=EditLimits(
             max_input_pixels=settings.max_input_pixels,
             allow_safety_checker_off=settings.allow_safety_checker_off,
@@ -65,7 +83,7 @@ def edit_services(settings: Settings) -> Services:
             retry_base_seconds=settings.fal_retry_base_seconds,
             retention_seconds=settings.provider_retention_seconds,
         ),
-        store=ResultStore(settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds),
+        store=ObjectStore(settings.results_bucket, settings.results_prefix, settings.presign_expiry_seconds),
         fetcher=ImageFetcher(max_bytes=settings.max_image_bytes),
         deduplicator=Deduplicator(
             settings.idempotency_table,

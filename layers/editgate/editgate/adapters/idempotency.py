@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate.adapters import storage
+from editgate.adapters import aws
 from editgate.domain.errors import IdempotencyKeyReused, RequestInProgress
 from editgate.domain.identity import EditIdentity
 
@@ -66,7 +66,7 @@ class Deduplicator:
         return self._once(_run_fingerprinted, self._fingerprint_config)
 
     def _once(self, work: Answering, config: IdempotencyConfig) -> Answering:
-        client = storage.dynamodb_client()
+        client = aws.dynamodb_client()
         records = DynamoDBPersistenceLayer(table_name=self._table_name, boto3_client=client)
         once = idempotent_function(data_keyword_argument="request", persistence_store=records, config=config)
         return cast(Answering, once(work))

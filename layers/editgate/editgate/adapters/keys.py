@@ -7,14 +7,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import DynamoDBProvider, GetParameterError
 from pydantic import BaseModel, ValidationError
 
+from editgate.adapters.aws import dynamodb_client
 from editgate.domain.errors import AuthenticationFailed
+from editgate.domain.json_values import json_text
 
 KEY_PREFIX = "sk-eg-"
 # One answer for every refusal: a caller learns nothing about which check failed.
@@ -93,3 +97,21 @@ class KeyDirectory:
         if not (hmac.compare_digest(record.key_hash, digest) and usable):
             raise AuthenticationFailed(REFUSAL)
         return record
+
+
+class KeyTable:
+    """The API keys' records, keyed by the key's hash, written by ``editgate keys`` and read by
+    the authorizer through Powertools Parameters (``KeyDirectory``)."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = table_name
+
+    def put(self, key_hash: str, record: dict[str, Any]) -> None:
+        dynamodb_client().put_item(
+            TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json_text(record)}}
+        )
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for page in dynamodb_client().get_paginator("scan").paginate(TableName=self._table):
+            for item in page["Items"]:
+                yield json.loads(item["value"]["S"])

@@ -1,7 +1,7 @@
 """The edit service, one entry per front door: ``EditService.edit_now`` for the HTTPS door (the
-edit's identity, folder, dry run and base64 answer behind it) and ``run_edit`` for a batch item.
-Either runs one edit at most once however often it is asked for, resumed where an earlier
-attempt left it, and counted in the metrics.
+edit's identity, folder, dry run and base64 answer behind it) and ``edit_item`` for a batch item.
+Either runs one edit at most once however often it is asked for (``edit_once``), resumed where an
+earlier attempt left it, and counted in the metrics.
 
 Only a final answer is kept as the edit's record. An answer missing images that the same request
 again could make or collect (a download past the deadline: fal made and billed them) is given to
@@ -17,7 +17,7 @@ import pybase64
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate.adapters.storage import ResultStore
+from editgate.adapters.objects import ObjectStore
 from editgate.app import metrics, timing
 from editgate.app.edit_steps import make_edit
 from editgate.app.preparing import Prepared, prepare
@@ -47,7 +47,7 @@ class EditOutcome:
 
 
 class EditService:
-    """The HTTPS door's one call."""
+    """The edits the front doors ask for."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -62,7 +62,7 @@ class EditService:
         key = identity.idempotency_key(call.idempotency_key)
         if call.dry_run:
             return prepare(call.request, call.inputs, self.services, call.deadline)
-        outcome = run_edit(
+        outcome = edit_once(
             call.request,
             call.inputs,
             self.services,
@@ -74,16 +74,23 @@ class EditService:
         with timing.phase("inline"):
             return EditOutcome(_with_b64(outcome.result, self.services.store), outcome.replayed)
 
+    def edit_item(
+        self, batch_id: str, item_id: str, request: EditRequest, image: bytes, *, deadline: float, folder: str
+    ) -> EditResult:
+        """A batch item, named by its batch and id, its images stored under ``folder``."""
+        outcome = edit_once(
+            request,
+            [image],
+            self.services,
+            identity=identity.for_item(batch_id, item_id, request, [image]),
+            request_id=f"{batch_id}/{item_id}",
+            deadline=deadline,
+            folder=folder,
+        )
+        return outcome.result
 
-class _NotFinal(Exception):
-    """Raised through the deduplicator so that it keeps no record of an answer that is not final."""
 
-    def __init__(self, record: dict[str, object]) -> None:
-        super().__init__("the answer is missing images a retry can collect")
-        self.record = record
-
-
-def run_edit(
+def edit_once(
     request: EditRequest,
     inputs: Sequence[InputImage],
     services: Services,
@@ -136,6 +143,14 @@ def run_edit(
     return EditOutcome(result, replayed)
 
 
+class _NotFinal(Exception):
+    """Raised through the deduplicator so that it keeps no record of an answer that is not final."""
+
+    def __init__(self, record: dict[str, object]) -> None:
+        super().__init__("the answer is missing images a retry can collect")
+        self.record = record
+
+
 def _count(result: EditResult, seconds: float) -> None:
     metrics.add("ImagesEdited", len(result.images))
     metrics.add("FalLatency", result.provider_seconds * 1000, MetricUnit.Milliseconds)
@@ -145,7 +160,7 @@ def _count(result: EditResult, seconds: float) -> None:
     metrics.add("PartialFailures", len(result.failures))
 
 
-def _with_b64(result: EditResult, store: ResultStore) -> EditResult:
+def _with_b64(result: EditResult, store: ObjectStore) -> EditResult:
     """``b64_json`` images read back from the bucket (results are always stored, so a repeated
     request can be answered from its record)."""
     if result.response_format != "b64_json":

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
-from editgate.adapters.storage import EditJournal, ResultStore
+from editgate.adapters.journal import EditJournal
+from editgate.adapters.objects import ObjectStore
 from editgate.app import metrics, timing
 from editgate.app.preparing import prepare
 from editgate.app.provider_calls import CallOutcome, ProviderCalls
@@ -115,7 +116,7 @@ def _count_cost(
         journal.mark_counted([o.index for o in outcomes if o.output.images and not o.counted_earlier])
 
 
-def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ResultStore) -> list[EditedImage]:
+def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ObjectStore) -> list[EditedImage]:
     """The images put in the results bucket side by side, like the downloads."""
     with ThreadPoolExecutor(max_workers=len(made)) as puts:
         putting = [puts.submit(timing.carried(_store), data, f"{folder}/{index}", plan, store)
@@ -123,7 +124,7 @@ def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ResultStor
     return [put.result() for put in putting]
 
 
-def _store(data: bytes, stem: str, plan: Plan, store: ResultStore) -> EditedImage:
+def _store(data: bytes, stem: str, plan: Plan, store: ObjectStore) -> EditedImage:
     key = f"{stem}.{plan.output_format}"
     with timing.phase("store"):
         store.put(key, data, CONTENT_TYPES[plan.output_format])

@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 
 from editgate.adapters.fal import FalClient, FalOutput, FalSubmission
 from editgate.adapters.fal_answers import FalRequestEnded, ProviderRejected
-from editgate.adapters.storage import EditJournal
+from editgate.adapters.journal import EditJournal
 from editgate.app import timing
 from editgate.app.preparing import Prepared
 from editgate.app.services import Services

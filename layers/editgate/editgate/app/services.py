@@ -4,17 +4,14 @@ cold start by ``editgate.wiring`` (tests give fakes in their place)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from editgate.adapters.fal import FalClient
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
-from editgate.adapters.storage import ResultStore, SubmissionJournal
+from editgate.adapters.journal import SubmissionJournal
+from editgate.adapters.objects import ObjectStore
 from editgate.domain.catalog import ModelSpec
 from editgate.domain.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from editgate.settings import Settings
 
 # An input image: uploaded bytes, or a URL / data: URI to fetch.
 InputImage = bytes | str
@@ -35,10 +32,9 @@ class EditLimits:
 class Services:
     """What an edit needs, built once per cold start."""
 
-    settings: Settings
     limits: EditLimits
     fal: FalClient
-    store: ResultStore
+    store: ObjectStore
     fetcher: ImageFetcher
     deduplicator: Deduplicator
     journal: SubmissionJournal

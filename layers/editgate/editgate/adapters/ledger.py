@@ -1,0 +1,233 @@
+"""The batch ledger (DynamoDB): per-batch counters and per-item states, each change counted once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from editgate.adapters.aws import conditional_failure, dynamodb_client, get_item, now_text
+from editgate.domain.json_values import json_text
+
+_COUNTED_STATES = frozenset({"succeeded", "failed"})
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A batch's counters as the ledger holds them."""
+
+    total: int
+    succeeded: int
+    failed: int
+    images: int
+    cost_usd: float
+    started_at: str | None
+    finished_at: str | None
+    manifest_done: bool
+    # Why the manifest (or the rest of it) was not read: an OpenAI-shaped error's fields.
+    error: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.manifest_done and self.succeeded + self.failed >= self.total
+
+
+class BatchLedger:
+    """Per-batch counters (atomic ``ADD``) and per-item states in DynamoDB. An item's state
+    changes together with the counters in one transaction, conditioned on the state it had, so a
+    redelivered message never counts twice."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = table_name
+
+    def add_lines(self, batch_id: str, lines: int, *, chunk: str, last: bool) -> None:
+        """Count ``lines`` items fanned out by ``chunk`` (a manifest offset, or a single item's id),
+        once however often the chunk is delivered; ``last``: all the batch's items are counted."""
+        names = {"#total": "total", "#started": "started_at", "#chunks": "chunks", "#finished": "finished_at"}
+        values: dict[str, Any] = {
+            ":lines": {"N": str(lines)},
+            ":now": {"S": now_text()},
+            ":chunk": {"SS": [chunk]},
+            ":chunk_name": {"S": chunk},
+        }
+        update = "ADD #total :lines, #chunks :chunk SET #started = if_not_exists(#started, :now)"
+        if last:
+            update += ", #done = :true"
+            names["#done"] = "manifest_done"
+            values[":true"] = {"BOOL": True}
+        if lines:
+            update += " REMOVE #finished"  # more items: not finished until they settle
+        else:
+            del names["#finished"]
+        try:
+            dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": _batch_key(batch_id)}},
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(#chunks) OR NOT contains(#chunks, :chunk_name)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if not conditional_failure(exc):
+                raise  # else: a redelivered chunk, already counted
+
+    def claim_manifest(self, batch_id: str, etag: str) -> str:
+        """Reserve the batch for one manifest upload (by its ETag): the ETag of the upload that
+        holds it (``etag``, unless another upload took it first)."""
+        try:
+            dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": _batch_key(batch_id)}},
+                UpdateExpression="SET #manifest = :etag",
+                ConditionExpression="attribute_not_exists(#manifest) OR #manifest = :etag",
+                ExpressionAttributeNames={"#manifest": "manifest_etag"},
+                ExpressionAttributeValues={":etag": {"S": etag}},
+            )
+        except ClientError as exc:
+            if not conditional_failure(exc):
+                raise
+            return str(get_item(self._table, _batch_key(batch_id)).get("manifest_etag", {}).get("S", ""))
+        return etag
+
+    def stop_reading(self, batch_id: str, error: dict[str, Any]) -> None:
+        """No more of the manifest is read, for the reason ``error`` gives (the first one kept):
+        the batch finishes once the items already counted settle."""
+        dynamodb_client().update_item(
+            TableName=self._table,
+            Key={"id": {"S": _batch_key(batch_id)}},
+            UpdateExpression="SET #done = :true, #error = if_not_exists(#error, :error), "
+            "#started = if_not_exists(#started, :now)",
+            ExpressionAttributeNames={"#done": "manifest_done", "#error": "error", "#started": "started_at"},
+            ExpressionAttributeValues={
+                ":true": {"BOOL": True},
+                ":error": {"S": json_text(error)},
+                ":now": {"S": now_text()},
+            },
+        )
+
+    def claim(self, batch_id: str, item_id: str, line: int) -> int:
+        """Reserve an item id for one manifest line: the line that holds it (``line``, unless
+        another line of the manifest took the same id first)."""
+        try:
+            dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": _item_key(batch_id, item_id)}},
+                UpdateExpression="SET #line = :line",
+                ConditionExpression="attribute_not_exists(#line) OR #line = :line",
+                ExpressionAttributeNames={"#line": "line"},
+                ExpressionAttributeValues={":line": {"N": str(line)}},
+            )
+        except ClientError as exc:
+            if not conditional_failure(exc):
+                raise
+            return int(get_item(self._table, _item_key(batch_id, item_id)).get("line", {}).get("N", "0"))
+        return line
+
+    def state(self, batch_id: str, item_id: str) -> str | None:
+        value = get_item(self._table, _item_key(batch_id, item_id)).get("state", {}).get("S")
+        return str(value) if value else None
+
+    def settle(
+        self, batch_id: str, item_id: str, state: str, *, images: int = 0, cost_usd: float = 0
+    ) -> bool:
+        """Move an item to ``succeeded``, ``failed`` or (a redrive) back to ``queued``, and count it
+        once: only settled states are counted. False when it already was in that state."""
+        for _ in range(5):  # a concurrent change of the same item: read again and retry
+            before = self.state(batch_id, item_id)
+            if before == state:
+                return False
+            changes = {state: 1, **({before: -1} if before else {})}
+            adds = {name: delta for name, delta in changes.items() if name in _COUNTED_STATES}
+            add = "".join(f"#{name} :{name}, " for name in adds)
+            names = {f"#{name}": name for name in adds}
+            values: dict[str, Any] = {f":{name}": {"N": str(delta)} for name, delta in adds.items()}
+            values[":images"] = {"N": str(images)}
+            values[":cost"] = {"N": str(Decimal(str(round(cost_usd, 6))))}
+            condition = "attribute_not_exists(#state)" if before is None else "#state = :before"
+            state_values: dict[str, Any] = {":state": {"S": state}}
+            if before is not None:
+                state_values[":before"] = {"S": before}
+            try:
+                dynamodb_client().transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": {"id": {"S": _item_key(batch_id, item_id)}},
+                                "UpdateExpression": "SET #state = :state",
+                                "ConditionExpression": condition,
+                                "ExpressionAttributeNames": {"#state": "state"},
+                                "ExpressionAttributeValues": state_values,
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": {"id": {"S": _batch_key(batch_id)}},
+                                "UpdateExpression": f"ADD {add}#images :images, #cost :cost",
+                                "ExpressionAttributeNames": {
+                                    **names,
+                                    "#images": "images",
+                                    "#cost": "cost_usd",
+                                },
+                                "ExpressionAttributeValues": values,
+                            }
+                        },
+                    ]
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                    continue
+                raise
+            return True
+        raise RuntimeError(f"item {item_id} of batch {batch_id} kept changing under this update")
+
+    def tally(self, batch_id: str) -> Tally | None:
+        item = get_item(self._table, _batch_key(batch_id))
+        if not item:
+            return None
+
+        def number(name: str) -> float:
+            return float(item.get(name, {}).get("N", "0"))
+
+        return Tally(
+            total=int(number("total")),
+            succeeded=int(number("succeeded")),
+            failed=int(number("failed")),
+            images=int(number("images")),
+            cost_usd=round(number("cost_usd"), 6),
+            started_at=item.get("started_at", {}).get("S"),
+            finished_at=item.get("finished_at", {}).get("S"),
+            manifest_done=bool(item.get("manifest_done", {}).get("BOOL", False)),
+            error=json.loads(item["error"]["S"]) if "S" in item.get("error", {}) else None,
+        )
+
+    def mark_finished(self, batch_id: str) -> None:
+        dynamodb_client().update_item(
+            TableName=self._table,
+            Key={"id": {"S": _batch_key(batch_id)}},
+            UpdateExpression="SET #finished = if_not_exists(#finished, :now)",
+            ExpressionAttributeNames={"#finished": "finished_at"},
+            ExpressionAttributeValues={":now": {"S": now_text()}},
+        )
+
+    def reopen(self, batch_id: str) -> None:
+        """A redrive: the batch is not finished until the re-queued items settle again."""
+        dynamodb_client().update_item(
+            TableName=self._table,
+            Key={"id": {"S": _batch_key(batch_id)}},
+            UpdateExpression="REMOVE #finished",
+            ExpressionAttributeNames={"#finished": "finished_at"},
+        )
+
+
+def _batch_key(batch_id: str) -> str:
+    return f"batch#{batch_id}"
+
+
+def _item_key(batch_id: str, item_id: str) -> str:
+    return f"{_batch_key(batch_id)}#item#{item_id}"

@@ -1,0 +1,148 @@
+"""A batch item: edited once by the edit service, its record written, its state and counters
+settled in the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+
+from editgate.adapters.objects import ObjectNotFound, ObjectStore
+from editgate.app.batch.layout import output_key
+from editgate.app.batch.messages import ItemMessage
+from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.batch.summary import publish_progress
+from editgate.domain.errors import EditgateError, InvalidRequest, RequestInProgress, UpstreamTimeout
+from editgate.domain.models import EditRequest, EditResult
+
+logger = Logger(child=True)
+
+
+class RetryLater(Exception):
+    """An item failed in a way another attempt may fix: leave its message to SQS's retry."""
+
+    def __init__(self, error: EditgateError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    state: Literal["succeeded", "failed", "skipped"]
+    detail: str
+
+
+def process_item(
+    item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, deadline: float
+) -> ItemOutcome:
+    """Edit one item and record its outcome, once: an item that succeeded before is skipped, and
+    an attempt after a crash collects the fal requests the crashed one submitted. A failure
+    another attempt may fix raises ``RetryLater``, unless this is the last attempt (and while
+    another attempt edits the item, always)."""
+    ledger = runtime.ledger
+    if ledger.state(item.batch_id, item.item_id) == "succeeded":
+        return ItemOutcome("skipped", "already succeeded")
+    try:
+        result = _edit(item, runtime, deadline)
+        if not result.complete and not last_attempt:
+            raise _missing_images(result)
+    except EditgateError as exc:
+        # Another attempt editing the item right now is never this item's failure.
+        if exc.retryable and (not last_attempt or isinstance(exc, RequestInProgress)):
+            raise RetryLater(exc) from exc
+        record = {**failed_record(exc), "message": item.model_dump()}
+        settle(runtime, item.batch_id, item.item_id, item.line, record, 0, 0.0)
+        return ItemOutcome("failed", exc.message)
+    record = _succeeded_record(result)
+    settle(runtime, item.batch_id, item.item_id, item.line, record, len(result.images), result.cost_usd)
+    return ItemOutcome("succeeded", f"{len(result.images)} image(s)")
+
+
+def _missing_images(result: EditResult) -> EditgateError:
+    """Images fal made (and billed) that this attempt could not deliver: the next attempt collects
+    them. On the last attempt the item succeeds with what was delivered, the rest in its failures."""
+    failure = next(failure for failure in result.failures if failure.retryable)
+    return UpstreamTimeout(failure.message, code=failure.code)
+
+
+def _edit(item: ItemMessage, runtime: BatchRuntime, deadline: float) -> EditResult:
+    # The stack's BATCH_DEFAULTS under the item's own parameters. Results are always stored and
+    # presigned: a batch answers in records, not in the response.
+    request = EditRequest.from_values({**runtime.defaults, **item.params, "response_format": "url"})
+    image = _image(item, runtime)
+    folder = output_key(item.batch_id, "results", item.item_id)
+    return runtime.edits.edit_item(
+        item.batch_id, item.item_id, request, image, deadline=deadline, folder=folder
+    )
+
+
+def _image(item: ItemMessage, runtime: BatchRuntime) -> bytes:
+    """The item's image, if its batch may read it and it is no larger than ``max_image_bytes``."""
+    where = f"s3://{item.image_bucket}/{item.image_key}"
+    refusal = runtime.rules.refusal(item.batch_id, item.image_bucket, item.image_key)
+    if refusal:
+        message = f"Invalid value for 'image': {where} is not for this batch to read: {refusal}."
+        raise InvalidRequest(message, param="image")
+    limit = runtime.max_image_bytes
+    try:
+        data = _read_within(runtime.store, item, limit)
+    except ObjectNotFound:
+        message = f"The image {where} does not exist or cannot be read."
+        raise InvalidRequest(message, param="image", code="image_not_found") from None
+    if data is None:
+        message = f"Invalid value for 'image': {where} is larger than the {limit:,} bytes accepted."
+        raise InvalidRequest(message, param="image", code="image_too_large")
+    return data
+
+
+def _read_within(store: ObjectStore, item: ItemMessage, limit: int) -> bytes | None:
+    """The item's object, or None when it is larger than ``limit`` bytes: its size is asked
+    first (a HEAD), so a larger one is never read; should it grow after that, one byte over the
+    limit is all that is read."""
+    if store.head(item.image_bucket, item.image_key, version_id=item.image_version).size > limit:
+        return None
+    data = store.read(item.image_bucket, item.image_key, length=limit + 1, version_id=item.image_version)
+    return None if len(data) > limit else data
+
+
+def settle(
+    runtime: BatchRuntime,
+    batch_id: str,
+    item_id: str,
+    line: int,
+    record: dict[str, Any],
+    images: int,
+    cost: float,
+) -> None:
+    """The item's record first, then its state and counters: a crash between the two is repaired
+    by the redelivery, which finds the edit done and settles it."""
+    document = {
+        "id": item_id,
+        "batch_id": batch_id,
+        "line": line or None,
+        **record,
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    runtime.store.put_json(output_key(batch_id, "items", f"{item_id}.json"), document)
+    runtime.ledger.settle(batch_id, item_id, record["state"], images=images, cost_usd=cost)
+    publish_progress(batch_id, runtime)
+
+
+def failed_record(error: EditgateError) -> dict[str, Any]:
+    return {"state": "failed", **error.body()}
+
+
+def _succeeded_record(result: EditResult) -> dict[str, Any]:
+    return {
+        "state": "succeeded",
+        "results": [{"key": image.key, "url": image.url} for image in result.images],
+        "size": str(result.size),
+        "output_format": result.output_format,
+        "model": result.model,
+        "cost": {"usd": result.cost_usd, "images": result.billed_images},
+        "provider_request_ids": list(result.provider_request_ids),
+        "failures": [failure.model_dump() for failure in result.failures],
+        "ignored_params": list(result.ignored_params),
+    }

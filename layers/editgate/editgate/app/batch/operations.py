@@ -1,0 +1,74 @@
+"""S3 Batch Operations: one task, one item of batch ``s3job-<job id>``."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
+from pydantic import ValidationError
+
+from editgate.app.batch.items import RetryLater, process_item
+from editgate.app.batch.layout import S3_JOB_PREFIX, digest, output_key, safe_id
+from editgate.app.batch.messages import ItemMessage
+from editgate.app.batch.runtime import BatchRuntime
+from editgate.domain import envelope
+from editgate.domain.errors import InvalidRequest
+
+logger = Logger(child=True)
+
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+ResultCode = Literal["Succeeded", "TemporaryFailure", "PermanentFailure"]
+
+
+def run_task(
+    event: S3BatchOperationEvent, runtime: BatchRuntime, *, remaining_ms: int
+) -> tuple[ResultCode, str]:
+    """The task of an S3 Batch Operations invocation: edit the object it names (that version, when
+    it names one) with the job's user arguments as parameters (over ``BATCH_DEFAULTS``), as an
+    item of batch ``s3job-<job id>``. Any task answers a result code, never an exception."""
+    try:
+        item = _task_item(event)
+        runtime.ledger.add_lines(item.batch_id, 1, chunk=item.item_id, last=True)
+        deadline = time.monotonic() + envelope.batch_seconds(remaining_ms)
+        outcome = process_item(item, runtime, last_attempt=False, deadline=deadline)
+    except RetryLater as exc:
+        return "TemporaryFailure", exc.error.message
+    except InvalidRequest as exc:
+        return "PermanentFailure", exc.message
+    except Exception as exc:  # a task this code cannot take: S3 must get an answer all the same
+        logger.exception("an S3 Batch Operations task failed unexpectedly")
+        return (
+            "PermanentFailure",
+            f"The task could not be run ({type(exc).__name__}; see the function's logs).",
+        )
+    where = f"s3://{runtime.store.bucket}/{output_key(item.batch_id, 'items', f'{item.item_id}.json')}"
+    if outcome.state == "failed":
+        return "PermanentFailure", f"{outcome.detail} ({where})"
+    return "Succeeded", where
+
+
+def _task_item(event: S3BatchOperationEvent) -> ItemMessage:
+    """The item of a task. Its id covers the task's bucket, key and version: each is its own
+    edit, however alike their keys."""
+    task = event.task
+    bucket, key, version = task.s3_bucket, task.s3_key, task.s3_version_id
+    if not _BUCKET_NAME.match(bucket):
+        raise InvalidRequest(f"The task's bucket {bucket!r} is not an S3 bucket name.", param="s3Bucket")
+    if not key:
+        raise InvalidRequest("The task's key is empty.", param="s3Key")
+    try:
+        return ItemMessage(
+            batch_id=f"{S3_JOB_PREFIX}{safe_id(event.job.get_id)}",
+            item_id=f"{safe_id(key)}-{digest([bucket, key, version], 16)}",
+            line=0,
+            image_bucket=bucket,
+            image_key=key,
+            image_version=version,
+            params=dict(event.job.user_arguments),
+        )
+    except ValidationError as exc:
+        raise InvalidRequest(f"The task cannot be read: {exc.errors()[0]['msg']}.") from None

@@ -1,0 +1,42 @@
+"""Operator-only (``editgate batch redrive``): a batch's failed items and dead letters queued again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from editgate.adapters.ledger import BatchLedger
+from editgate.adapters.objects import ObjectStore
+from editgate.adapters.queue import WorkQueue
+from editgate.app.batch.layout import output_key
+from editgate.app.batch.summary import publish_summary
+
+
+def redrive(
+    batch_id: str, store: ObjectStore, ledger: BatchLedger, queue: WorkQueue, dead_letter_url: str | None
+) -> tuple[int, int]:
+    """Queue the batch's failed items again, and every message of the dead-letter queue. Nothing
+    already paid is paid again: each item collects what its earlier attempts submitted. Returns
+    how many failed items and dead letters were queued."""
+    again = [record["message"] for record in failed_items(batch_id, store) if record.get("message")]
+    dead = list(queue.drain(dead_letter_url)) if dead_letter_url else []
+    # An item both failed and dead-lettered goes once: two copies would only race each other.
+    unique = {_message_name(message): message for message in again + dead}
+    for message in again:
+        ledger.settle(batch_id, message["item_id"], "queued")  # pending again, until it settles
+    ledger.reopen(batch_id)
+    publish_summary(batch_id, ledger, store)
+    queue.send(list(unique.values()))
+    return len(again), len(dead)
+
+
+def failed_items(batch_id: str, store: ObjectStore) -> list[dict[str, Any]]:
+    """The item records of a batch that failed."""
+    records = (json.loads(store.get(key)) for key in store.keys(output_key(batch_id, "items") + "/"))
+    return [record for record in records if record.get("state") == "failed"]
+
+
+def _message_name(message: dict[str, Any]) -> str:
+    if message.get("kind") == "item":
+        return f"item:{message.get('batch_id')}:{message.get('item_id')}"
+    return json.dumps(message, sort_keys=True)

@@ -1,0 +1,74 @@
+"""A batch's ``summary.json``, written from the ledger's counters."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from editgate.adapters.ledger import BatchLedger, Tally
+from editgate.adapters.objects import ObjectStore
+from editgate.app.batch.layout import output_key
+from editgate.app.batch.messages import ChunkMessage
+from editgate.app.batch.runtime import BatchRuntime
+from editgate.domain.errors import InvalidRequest
+
+# How often one execution environment rewrites a summary that is not final.
+_SUMMARY_INTERVAL_SECONDS = 1.0
+
+
+def publish_progress(batch_id: str, runtime: BatchRuntime) -> None:
+    """The summary after an item settled: rewritten at most every second by one environment while
+    the batch runs (each write costs three calls), and always once it is done."""
+    now = time.monotonic()
+    if now - runtime.summaries_written.get(batch_id, -math.inf) < _SUMMARY_INTERVAL_SECONDS:
+        tally = runtime.ledger.tally(batch_id)
+        if tally is None or not tally.done:
+            return
+    runtime.summaries_written[batch_id] = now
+    publish_summary(batch_id, runtime.ledger, runtime.store)
+
+
+def publish_summary(batch_id: str, ledger: BatchLedger, store: ObjectStore) -> None:
+    """Write ``summary.json`` from the ledger's counters. Writers race, so one that wrote before the
+    batch finished looks again and, if it has finished meanwhile, writes the final summary."""
+    tally = ledger.tally(batch_id)
+    if tally is None:
+        return
+    if tally.done and tally.finished_at is None:
+        ledger.mark_finished(batch_id)
+        tally = ledger.tally(batch_id) or tally
+    key = output_key(batch_id, "summary.json")
+    store.put_json(key, summary(batch_id, tally))
+    if tally.finished_at is None:
+        after = ledger.tally(batch_id)
+        if after is not None and after.finished_at is not None:
+            store.put_json(key, summary(batch_id, after))
+
+
+def summary(batch_id: str, tally: Tally) -> dict[str, Any]:
+    finished = tally.finished_at is not None
+    return {
+        "batch_id": batch_id,
+        "items": tally.total,
+        "counts": {
+            "succeeded": tally.succeeded,
+            "failed": tally.failed,
+            "pending": max(0, tally.total - tally.succeeded - tally.failed),
+        },
+        "images": tally.images,
+        "cost": {"usd": tally.cost_usd},
+        "started_at": tally.started_at,
+        "finished_at": tally.finished_at,
+        "finished": finished,
+        "manifest_read": tally.manifest_done,
+        "error": tally.error,
+    }
+
+
+def stop_reading(chunk: ChunkMessage, runtime: BatchRuntime, why: str) -> None:
+    """No more of the manifest is read: the summary's ``error`` says why, and the batch finishes
+    once the items already queued settle."""
+    error = InvalidRequest(f"The manifest {chunk.key} cannot be read: {why}.", code="invalid_manifest")
+    runtime.ledger.stop_reading(chunk.batch_id, error.body()["error"])
+    publish_summary(chunk.batch_id, runtime.ledger, runtime.store)
