@@ -1,0 +1,269 @@
+"""The application layer's orchestration with fakes in the adapters' places, as the wiring would
+put them (no moto, no emulator): the edit service's doors, the journal that keeps fal from being
+paid twice, and a batch item's settling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from editgate.adapters.fal import FalClient, FalImage, FalOutput, FalSubmission
+from editgate.adapters.fetch import ImageFetcher
+from editgate.adapters.idempotency import Deduplicator
+from editgate.adapters.journal import EditJournal, SubmissionJournal
+from editgate.adapters.ledger import BatchLedger, Tally
+from editgate.adapters.objects import ObjectHead, ObjectNotFound, ObjectStore
+from editgate.adapters.queue import WorkQueue
+from editgate.app.batch import items
+from editgate.app.batch.layout import ImageRules, output_key
+from editgate.app.batch.messages import ItemMessage
+from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.edit_service import EditCall, EditOutcome, EditService
+from editgate.app.preparing import Prepared
+from editgate.app.services import EditLimits, Services
+from editgate.domain import catalog
+from editgate.domain.errors import UpstreamError
+from editgate.domain.identity import EditIdentity
+from editgate.domain.models import EditRequest
+from tests.conftest import open_image, png_bytes
+
+INPUT = png_bytes((256, 256))
+
+
+class FakeFal(FalClient):
+    """fal making one image per requested image; every call counted."""
+
+    def __init__(self, failing: int = 0) -> None:
+        super().__init__("https://queue.fal.invalid", lambda: "key")
+        self.submitted: list[dict[str, Any]] = []
+        self.collected: list[str] = []
+        self.failing = failing  # how many submits fail first
+
+    def submit(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalSubmission:
+        if self.failing:
+            self.failing -= 1
+            raise UpstreamError("The provider answered HTTP 503.")
+        self.submitted.append(payload)
+        request_id = f"req-{len(self.submitted)}"
+        url = f"https://queue.fal.invalid/{request_id}"
+        return FalSubmission(
+            request_id=request_id, status_url=url, response_url=url, submitted_at=time.time()
+        )
+
+    def collect(self, submission: FalSubmission, deadline: float) -> FalOutput:
+        self.collected.append(submission.request_id)
+        images = [FalImage(url=f"https://cdn.fal.invalid/{submission.request_id}.png")]
+        return FalOutput(request_id=submission.request_id, images=images)
+
+    def download(self, url: str, deadline: float) -> bytes:
+        return png_bytes((256, 256), (10, 200, 10))
+
+
+class FakeStore(ObjectStore):
+    def __init__(self) -> None:
+        super().__init__("results-bucket", "results/", 3600)
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[(self.bucket, key)] = data
+
+    def read(
+        self,
+        bucket: str,
+        key: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        if_match: str | None = None,
+        version_id: str | None = None,
+    ) -> bytes:
+        if (bucket, key) not in self.objects:
+            raise ObjectNotFound(f"s3://{bucket}/{key}")
+        data = self.objects[(bucket, key)]
+        return data[start : None if length is None else start + length]
+
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectHead:
+        return ObjectHead(size=len(self.read(bucket, key)), etag="etag", metadata={})
+
+    def presign(self, key: str) -> str:
+        return f"https://s3.invalid/{key}?signed"
+
+
+class FakeDeduplicator(Deduplicator):
+    """Powertools Idempotency's contract: one stored answer per identity."""
+
+    def __init__(self) -> None:
+        super().__init__("idempotency", keyed_ttl_seconds=3600, fingerprint_ttl_seconds=120)
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def register(self, context: LambdaContext) -> None:
+        pass
+
+    def run(self, identity: EditIdentity, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if identity.key not in self.records:
+            self.records[identity.key] = work()
+        return self.records[identity.key]
+
+
+class FakeJournals(SubmissionJournal):
+    """The journal table, in memory: what each edit's attempts submitted."""
+
+    def __init__(self) -> None:
+        super().__init__("idempotency")
+        self.entries: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def open(self, edit_key: str, ttl_seconds: int) -> EditJournal:
+        journals = self
+
+        class Journal(EditJournal):
+            def _write(self, entries: dict[int, dict[str, Any]]) -> None:
+                journals.entries.setdefault(edit_key, {}).update({str(k): v for k, v in entries.items()})
+                self._entries.update({str(k): v for k, v in entries.items()})
+
+        return Journal(
+            "idempotency", f"journal#{edit_key}", ttl_seconds, dict(self.entries.get(edit_key, {}))
+        )
+
+
+class FakeLedger(BatchLedger):
+    def __init__(self) -> None:
+        super().__init__("batches")
+        self.states: dict[tuple[str, str], str] = {}
+        self.counted: list[tuple[str, str, int, float]] = []
+
+    def state(self, batch_id: str, item_id: str) -> str | None:
+        return self.states.get((batch_id, item_id))
+
+    def settle(
+        self, batch_id: str, item_id: str, state: str, *, images: int = 0, cost_usd: float = 0
+    ) -> bool:
+        if self.states.get((batch_id, item_id)) == state:
+            return False
+        self.states[(batch_id, item_id)] = state
+        self.counted.append((item_id, state, images, cost_usd))
+        return True
+
+    def tally(self, batch_id: str) -> Tally | None:
+        return None  # no summary to write
+
+
+def services(fal: FalClient | None = None) -> Services:
+    return Services(
+        limits=EditLimits(max_input_pixels=40_000_000, allow_safety_checker_off=False, memory_mb=1769),
+        fal=fal or FakeFal(),
+        store=FakeStore(),
+        fetcher=ImageFetcher(max_bytes=1024),
+        deduplicator=FakeDeduplicator(),
+        journal=FakeJournals(),
+        catalog=catalog.with_endpoints({}),
+    )
+
+
+def call(request_id: str = "req-a", **values: Any) -> EditCall:
+    request = EditRequest.from_values({"prompt": "make it green", **values})
+    return EditCall(request, [INPUT], caller="key_1", idempotency_key=None, request_id=request_id,
+                    deadline=time.monotonic() + 20)  # fmt: skip
+
+
+def test_given_an_edit_when_asked_now_then_its_image_is_stored_and_answered_by_url() -> None:
+    edits = EditService(services())
+    outcome = edits.edit_now(call())
+    assert isinstance(outcome, EditOutcome)
+    (image,) = outcome.result.images
+    assert image.url == f"https://s3.invalid/{image.key}?signed"
+    assert open_image(edits.services.store.get(image.key)).size == (256, 256)
+    assert not outcome.replayed
+
+
+def test_given_the_same_edit_again_then_it_is_answered_from_its_record_and_fal_is_paid_once() -> None:
+    fal = FakeFal()
+    edits = EditService(services(fal))
+    first = edits.edit_now(call("req-a"))
+    again = edits.edit_now(call("req-b"))  # a client's retry: new request id, same content
+    assert isinstance(first, EditOutcome)
+    assert isinstance(again, EditOutcome)
+    assert again.replayed
+    assert again.result == first.result
+    assert len(fal.submitted) == 1
+
+
+def test_given_b64_json_then_the_stored_image_is_embedded_in_the_answer() -> None:
+    edits = EditService(services())
+    outcome = edits.edit_now(call(response_format="b64_json"))
+    assert isinstance(outcome, EditOutcome)
+    (image,) = outcome.result.images
+    assert image.url is None
+    assert image.b64_json
+
+
+def test_given_a_dry_run_then_nothing_is_paid_or_stored() -> None:
+    fal, store = FakeFal(), FakeStore()
+    edits = EditService(replace(services(fal), store=store))
+    outcome = edits.edit_now(replace(call(), dry_run=True))
+    assert isinstance(outcome, Prepared)
+    assert outcome.plan.cost_usd == 0.06
+    assert fal.submitted == []
+    assert store.objects == {}
+
+
+def test_given_an_attempt_that_died_after_fal_accepted_then_the_retry_collects_it_unpaid() -> None:
+    """The journal holds what the dead attempt submitted: the retry collects that request."""
+    fal = FakeFal()
+    wired = services(fal)
+    edits = EditService(wired)
+    journals = wired.journal
+    assert isinstance(journals, FakeJournals)
+    assert isinstance(wired.deduplicator, FakeDeduplicator)
+    edits.edit_now(call())
+    wired.deduplicator.records.clear()  # as if the first attempt died before its record was kept
+    retried = edits.edit_now(call("req-b"))
+    assert isinstance(retried, EditOutcome)
+    assert not retried.replayed
+    assert len(fal.submitted) == 1
+    assert fal.collected == ["req-1", "req-1"]
+    (journal,) = journals.entries.values()
+    assert journal["0"]["submission"]["request_id"] == "req-1"
+
+
+def batch(fal: FalClient | None = None) -> tuple[BatchRuntime, FakeLedger, FakeStore]:
+    wired = services(fal)
+    store, ledger = wired.store, FakeLedger()
+    assert isinstance(store, FakeStore)
+    store.objects[("batch-bucket", "incoming/b1/cat.png")] = INPUT
+    runtime = BatchRuntime(
+        edits=EditService(wired), store=store, ledger=ledger, queue=WorkQueue("https://sqs.invalid/q"),
+        rules=ImageRules("batch-bucket", None), max_receives=3, chunk_lines=1000,
+        defaults={}, max_image_bytes=1024 * 1024,
+    )  # fmt: skip
+    return runtime, ledger, store
+
+
+ITEM = ItemMessage(batch_id="b1", item_id="cat", line=1, image_bucket="batch-bucket",
+                   image_key="incoming/b1/cat.png", params={"prompt": "make it green"})  # fmt: skip
+
+
+def test_given_a_batch_item_then_its_record_is_written_and_it_is_counted_once() -> None:
+    fal = FakeFal()
+    runtime, ledger, store = batch(fal)
+    first = items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    again = items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    assert (first.state, again.state) == ("succeeded", "skipped")
+    assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
+    assert ("results-bucket", output_key("b1", "items", "cat.json")) in store.objects
+    assert len(fal.submitted) == 1
+
+
+def test_given_a_batch_item_fal_fails_then_sqs_retries_it_until_its_last_attempt_records_it_failed() -> None:
+    runtime, ledger, store = batch(FakeFal(failing=2))
+    with pytest.raises(items.RetryLater):
+        items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    assert ledger.counted == []
+    assert ("results-bucket", output_key("b1", "items", "cat.json")) not in store.objects
+    outcome = items.process_item(ITEM, runtime, last_attempt=True, deadline=time.monotonic() + 20)
+    assert outcome.state == "failed"
+    assert ledger.counted == [("cat", "failed", 0, 0.0)]
