@@ -30,7 +30,7 @@ import boto3
 from PIL import Image
 from report import Section, run_alone, spread
 
-from editgate_local.cli import SAMPLE_IMAGE
+from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
 
 TARGET = 1.3

@@ -21,10 +21,10 @@ from PIL import Image
 
 from editgate.adapters.queue import WorkQueue
 from editgate.settings import Settings
-from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.events import seed_batch_objects
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import UsagePlan
+from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import LocalStack
 
 API_KEY = "sk-local"

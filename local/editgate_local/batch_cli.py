@@ -27,6 +27,7 @@ from editgate.adapters.ledger import BatchLedger
 from editgate.adapters.objects import ObjectNotFound, ObjectStore
 from editgate.adapters.queue import WorkQueue
 from editgate.app.batch import layout, redrive
+from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import (
     BATCH_BUCKET,
     REGION,
@@ -358,8 +359,6 @@ def _batch_id(folder: Path) -> str:
 
 def _sample(folder: Path, count: int) -> int:
     """Distinct images from the bundled sample: mirrored, rotated and recoloured."""
-    from editgate_local.cli import SAMPLE_IMAGE
-
     folder.mkdir(parents=True, exist_ok=True)
     with Image.open(SAMPLE_IMAGE) as opened:
         source = opened.convert("RGB")

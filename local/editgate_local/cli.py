@@ -17,9 +17,8 @@ import requests
 
 from editgate_local import batch_cli, keys_cli
 from editgate_local.fal_emulator import FalEmulator
+from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import BATCH_BUCKET, KEYS_TABLE, LocalStack
-
-SAMPLE_IMAGE = Path(__file__).with_name("sample.png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

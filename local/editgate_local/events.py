@@ -21,8 +21,8 @@ from urllib3.filepost import encode_multipart_formdata
 from editgate.adapters.objects import ObjectStore
 from editgate.app.batch.messages import ItemMessage
 from editgate.domain.images import to_data_uri
-from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.front import proxy_event
+from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import BATCH_BUCKET, BATCH_QUEUE, REGION, REPO_ROOT, SOURCE_BUCKET
 
 EVENTS = REPO_ROOT / "events"

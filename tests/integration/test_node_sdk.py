@@ -41,7 +41,7 @@ def node_results(stack: LocalStack, sample_png_path: Path) -> dict[str, dict[str
 
 @pytest.fixture(scope="module")
 def sample_png_path() -> Path:
-    from editgate_local.cli import SAMPLE_IMAGE
+    from editgate_local.sample import SAMPLE_IMAGE
 
     return SAMPLE_IMAGE
 

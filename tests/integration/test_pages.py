@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from editgate_local.cli import SAMPLE_IMAGE
 from editgate_local.fal_emulator import FalEmulator
+from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import REPO_ROOT, LocalStack
 from tests.conftest import API_KEY, open_image
 
