@@ -43,7 +43,7 @@ class BatchLedger:
     def __init__(self, table_name: str) -> None:
         self._table = table_name
 
-    def add_lines(self, batch_id: str, lines: int, *, chunk: str, last: bool) -> None:
+    def count_items(self, batch_id: str, lines: int, *, chunk: str, last: bool) -> None:
         """Count ``lines`` items fanned out by ``chunk`` (a manifest offset, or a single item's id),
         once however often the chunk is delivered; ``last``: all the batch's items are counted."""
         names = {"#total": "total", "#started": "started_at", "#chunks": "chunks", "#finished": "finished_at"}

@@ -92,6 +92,17 @@ def _failures(
     return failures
 
 
+def _count_cost(
+    outcomes: Sequence[CallOutcome], journal: EditJournal, new_usd: float, *, final: bool
+) -> None:
+    """What fal billed for this attempt's calls, counted once across attempts: an attempt whose
+    answer is not final marks its calls counted in the journal, so the attempt that collects them
+    again does not count them a second time."""
+    metrics.add("CostUSD", new_usd, MetricUnit.NoUnit)
+    if not final:
+        journal.mark_counted([o.index for o in outcomes if o.output.images and not o.counted_earlier])
+
+
 def _nothing_made(
     outcomes: Sequence[CallOutcome], errors: Sequence[tuple[int, EditgateError]]
 ) -> EditgateError:
@@ -103,17 +114,6 @@ def _nothing_made(
         "The edited image was flagged by the provider's safety checker and is not returned.",
         param="prompt" if flagged else None,
     )
-
-
-def _count_cost(
-    outcomes: Sequence[CallOutcome], journal: EditJournal, new_usd: float, *, final: bool
-) -> None:
-    """What fal billed for this attempt's calls, counted once across attempts: an attempt whose
-    answer is not final marks its calls counted in the journal, so the attempt that collects them
-    again does not count them a second time."""
-    metrics.add("CostUSD", new_usd, MetricUnit.NoUnit)
-    if not final:
-        journal.mark_counted([o.index for o in outcomes if o.output.images and not o.counted_earlier])
 
 
 def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ObjectStore) -> list[EditedImage]:

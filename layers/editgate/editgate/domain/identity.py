@@ -17,15 +17,6 @@ from editgate.domain.errors import InvalidRequest
 from editgate.domain.models import EditRequest
 
 
-def digest(request: EditRequest, inputs: Sequence[bytes | str]) -> str:
-    """What makes two edits the same edit: every field, and each image's bytes (or URL)."""
-    canonical = {
-        "request": request.model_dump(mode="json"),
-        "inputs": [hashlib.sha256(i).hexdigest() if isinstance(i, bytes) else i for i in inputs],
-    }
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class EditIdentity:
     """What names one edit across all its attempts (client retries, SQS redeliveries)."""
@@ -68,6 +59,15 @@ def for_item(
 ) -> EditIdentity:
     """A batch item: named by its batch and id."""
     return EditIdentity(_hash(f"batch:{batch_id}:{item_id}"), digest(request, inputs), named=True)
+
+
+def digest(request: EditRequest, inputs: Sequence[bytes | str]) -> str:
+    """What makes two edits the same edit: every field, and each image's bytes (or URL)."""
+    canonical = {
+        "request": request.model_dump(mode="json"),
+        "inputs": [hashlib.sha256(i).hexdigest() if isinstance(i, bytes) else i for i in inputs],
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 def _hash(text: str) -> str:

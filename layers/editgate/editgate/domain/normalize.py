@@ -103,14 +103,14 @@ def target_size(request: EditRequest, spec: ModelSpec, input_size: Size) -> Size
             if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
                 raise InvalidRequest(
                     f"Invalid value for 'size': each side must be {MIN_SIDE}-{MAX_SIDE} pixels, "
-                    f"got '{shown(request.size)}'.",
+                    f"got '{clipped(request.size)}'.",
                     param="size",
                 )
             return Size(width, height)  # size fixes shape and scale
         if not _RATIO.match(request.size):
             raise InvalidRequest(
                 f"Invalid value for 'size': expected 'WxH' (e.g. 1024x1024), 'W:H' or 'auto', "
-                f"got '{shown(request.size)}'.",
+                f"got '{clipped(request.size)}'.",
                 param="size",
             )
         aspect_ratio = request.size  # "W:H" is an aspect ratio
@@ -136,7 +136,7 @@ def target_size(request: EditRequest, spec: ModelSpec, input_size: Size) -> Size
     return _bounded(ratio, area, spec.size_multiple)
 
 
-def shown(value: str, limit: int = 64) -> str:
+def clipped(value: str, limit: int = 64) -> str:
     """A client's value as an error message quotes it: never more than ``limit`` characters."""
     return value if len(value) <= limit else f"{value[:limit]}…"
 
@@ -151,7 +151,7 @@ def _parse_ratio(text: str, param: str) -> float:
     if not match or float(match.group(1)) <= 0 or float(match.group(2)) <= 0:
         raise InvalidRequest(
             f"Invalid value for '{param}': expected an aspect ratio 'W:H' of positive numbers, "
-            f"got '{shown(text)}'.",
+            f"got '{clipped(text)}'.",
             param=param,
         )
     return float(match.group(1)) / float(match.group(2))
@@ -164,7 +164,7 @@ def _parse_resolution(text: str) -> float:
     if value <= 0:
         raise InvalidRequest(
             f"Invalid value for 'resolution': expected a tier (0.5K, 1K, 2K, 4K) or megapixels "
-            f"(0.25, 1, 4, 16), got '{shown(text)}'.",
+            f"(0.25, 1, 4, 16), got '{clipped(text)}'.",
             param="resolution",
         )
     return (value * 1024) ** 2 if tier else value * 1024 * 1024

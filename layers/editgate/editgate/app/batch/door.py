@@ -155,5 +155,5 @@ def _single(bucket: str, key: str, runtime: BatchRuntime) -> None:
         image_key=key,
         params=head.metadata,
     )
-    runtime.ledger.add_lines(SINGLE_BATCH, 1, chunk=item.item_id, last=True)
+    runtime.ledger.count_items(SINGLE_BATCH, 1, chunk=item.item_id, last=True)
     runtime.queue.send([item.model_dump()])

@@ -75,7 +75,7 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
         stop_reading(pinned, runtime, exc.why)
         return
     items, failures = _claim_ids(pinned.batch_id, entries, runtime.ledger)
-    runtime.ledger.add_lines(pinned.batch_id, len(entries), chunk=str(pinned.offset), last=not more)
+    runtime.ledger.count_items(pinned.batch_id, len(entries), chunk=str(pinned.offset), last=not more)
     for failure in failures:
         settle(runtime, pinned.batch_id, failure.item_id, failure.line, failed_record(failure.error), 0, 0.0)
     runtime.queue.send([item.model_dump() for item in items])
@@ -107,7 +107,7 @@ def _pinned(chunk: ChunkMessage, runtime: BatchRuntime) -> ChunkMessage | None:
         f"{chunk.key} uploaded again with other content (ETag {etag}) is not read. Upload it under "
         "a new batch id."
     )
-    runtime.ledger.add_lines(chunk.batch_id, 1, chunk=name, last=False)
+    runtime.ledger.count_items(chunk.batch_id, 1, chunk=name, last=False)
     error = InvalidRequest(message, code="manifest_exists")
     settle(runtime, chunk.batch_id, name, 0, failed_record(error), 0, 0.0)
     return None

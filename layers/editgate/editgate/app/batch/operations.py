@@ -32,7 +32,7 @@ def run_task(
     item of batch ``s3job-<job id>``. Any task answers a result code, never an exception."""
     try:
         item = _task_item(event)
-        runtime.ledger.add_lines(item.batch_id, 1, chunk=item.item_id, last=True)
+        runtime.ledger.count_items(item.batch_id, 1, chunk=item.item_id, last=True)
         deadline = time.monotonic() + envelope.batch_seconds(remaining_ms)
         outcome = process_item(item, runtime, last_attempt=False, deadline=deadline)
     except RetryLater as exc:
