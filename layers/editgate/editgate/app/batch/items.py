@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger
-
 from editgate.adapters.objects import ObjectNotFound, ObjectStore
 from editgate.app.batch.layout import output_key
 from editgate.app.batch.messages import ItemMessage
@@ -16,8 +14,6 @@ from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.batch.summary import publish_progress
 from editgate.domain.errors import EditgateError, InvalidRequest, RequestInProgress, UpstreamTimeout
 from editgate.domain.models import EditRequest, EditResult
-
-logger = Logger(child=True)
 
 
 class RetryLater(Exception):
