@@ -4,7 +4,6 @@ SQS's retry, which collects the missing images without a second charge."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -15,19 +14,9 @@ from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
 from tests.conftest import png_bytes
 from tests.integration.test_batch import finished, records
 
-# A short function timeout: the item's deadline is about 2.4 s, and SQS redelivers after 6 x 3 s.
-FUNCTION_TIMEOUT = 3.0
-
-
-@pytest.fixture
-def short_timeout(stack: LocalStack) -> Iterator[None]:
-    stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    yield
-    stack.set_batch_timeout(60.0)
-
 
 def test_given_a_batch_item_whose_download_stalls_past_its_deadline_then_the_redelivery_collects_every_billed_image(  # noqa: E501
-    stack: LocalStack, emulator: FalEmulator, short_timeout: None
+    stack: LocalStack, emulator: FalEmulator, short_batch_timeout: float
 ) -> None:
     emulator.inject(Fault("file", kind="slow", delay=4, times=1))
     s3: Any = boto3.client("s3", region_name=REGION)
@@ -36,7 +25,7 @@ def test_given_a_batch_item_whose_download_stalls_past_its_deadline_then_the_red
     s3.put_object(Bucket=BATCH_BUCKET, Key="incoming/partial/manifest.jsonl", Body=manifest.encode())
 
     with stack.batch_driver(1):
-        done = finished(s3, "partial", timeout=6 * FUNCTION_TIMEOUT + 30)
+        done = finished(s3, "partial", timeout=6 * short_batch_timeout + 30)
 
     item = records(s3, "partial")["five"]
     assert done["counts"] == {"succeeded": 1, "failed": 0, "pending": 0}

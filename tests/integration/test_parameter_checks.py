@@ -232,6 +232,7 @@ def test_a_misspelt_field_in_a_manifest_line_fails_the_item_with_unknown_paramet
     assert items["typo"]["error"]["code"] == "unknown_parameter"
     assert items["typo"]["error"]["param"] == "promt"
     assert "did you mean 'prompt'?" in items["typo"]["error"]["message"]
+    assert items["ok"]["passthrough_params"] == ["lora"]  # what went to fal unchanged, for the author to check
     assert emulator.calls["submit"] == 1
 
 

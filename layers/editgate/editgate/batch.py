@@ -793,6 +793,7 @@ def _succeeded_record(result: EditResult) -> dict[str, Any]:
         "provider_request_ids": list(result.provider_request_ids),
         "failures": [failure.model_dump() for failure in result.failures],
         "ignored_params": list(result.ignored_params),
+        "passthrough_params": list(result.passthrough_params),
     }
 
 

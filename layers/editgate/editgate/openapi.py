@@ -358,6 +358,21 @@ def _error_response(description: str, codes: tuple[str | None, ...]) -> dict[str
 
 def _schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
     nullable_string = {"type": ["string", "null"]}
+    failures = {
+        "type": "array",
+        "description": "What the answer is missing and why. A retryable failure makes the answer not final: "
+        "the same request again collects the missing images without a second charge.",
+        "items": {
+            "type": "object",
+            "properties": {
+                "images": {"type": "integer"},
+                "code": nullable_string,
+                "message": {"type": "string"},
+                "retryable": {"type": "boolean"},
+            },
+            "required": ["images", "code", "message", "retryable"],
+        },
+    }
     cost = {
         "type": "object",
         "properties": {"usd": {"type": "number"}, "images": {"type": "integer"}},
@@ -428,7 +443,7 @@ def _schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
                         "passthrough_params": _PASSTHROUGH_PARAMS,
                         "resampled_from": nullable_string,
                         "upscaled": {"type": "boolean"},
-                        "failures": {"type": "array", "items": {"type": "object"}},
+                        "failures": failures,
                         "replayed": {"type": "boolean"},
                     },
                     "required": ["request_id", "model", "cost", "replayed"],
