@@ -315,7 +315,7 @@ def _single(bucket: str, key: str, runtime: BatchRuntime) -> None:
     version = _digest([head.etag, head.metadata])
     item = ItemMessage(
         batch_id=SINGLE_BATCH,
-        item_id=f"{_safe_id(name.rsplit('.', 1)[0])}-{version}",
+        item_id=f"{safe_id(name.rsplit('.', 1)[0])}-{version}",
         line=0,
         image_bucket=bucket,
         image_key=key,
@@ -382,7 +382,7 @@ def _pinned(chunk: ChunkMessage, runtime: BatchRuntime) -> ChunkMessage | None:
         return None
     if runtime.ledger.claim_manifest(chunk.batch_id, etag) == etag:
         return chunk.model_copy(update={"etag": etag})
-    name = f"manifest~{_safe_id(etag)[:40]}"
+    name = f"manifest~{safe_id(etag)[:40]}"
     message = (
         f"Batch {chunk.batch_id} runs the manifest uploaded first, and a batch id takes one manifest: "
         f"{chunk.key} uploaded again with other content (ETag {etag}) is not read. Upload it under "
@@ -670,8 +670,8 @@ def _task_item(event: S3BatchOperationEvent) -> ItemMessage:
         raise InvalidRequest("The task's key is empty.", param="s3Key")
     try:
         return ItemMessage(
-            batch_id=f"{S3_JOB_PREFIX}{_safe_id(event.job.get_id)}",
-            item_id=f"{_safe_id(key)}-{_digest([bucket, key, version], 16)}",
+            batch_id=f"{S3_JOB_PREFIX}{safe_id(event.job.get_id)}",
+            item_id=f"{safe_id(key)}-{_digest([bucket, key, version], 16)}",
             line=0,
             image_bucket=bucket,
             image_key=key,
@@ -811,9 +811,11 @@ def _stop_reading(chunk: ChunkMessage, runtime: BatchRuntime, why: str) -> None:
     publish_summary(chunk.batch_id, runtime.ledger, runtime.services.store)
 
 
-def _safe_id(text: str) -> str:
+def safe_id(text: str, fallback: str = "item") -> str:
+    """Any text as the start of an item id: letters, digits, '.', '_' and '-', from a letter or
+    digit on, at most 100 characters (room for a suffix within the id's 128)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:100]
-    return cleaned or "item"
+    return cleaned or fallback
 
 
 def _digest(value: object, length: int = 8) -> str:
