@@ -563,7 +563,7 @@ def process_item(
         return ItemOutcome("skipped", "already succeeded")
     try:
         result = _edit(item, runtime, deadline)
-        if not result.complete and not last_attempt:
+        if not result.complete:
             raise _missing_images(result)
     except EditgateError as exc:
         # Another attempt editing the item right now is never this item's failure.
@@ -579,7 +579,8 @@ def process_item(
 
 def _missing_images(result: EditResult) -> EditgateError:
     """Images fal made (and billed) that this attempt could not deliver: the next attempt collects
-    them. On the last attempt the item succeeds with what was delivered, the rest in its failures."""
+    them. On the last attempt the item is recorded failed, so that ``editgate batch redrive``
+    queues it again and it collects them, at no new fal cost (its cost is counted when it succeeds)."""
     failure = next(failure for failure in result.failures if failure.retryable)
     return UpstreamTimeout(failure.message, code=failure.code)
 
@@ -642,6 +643,12 @@ def run_task(
         runtime.ledger.add_lines(item.batch_id, 1, chunk=item.item_id, last=True)
         outcome = process_item(item, runtime, last_attempt=False, deadline=deadline)
     except RetryLater as exc:
+        # S3 may try the task again, or give up without telling: the item is recorded failed
+        # meanwhile, so that its batch finishes; a later try that succeeds records it succeeded.
+        # (Not while another try edits it: that one records its own outcome.)
+        if not isinstance(exc.error, RequestInProgress):
+            record = {**_failed_record(exc.error), "message": item.model_dump()}
+            _settle(runtime, item.batch_id, item.item_id, 0, record, 0, 0.0)
         return "TemporaryFailure", exc.error.message
     except InvalidRequest as exc:
         return "PermanentFailure", exc.message
