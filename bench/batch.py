@@ -22,9 +22,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from PIL import Image
@@ -33,18 +34,24 @@ from report import Section, run_alone, spread
 from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 TARGET = 1.3
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def environments(count: int, stack: LocalStack) -> Iterator[list[int]]:
+def environments(count: int, stack: LocalStack, access_keys: Sequence[str] = ()) -> Iterator[list[int]]:
     """The batch function's execution environments, each its own process running one invocation
-    at a time; yields their process ids."""
+    at a time; yields their process ids. ``access_keys``: each environment's own AWS access key
+    id, if given (moto takes any; the calls of each environment can then be told apart)."""
     command = [sys.executable, "-m", "editgate_local.cli", "batch", "worker", "--concurrency", "1"]
     command += ["--function-timeout", str(stack.batch_timeout)]
-    env = {**os.environ, **stack.env}
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+    envs = [{**os.environ, **stack.env} for _ in range(count)]
+    for env, access_key in zip(envs, access_keys, strict=False):
+        env["AWS_ACCESS_KEY_ID"] = access_key
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for env in envs]
     try:
         for worker in workers:
             assert worker.stdout is not None
@@ -63,39 +70,58 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def one_run(batch_id: str, images: list[bytes]) -> float:
-    """Upload the images, then the manifest; seconds from the manifest to the finished summary."""
-    s3 = boto3.client("s3", region_name=REGION)
+def photos(count: int) -> list[bytes]:
+    """Distinct photos of the sample's size (768x512), as PNG."""
+    with Image.open(SAMPLE_IMAGE) as opened:
+        source = opened.convert("RGB")
+    images = []
+    for index in range(count):
+        out = io.BytesIO()
+        source.rotate(index % 360).save(out, format="PNG")
+        images.append(out.getvalue())
+    return images
+
+
+def upload(s3: S3Client, batch_id: str, images: list[bytes], lines: int | None = None) -> float:
+    """Upload the images, then a manifest of ``lines`` items (one per image unless given; the
+    images in turn); returns the time (time.monotonic()) the manifest's upload began."""
     for index, data in enumerate(images):
         s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/{index}.png", Body=data)
-    lines: list[dict[str, object]] = [{"defaults": {"prompt": "benchmark edit"}}]
-    lines += [{"id": f"item-{i}", "image": f"{i}.png"} for i in range(len(images))]
-    manifest = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    manifest: list[dict[str, object]] = [{"defaults": {"prompt": "benchmark edit"}}]
+    count = len(images) if lines is None else lines
+    manifest += [{"id": f"item-{i}", "image": f"{i % len(images)}.png"} for i in range(count)]
+    body = "".join(json.dumps(line) + "\n" for line in manifest).encode()
     started = time.monotonic()
-    s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/manifest.jsonl", Body=manifest)
+    s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/manifest.jsonl", Body=body)
+    return started
+
+
+def finished_summary(s3: S3Client, batch_id: str) -> dict[str, Any]:
+    """The batch's summary once it says ``finished``."""
     while True:
         try:
-            summary = json.loads(
+            summary: dict[str, Any] = json.loads(
                 s3.get_object(Bucket=BATCH_BUCKET, Key=f"batches/{batch_id}/summary.json")["Body"].read()
             )
         except s3.exceptions.NoSuchKey:
             summary = {}
         if summary.get("finished"):
-            assert summary["counts"]["succeeded"] == len(images), summary
-            return time.monotonic() - started
+            return summary
         threading.Event().wait(0.05)
+
+
+def one_run(batch_id: str, images: list[bytes]) -> float:
+    """Upload the images, then the manifest; seconds from the manifest to the finished summary."""
+    s3 = boto3.client("s3", region_name=REGION)
+    started = upload(s3, batch_id, images)
+    summary = finished_summary(s3, batch_id)
+    assert summary["counts"]["succeeded"] == len(images), summary
+    return time.monotonic() - started
 
 
 def measure(args: argparse.Namespace) -> Section:
     section = Section("Batch throughput")
-    with Image.open(SAMPLE_IMAGE) as opened:
-        source = opened.convert("RGB")
-    images = []
-    for index in range(args.items):  # distinct photos of the sample's size (768x512)
-        out = io.BytesIO()
-        source.rotate(index % 360).save(out, format="PNG")
-        images.append(out.getvalue())
-
+    images = photos(args.items)
     rows = []
     with LocalStack(environ={}, batch_timeout=120) as stack, environments(args.concurrency, stack) as pids:
         assert stack.emulator is not None

@@ -27,7 +27,17 @@ from editgate_local.stack import REPO_ROOT
 DOCS = REPO_ROOT / "docs"
 CHARTS = DOCS / "bench"
 # Each in a fresh interpreter of its own, one after the other.
-BENCHMARKS = ["overhead", "peer", "cold_start", "fanout", "finish_costs", "memory", "aws_cost", "batch"]
+BENCHMARKS = [
+    "overhead",
+    "peer",
+    "cold_start",
+    "fanout",
+    "finish_costs",
+    "memory",
+    "aws_cost",
+    "batch",
+    "aws_calls",
+]
 QUICK = {
     "overhead": ["--runs", "5", "--warmup", "1", "--sizes", "1024"],
     "peer": ["--runs", "5", "--warmup", "1"],
@@ -37,6 +47,7 @@ QUICK = {
     "memory": [],
     "aws_cost": ["--runs", "2"],
     "batch": ["--items", "20", "--latencies", "2"],
+    "aws_calls": ["--items", "20", "--runs", "1", "--timeout", "30"],
 }
 
 

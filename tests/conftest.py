@@ -53,6 +53,17 @@ def batch_event_objects(stack: LocalStack) -> Iterator[None]:
     list(WorkQueue(queue_url).drain(queue_url))
 
 
+# A short batch function timeout: SQS redelivers (6 x the timeout) within a test.
+SHORT_BATCH_TIMEOUT = 3.0
+
+
+@pytest.fixture
+def short_batch_timeout(stack: LocalStack) -> Iterator[float]:
+    stack.set_batch_timeout(SHORT_BATCH_TIMEOUT)
+    yield SHORT_BATCH_TIMEOUT
+    stack.set_batch_timeout(60.0)
+
+
 @pytest.fixture
 def emulator(stack: LocalStack) -> Iterator[FalEmulator]:
     assert stack.emulator is not None

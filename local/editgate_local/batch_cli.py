@@ -6,6 +6,7 @@ stack (``editgate serve``) with ``--bucket`` and ``AWS_ENDPOINT_URL``."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import threading
@@ -187,16 +188,18 @@ def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> Upload:
 
 
 def item_ids(names: list[str]) -> dict[str, str]:
-    """An item id for each file name: its stem made valid (letters, digits, '.', '_', '-', from a
-    letter or digit on, at most 100), with its extension and then a number added where that is
-    taken (``dup.jpg`` and ``dup.png``: ``dup`` and ``dup-png``)."""
+    """An item id for each file name: its stem made valid (``layout.safe_id``), with its extension
+    and then a number added where that is taken (``dup.jpg`` and ``dup.png``: ``dup`` and
+    ``dup-png``). Linear in the names: a folder of 100,000 images is named at once."""
     ids: dict[str, str] = {}
+    taken: set[str] = set()
     for name in names:
         stem, _, extension = name.rpartition(".")
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", stem or name).strip("._-")[:100] or "image"
-        candidates = [base, f"{base}-{re.sub(r'[^A-Za-z0-9]+', '', extension)}".rstrip("-")]
-        candidates += [f"{base}-{n}" for n in range(2, len(names) + 2)]
-        ids[name] = next(c for c in candidates if c not in ids.values())
+        base = layout.safe_id(stem or name, fallback="image")
+        with_extension = f"{base}-{re.sub(r'[^A-Za-z0-9]+', '', extension)}".rstrip("-")
+        numbered = (f"{base}-{n}" for n in itertools.count(2))
+        ids[name] = next(c for c in itertools.chain((base, with_extension), numbered) if c not in taken)
+        taken.add(ids[name])
     return ids
 
 

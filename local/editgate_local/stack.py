@@ -107,6 +107,7 @@ class LocalStack:
         concurrency: int = 4,
         batch_timeout: float = 60.0,
         usage_plan: UsagePlan | None = None,
+        moto_middleware: Callable[[WsgiApp], WsgiApp] | None = None,
     ) -> None:
         # The API front's address alone: moto and the fal emulator are always on LOOPBACK.
         self.host = host
@@ -121,6 +122,8 @@ class LocalStack:
         self.concurrency = concurrency
         # The batch function's timeout: each item's deadline, and (x 6) the queue's visibility.
         self.batch_timeout = batch_timeout
+        # What wraps moto's application, if anything (a benchmark counting the calls AWS gets).
+        self.moto_middleware = moto_middleware
         self.batch_env: dict[str, str] = {}
         self._environ = os.environ if environ is None else environ
         self.real_fal_key = self._environ.get("FAL_KEY") or None
@@ -149,7 +152,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         moto_port = free_port(LOOPBACK)
-        self.moto = MotoServer(moto_port)
+        self.moto = MotoServer(moto_port, middleware=self.moto_middleware)
         self.moto.start()
         if self.real_fal_key is None:
             self.emulator = FalEmulator(host=LOOPBACK, latency=self.fal_latency).start()

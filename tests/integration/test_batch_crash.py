@@ -8,36 +8,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import BATCH_BUCKET, IDEMPOTENCY_TABLE, REGION, LocalStack
 from tests.conftest import png_bytes
 from tests.integration.test_batch import finished, records, until
 
-# A short function timeout, so that SQS redelivers (6 x the timeout) within the test.
-FUNCTION_TIMEOUT = 3.0
-
-
-@pytest.fixture
-def short_timeout(stack: LocalStack) -> Iterator[None]:
-    stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    yield
-    stack.set_batch_timeout(60.0)
-
 
 def test_given_a_worker_killed_after_fal_accepted_the_submit_when_sqs_redelivers_then_the_same_request_completes_the_item(  # noqa: E501
-    stack: LocalStack, emulator: FalEmulator, short_timeout: None
+    stack: LocalStack, emulator: FalEmulator, short_batch_timeout: float
 ) -> None:
     emulator.latency = 2.0
     s3: Any = boto3.client("s3", region_name=REGION)
     worker = subprocess.Popen(
         [sys.executable, "-m", "editgate_local.cli", "batch", "worker", "--concurrency", "1",
-         "--function-timeout", str(FUNCTION_TIMEOUT)],
+         "--function-timeout", str(short_batch_timeout)],
         env={**os.environ, **stack.env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -57,7 +45,7 @@ def test_given_a_worker_killed_after_fal_accepted_the_submit_when_sqs_redelivers
     assert records(s3, "crash") == {}  # nothing was stored before the crash
 
     with stack.batch_driver(1):
-        done = finished(s3, "crash", timeout=6 * FUNCTION_TIMEOUT + 30)
+        done = finished(s3, "crash", timeout=6 * short_batch_timeout + 30)
 
     item = records(s3, "crash")["crash-1"]
     assert done["counts"] == {"succeeded": 1, "failed": 0, "pending": 0}

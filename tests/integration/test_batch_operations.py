@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from editgate_local.fal_emulator import FalEmulator
+from editgate_local.fal_emulator import FalEmulator, Fault
 from editgate_local.stack import BATCH_BUCKET, REGION, SOURCE_BUCKET, LocalStack, batch_handlers
 from tests.conftest import png_bytes
 from tests.integration.test_batch import operations_task
@@ -123,3 +123,25 @@ def test_given_batch_defaults_then_a_schema_1_0_job_gets_its_prompt_and_user_arg
     assert len(record_of(s3, new)["results"]) == 2  # the job's n=2 over the defaults' 3
     prompts = {payload["prompt"] for payload in emulator.payloads}
     assert prompts == {"on white marble", "winter"}
+
+
+def test_given_a_task_left_to_s3s_retry_then_its_item_is_recorded_failed_meanwhile_so_its_batch_finishes(
+    emulator: FalEmulator, stack: LocalStack, s3: Any
+) -> None:
+    # fal refuses every try of the submit: a failure another try may fix (S3's retry, if it makes one).
+    emulator.inject(Fault("submit", status_code=503, times=100))
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/retried.png", Body=png_bytes((64, 48)))
+    (handler,) = batch_handlers(1)
+
+    result = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/retried.png", "t-retry")
+    listed = s3.list_objects_v2(Bucket=BATCH_BUCKET, Prefix="batches/s3job-job-7/items/catalog_retried.png-")
+    (key,) = [item["Key"] for item in listed.get("Contents", [])]
+    meanwhile = json.loads(s3.get_object(Bucket=BATCH_BUCKET, Key=key)["Body"].read())
+    emulator.reset()
+    again = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/retried.png", "t-retry")
+
+    assert result["resultCode"] == "TemporaryFailure"
+    assert meanwhile["state"] == "failed"
+    assert meanwhile["error"]["code"] == "upstream_error"
+    assert again["resultCode"] == "Succeeded"
+    assert record_of(s3, again)["state"] == "succeeded"  # the later try's success replaces the failure

@@ -216,6 +216,42 @@ def test_a_manifest_line_with_a_number_that_overflows_fails_alone_naming_the_fie
     assert emulator.calls["submit"] == 1  # the line that is an edit, alone
 
 
+def test_a_manifest_whose_only_line_holds_a_non_finite_number_fails_that_line_by_its_own_id_with_invalid_value_not_as_not_json(  # noqa: E501
+    emulator: FalEmulator, driver: QueueDriver, s3: Any
+) -> None:
+    batch_id = f"overflow-only-{uuid.uuid4().hex[:8]}"
+    lines = [
+        '{"id": "big", "image": "a.png", "prompt": "p", "x": [1, -1e999]}',
+        {"id": "line-1", "image": "a.png"},
+    ]
+    drop_batch(s3, batch_id, {"a.png": tiny_png(1)}, lines)
+    done = finished(s3, batch_id, timeout=60)
+    items = records(s3, batch_id)
+    assert done["error"] is None
+    assert done["items"] == 2
+    assert items["big"]["error"]["code"] == "invalid_value"
+    assert items["big"]["error"]["param"] == "x[1]"
+    assert items["line-1"]["error"]["code"] == "missing_required_parameter"  # its own fault, not a duplicate
+    assert emulator.calls["submit"] == 0
+
+
+def test_a_defaults_line_with_a_non_finite_number_stops_the_manifest_instead_of_editing_its_lines_without_their_defaults(  # noqa: E501
+    emulator: FalEmulator, driver: QueueDriver, s3: Any
+) -> None:
+    batch_id = f"overflow-defaults-{uuid.uuid4().hex[:8]}"
+    lines = [
+        '{"defaults": {"prompt": "studio", "size": "256x256", "x": Infinity}}',
+        {"id": "a", "image": "a.png"},
+        {"id": "b", "image": "a.png", "prompt": "own prompt"},
+    ]
+    drop_batch(s3, batch_id, {"a.png": tiny_png(1)}, lines)
+    done = finished(s3, batch_id, timeout=60)
+    assert done["error"]["code"] == "invalid_manifest"
+    assert "'x'" in done["error"]["message"]
+    assert done["counts"]["succeeded"] == 0
+    assert emulator.calls["submit"] == 0
+
+
 def test_a_misspelt_field_in_a_manifest_line_fails_the_item_with_unknown_parameter_instead_of_editing_with_the_defaults(  # noqa: E501
     emulator: FalEmulator, driver: QueueDriver, s3: Any
 ) -> None:
@@ -232,6 +268,7 @@ def test_a_misspelt_field_in_a_manifest_line_fails_the_item_with_unknown_paramet
     assert items["typo"]["error"]["code"] == "unknown_parameter"
     assert items["typo"]["error"]["param"] == "promt"
     assert "did you mean 'prompt'?" in items["typo"]["error"]["message"]
+    assert items["ok"]["passthrough_params"] == ["lora"]  # sent to fal unchanged, for the author to check
     assert emulator.calls["submit"] == 1
 
 

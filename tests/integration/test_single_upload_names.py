@@ -40,8 +40,11 @@ def single_record(name: str, timeout: float = 60.0) -> dict[str, Any]:
     raise AssertionError(f"no record for {name} within {timeout} s")
 
 
-@pytest.mark.parametrize("name", ["IMG_0001.JPG", "Scan.PNG", "photo.JPEG", "sticker.WEBP"])
-def test_given_a_single_upload_with_an_upper_case_extension_then_it_is_edited(
+@pytest.mark.parametrize(
+    "name",
+    ["IMG_0001.JPG", "Scan.PNG", "photo.JPEG", "sticker.WEBP", "IMG_7.Png", "shot.Jpg", "a.Jpeg", "b.Webp"],
+)
+def test_given_a_single_upload_with_an_upper_or_title_case_extension_then_it_is_edited(
     emulator: FalEmulator, driver: QueueDriver, name: str
 ) -> None:
     """Issue 15: ``incoming/single/IMG_0001.JPG`` was silently ignored (the notification filters
@@ -59,4 +62,5 @@ def test_given_a_single_upload_with_an_upper_case_extension_then_it_is_edited(
 
 def test_the_local_bucket_notifies_for_exactly_the_suffixes_the_template_declares() -> None:
     singles = {suffix for prefix, suffix in batch_notification_filters() if prefix == "incoming/single/"}
-    assert singles == {".png", ".jpg", ".jpeg", ".webp", ".PNG", ".JPG", ".JPEG", ".WEBP"}
+    lower = (".png", ".jpg", ".jpeg", ".webp")
+    assert singles == {cased for suffix in lower for cased in (suffix, suffix.upper(), suffix.title())}

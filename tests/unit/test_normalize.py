@@ -320,3 +320,22 @@ def test_given_prose_with_words_and_colons_then_the_passthrough_value_is_sent_as
     result = plan(request(options={"note": value, "negative_prompt": "no text: blurry"}), SPEC, SQUARE)
     assert result.calls[0].payload["note"] == value
     assert result.calls[0].payload["negative_prompt"] == "no text: blurry"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["data: a table of results", "File: report", "Data: sunny", "s3: bucket", "https: is secure", "// TODO"],
+)
+def test_given_prose_that_starts_with_a_scheme_word_and_a_colon_then_it_is_not_taken_for_a_url(
+    value: str,
+) -> None:
+    result = plan(request(options={"caption": value}), SPEC, SQUARE)
+    assert result.calls[0].payload["caption"] == value
+
+
+@pytest.mark.parametrize("name", ["security", "during", "curious"])
+def test_given_a_nested_passthrough_name_with_uri_inside_a_word_then_it_is_not_taken_for_a_url_name(
+    name: str,
+) -> None:
+    result = plan(request(options={"meta": {name: "x"}}), SPEC, SQUARE)
+    assert result.calls[0].payload["meta"] == {name: "x"}

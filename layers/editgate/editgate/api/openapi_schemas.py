@@ -65,6 +65,21 @@ def edit_fields(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
 
 def schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
     nullable_string = {"type": ["string", "null"]}
+    failures = {
+        "type": "array",
+        "description": "What the answer is missing and why. A retryable failure makes the answer not final: "
+        "the same request again collects the missing images without a second charge.",
+        "items": {
+            "type": "object",
+            "properties": {
+                "images": {"type": "integer"},
+                "code": nullable_string,
+                "message": {"type": "string"},
+                "retryable": {"type": "boolean"},
+            },
+            "required": ["images", "code", "message", "retryable"],
+        },
+    }
     cost = {
         "type": "object",
         "properties": {"usd": {"type": "number"}, "images": {"type": "integer"}},
@@ -135,7 +150,7 @@ def schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
                         "passthrough_params": PASSTHROUGH_PARAMS,
                         "resampled_from": nullable_string,
                         "upscaled": {"type": "boolean"},
-                        "failures": {"type": "array", "items": {"type": "object"}},
+                        "failures": failures,
                         "replayed": {"type": "boolean"},
                     },
                     "required": ["request_id", "model", "cost", "replayed"],

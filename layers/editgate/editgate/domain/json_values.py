@@ -19,14 +19,20 @@ MAX_NUMBER_DIGITS = 64
 def parse_json(body: str | bytes) -> Any:
     """A JSON body, with nesting and number sizes bounded and every number finite, or a 400
     saying why it is not read."""
+    value = read_json(body)
+    check_value(value)
+    return value
+
+
+def read_json(body: str | bytes) -> Any:
+    """JSON as read, its integers bounded, before ``check_value``: a reader that must know what
+    a document is (a manifest's defaults line, an item's id) before refusing a value in it."""
     try:
         # NaN and Infinity are read as numbers so that check_value can name where they are.
-        value = json.loads(body, parse_int=_bounded_int, parse_constant=float)
+        return json.loads(body, parse_int=_bounded_int, parse_constant=float)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         reason = str(exc) if isinstance(exc, _BodyLimit) else "it is not valid JSON"
         raise InvalidRequest(f"The request body could not be read: {reason}.", code="invalid_body") from None
-    check_value(value)
-    return value
 
 
 def json_text(value: Any, *, indent: int | None = None) -> str:

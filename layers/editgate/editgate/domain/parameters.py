@@ -52,13 +52,18 @@ _REFUSED = {
 # Every model's image field: sent under any model, it would skip the gateway's own checks of the
 # input (the URL guard, size caps, one image).
 _IMAGE_FIELDS = frozenset(m.image_field for m in MODELS)
-_URL_WORDS = ("url", "uri", "webhook", "callback")
+# Words that name a URL inside a key (image_urls, webhookTarget); "uri" only as a word of its own
+# (image_uri, sourceUri), since it is inside ordinary words (security, during, curious).
+_URL_WORDS = ("url", "webhook", "callback")
+_URI_WORDS = frozenset({"uri", "uris"})
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # Schemes a URL reader follows with no "//" after the colon (https:host/x.png, http:\\host\x,
-# file:/etc/passwd). Only these, and only at the start of a text: prose such as
-# "no text: blurry" has a word and a colon too.
+# file:/etc/passwd). Only these, only at the start of a text, and only with something right after
+# the colon or the two slashes: prose such as "no text: blurry", "data: a table" or "// TODO" has
+# a word and a colon, or slashes, too.
 _URL_SCHEMES = ("http", "https", "ftp", "ftps", "sftp", "tftp", "file", "data", "blob", "ws", "wss",
                 "s3", "gs", "smb", "gopher", "dict", "ldap", "jar", "javascript")  # fmt: skip
-_URL_START = re.compile(rf"(?:{'|'.join(_URL_SCHEMES)}):|[/\\]{{2}}")
+_URL_START = re.compile(rf"(?:(?:{'|'.join(_URL_SCHEMES)}):|[/\\]{{2}})(?=\S)")
 # Characters that show nothing (zero-width spaces and joiners, word joiner, BOM, soft hyphen,
 # direction marks) and the tabs and newlines URL parsers drop: a provider reading a text as a
 # URL does not see them, so neither does the URL check.
@@ -86,7 +91,10 @@ def _is_url(text: str) -> bool:
 
 def _names_a_url(name: str) -> bool:
     read = _as_read(name)
-    return read in _IMAGE_FIELDS or any(word in read for word in _URL_WORDS)
+    if read in _IMAGE_FIELDS or any(word in read for word in _URL_WORDS):
+        return True
+    words = _WORDS.findall(unicodedata.normalize("NFKC", name).translate(_UNSEEN))
+    return any(word.lower() in _URI_WORDS for word in words)
 
 
 def _refuse_unsafe_passthrough(name: str, value: Any) -> None:

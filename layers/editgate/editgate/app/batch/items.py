@@ -42,7 +42,7 @@ def process_item(
         return ItemOutcome("skipped", "already succeeded")
     try:
         result = _edit(item, runtime, deadline)
-        if not result.complete and not last_attempt:
+        if not result.complete:
             raise _missing_images(result)
     except EditgateError as exc:
         # Another attempt editing the item right now is never this item's failure.
@@ -58,7 +58,8 @@ def process_item(
 
 def _missing_images(result: EditResult) -> EditgateError:
     """Images fal made (and billed) that this attempt could not deliver: the next attempt collects
-    them. On the last attempt the item succeeds with what was delivered, the rest in its failures."""
+    them. On the last attempt the item is recorded failed, so that ``editgate batch redrive``
+    queues it again and it collects them, at no new fal cost (its cost is counted when it succeeds)."""
     failure = next(failure for failure in result.failures if failure.retryable)
     return UpstreamTimeout(failure.message, code=failure.code)
 
@@ -141,4 +142,5 @@ def _succeeded_record(result: EditResult) -> dict[str, Any]:
         "provider_request_ids": list(result.provider_request_ids),
         "failures": [failure.model_dump() for failure in result.failures],
         "ignored_params": list(result.ignored_params),
+        "passthrough_params": list(result.passthrough_params),
     }

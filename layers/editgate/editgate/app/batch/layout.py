@@ -73,9 +73,11 @@ class ImageRules:
         )
 
 
-def safe_id(text: str) -> str:
+def safe_id(text: str, fallback: str = "item") -> str:
+    """Any text as the start of an item id: letters, digits, '.', '_' and '-', from a letter or
+    digit on, at most 100 characters (room for a suffix within the id's 128)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:100]
-    return cleaned or "item"
+    return cleaned or fallback
 
 
 def digest(value: object, length: int = 8) -> str:

@@ -188,7 +188,7 @@ def _parse_line(
     """A manifest line as an item, as the defaults (the first line only), or as why it is no edit."""
     fallback = f"line-{number}"
     try:
-        value = json_values.parse_json(raw)
+        value = json_values.read_json(raw)
     except InvalidRequest as exc:
         message = f"Manifest line {number}: {exc.message}"
         return LineFailure(fallback, number, InvalidRequest(message, code="invalid_manifest_line"), True)
@@ -207,6 +207,11 @@ def _parse_line(
     if len(raw) > _MAX_LINE_BYTES:
         message = f"Manifest line {number} is longer than {_MAX_LINE_BYTES:,} bytes."
         return LineFailure(item_id, number, InvalidRequest(message, code="invalid_manifest_line"), False)
+    try:
+        json_values.check_value(value)
+    except InvalidRequest as exc:  # a value no edit takes (a number that is not finite): this line fails
+        error = InvalidRequest(f"Manifest line {number}: {exc.message}", param=exc.param, code=exc.code)
+        return LineFailure(item_id, number, error, False)
     return _line_item(value, item_id, number, defaults, chunk, rules)
 
 
@@ -215,10 +220,12 @@ def _defaults(value: object, raw: bytes) -> dict[str, Any]:
     used stops the manifest rather than run its lines with other parameters than meant."""
     if not isinstance(value, dict):
         raise ManifestRefused("its defaults line holds no object of edit parameters")
-    try:  # as the next chunk's message carries them (\u-escaped: maybe longer than written)
-        queued = json_values.json_text(value)
-    except ValueError:
-        raise ManifestRefused("its defaults line holds a number that is not finite") from None
+    try:
+        json_values.check_value(value)
+    except InvalidRequest as exc:
+        raise ManifestRefused(f"its defaults line cannot be used: {exc.message}") from None
+    # As the next chunk's message carries them (maybe longer: \u-escapes).
+    queued = json_values.json_text(value)
     if max(len(raw), len(queued)) > _MAX_LINE_BYTES:
         raise ManifestRefused(f"its defaults line is longer than {_MAX_LINE_BYTES:,} bytes")
     return dict(value)

@@ -10,12 +10,12 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
 from pydantic import ValidationError
 
-from editgate.app.batch.items import RetryLater, process_item
+from editgate.app.batch.items import RetryLater, failed_record, process_item, settle
 from editgate.app.batch.layout import S3_JOB_PREFIX, digest, output_key, safe_id
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.domain import envelope
-from editgate.domain.errors import InvalidRequest
+from editgate.domain.errors import InvalidRequest, RequestInProgress
 
 logger = Logger(child=True)
 
@@ -36,6 +36,12 @@ def run_task(
         deadline = time.monotonic() + envelope.batch_seconds(remaining_ms)
         outcome = process_item(item, runtime, last_attempt=False, deadline=deadline)
     except RetryLater as exc:
+        # S3 may try the task again, or give up without telling: the item is recorded failed
+        # meanwhile, so that its batch finishes; a later try that succeeds records it succeeded.
+        # (Not while another try edits it: that one records its own outcome.)
+        if not isinstance(exc.error, RequestInProgress):
+            record = {**failed_record(exc.error), "message": item.model_dump()}
+            settle(runtime, item.batch_id, item.item_id, 0, record, 0, 0.0)
         return "TemporaryFailure", exc.error.message
     except InvalidRequest as exc:
         return "PermanentFailure", exc.message

@@ -1,0 +1,435 @@
+"""The AWS calls a batch item costs, by service and action, and how soon a big manifest's first
+item is queued, on the local stack.
+
+    .venv/bin/python bench/aws_calls.py [--items 50] [--lines 1000] [--concurrency 10]
+                                        [--latency 0.5] [--runs 3] [--timeout 60]
+
+Counted at the AWS boundary, so that the same bench measures the batch code before and after a
+change: a WSGI middleware around the local stack's moto server sees every request of the batch
+function's execution environments (each its own process, as in bench/batch.py, each signing with
+an access key id of its own) and names it by service and action: DynamoDB and SQS by their
+``X-Amz-Target``, S3 by method, path and query, and S3 keys by the bucket layout the README
+documents (inputs, results, item records, summary). The bench's own calls (uploads, reading the
+summary) sign with another key and are not counted. Each call is put down to the message its
+environment was handling, the one its last ReceiveMessage returned: an item (a message with
+``"kind": "item"``) or the fan-out of a manifest (S3's notification, and any other message the
+fan-out queues for itself). Receives that return nothing are Lambda's event source polling an
+empty queue: shown, not counted per item. Calls are counted, not capacity units (a BatchWriteItem
+of 25 items is one call; DynamoDB bills 25 writes).
+
+1. Calls per item: a batch of --items photos (768x512 PNG) run to its finished summary with the
+   fal emulator's latency --latency and --concurrency environments; every call of the
+   environments from the manifest's upload until the queue is empty (fan-out, items, summaries,
+   the event source's receives and deletes), divided by the items that succeeded.
+   Targets: <= 1 DynamoDB read, <= 1 DynamoDB transaction and <= 2 S3 puts per item.
+2. Time to queue: a manifest of --lines items (the same photos in turn) after a defaults line, as
+   `editgate batch run` writes one, with the same latency and environments, timed from the start
+   of its upload to the first SendMessage(Batch) that carries an item, and to the one that
+   carries the last (within --timeout). Target: first item queued <= 2 s. The fan-out runs in an
+   environment like any other message, beside the items it has already queued (as on Lambda), so
+   every environment runs. Also timed: the first item's record written (the first item done).
+   Once the whole manifest is queued, its fan-out done and an item done, the run stops (editing
+   every item would measure step 1 again, for minutes): its environments are stopped and the
+   queue purged. Each run starts new environments: the manifest reaches a function whose
+   environments have started but handled nothing yet. The fan-out's calls are shown too.
+
+On 2 cores the local stand-ins are the limit: the counts are the point, the times are this
+machine's. A benchmark, not a test: `make test` does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import re
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import boto3
+from batch import environments, finished_summary, photos, upload
+from report import Section, run_alone, spread
+
+from editgate_local.stack import BATCH_TABLE, IDEMPOTENCY_TABLE, KEYS_TABLE, REGION, LocalStack, WsgiApp
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+# Who signs a request: the bench itself (not counted), or the batch function's environment n.
+BENCH_KEY = "bench"
+ENVIRONMENT_KEY = "environment-{}"
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")  # key/date/region/service
+SERVICES = {"dynamodb": "DynamoDB", "s3": "S3", "sqs": "SQS", "secretsmanager": "Secrets Manager"}
+TABLES = {BATCH_TABLE: "ledger", IDEMPOTENCY_TABLE: "idempotency", KEYS_TABLE: "keys"}
+# The batch bucket's layout, as the README documents it.
+LAYOUT = (
+    (re.compile(r"^incoming/"), "inputs"),
+    (re.compile(r"^batches/[^/]+/results/"), "results"),
+    (re.compile(r"^batches/[^/]+/items/"), "item records"),
+    (re.compile(r"^batches/[^/]+/summary\.json$"), "summary"),
+)
+DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+DYNAMODB_TRANSACTIONS = frozenset({"TransactWriteItems"})
+DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
+S3_PUTS = frozenset({"PutObject", "CopyObject", "UploadPart"})
+FAN_OUT, ITEM, IDLE, UNATTRIBUTED = "fan-out", "item", "idle", "unattributed"
+EMPTY_RECEIVE = "SQS ReceiveMessage (empty)"
+ITEM_RECORD = "S3 PutObject (item records)"  # an item's record written: that item is done
+TARGETS = {"DynamoDB reads": 1, "DynamoDB transactions": 1, "S3 puts": 2}
+FIRST_ITEM_TARGET = 2.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request AWS got."""
+
+    at: float  # time.monotonic() when it was answered
+    service: str  # "DynamoDB", "S3", "SQS", ...
+    action: str  # "GetItem", "PutObject", "SendMessageBatch", ...
+    where: str  # the table, the part of the bucket's layout, or what a message carried ("" if none)
+    work: str  # the message its environment was handling: FAN_OUT, ITEM, IDLE or UNATTRIBUTED
+    refused: bool  # answered with an error (a condition that failed, a missing key...)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service} {self.action}" + (f" ({self.where})" if self.where else "")
+
+
+# The groups of calls the targets speak of.
+GROUPS: tuple[tuple[str, Callable[[Call], bool]], ...] = (
+    ("DynamoDB reads", lambda c: c.service == "DynamoDB" and c.action in DYNAMODB_READS),
+    ("DynamoDB transactions", lambda c: c.service == "DynamoDB" and c.action in DYNAMODB_TRANSACTIONS),
+    ("DynamoDB other writes", lambda c: c.service == "DynamoDB" and c.action in DYNAMODB_WRITES),
+    ("S3 puts", lambda c: c.service == "S3" and c.action in S3_PUTS),
+    ("S3 gets", lambda c: c.service == "S3" and c.action == "GetObject"),
+    ("S3 heads", lambda c: c.service == "S3" and c.action == "HeadObject"),
+    ("SQS sends", lambda c: c.service == "SQS" and c.action.startswith("SendMessage")),
+    ("SQS receives", lambda c: c.service == "SQS" and c.action == "ReceiveMessage"),
+    ("SQS deletes", lambda c: c.service == "SQS" and c.action.startswith("DeleteMessage")),
+)
+
+
+def by_group(calls: Iterable[Call]) -> dict[str, int]:
+    counted = Counter(name for call in calls for name, belongs in GROUPS if belongs(call))
+    return {name: counted[name] for name, _ in GROUPS}
+
+
+class CallRecorder:
+    """A WSGI middleware around moto's application: every signed request but the bench's own,
+    as a ``Call``, and when each item message was queued. It reads the JSON protocols' bodies
+    (DynamoDB's, SQS's) and passes them on unchanged; S3's bodies are the objects, never read."""
+
+    def __init__(self) -> None:
+        self._app: WsgiApp | None = None
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._items_queued: list[float] = []
+        self._first: dict[str, float] = {}  # call name -> when the first such call was answered
+        self._work: dict[str, str] = {}  # access key id -> what its environment is handling
+
+    def wrap(self, app: WsgiApp) -> WsgiApp:
+        """For ``LocalStack(moto_middleware=...)``."""
+        self._app = app
+        return self
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._items_queued.clear()
+            self._first.clear()
+            self._work.clear()
+
+    def calls(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls)
+
+    def items_queued(self) -> list[float]:
+        """When each item message was sent (time.monotonic()), in order."""
+        with self._lock:
+            return list(self._items_queued)
+
+    def first(self, name: str) -> float | None:
+        """When the first call of that name was answered (time.monotonic()), if there was one."""
+        with self._lock:
+            return self._first.get(name)
+
+    def handling(self, work: str) -> bool:
+        """Whether some environment is handling a message of that work."""
+        with self._lock:
+            return work in self._work.values()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        assert self._app is not None, "wrap moto's application first"
+        found = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if found is None or found[1] == BENCH_KEY:  # unsigned (moto's own routes), or the bench's
+            return self._app(environ, start_response)
+        caller, service = found[1], found[2]
+        body = b""
+        if service != "s3":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+        status: list[str] = []
+
+        def recording_start_response(line: str, headers: Any, *rest: Any) -> Any:
+            status.append(line)
+            return start_response(line, headers, *rest)
+
+        answer = list(self._app(environ, recording_start_response))
+        refused = not status or int(status[0].split()[0]) >= 400
+        with self._lock:
+            self._record(caller, service, environ, body, b"".join(answer), refused)
+        return answer
+
+    def _record(
+        self, caller: str, service: str, environ: dict[str, Any], body: bytes, answer: bytes, refused: bool
+    ) -> None:
+        now = time.monotonic()
+        if service == "s3":
+            action, where = s3_call(environ)
+        else:
+            action = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2] or "?"
+            params = json.loads(body) if body else {}
+            where = ""
+            if service == "dynamodb":
+                where = "+".join(sorted(TABLES.get(name, name) for name in tables(params)))
+            elif service == "sqs" and not refused:
+                where = self._sqs_call(caller, action, params, answer, now)
+        work = self._work.get(caller, UNATTRIBUTED)
+        call = Call(now, SERVICES.get(service, service), action, where, work, refused)
+        self._calls.append(call)
+        self._first.setdefault(call.name, now)
+
+    def _sqs_call(self, caller: str, action: str, params: dict[str, Any], answer: bytes, now: float) -> str:
+        """What the SQS call carried; a receive also says what its environment handles next."""
+        if action == "ReceiveMessage":
+            messages = json.loads(answer or b"{}").get("Messages", [])
+            self._work[caller] = work_of(messages[0]["Body"]) if messages else IDLE
+            return "" if messages else "empty"
+        if action in ("SendMessage", "SendMessageBatch"):
+            entries = [params] if action == "SendMessage" else params["Entries"]
+            works = [work_of(entry["MessageBody"]) for entry in entries]
+            self._items_queued += [now] * works.count(ITEM)
+            return "+".join(sorted({"items" if work == ITEM else FAN_OUT for work in works}))
+        return ""
+
+
+def work_of(message_body: str) -> str:
+    """An item message, or anything else the batch queue carries (S3's notifications, the
+    manifest's further chunks): the fan-out."""
+    try:
+        document = json.loads(message_body)
+    except json.JSONDecodeError:
+        return FAN_OUT
+    return ITEM if isinstance(document, dict) and document.get("kind") == "item" else FAN_OUT
+
+
+def tables(params: Mapping[str, Any]) -> set[str]:
+    """The tables a DynamoDB call names: one, or several in a batch or a transaction."""
+    names = {params["TableName"]} if "TableName" in params else set()
+    names.update(params.get("RequestItems", {}))
+    for entry in params.get("TransactItems", []):
+        names.update(operation["TableName"] for operation in entry.values())
+    return names
+
+
+def s3_call(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """An S3 request's action, and which part of the bucket's layout its key is in (path-style
+    addressing, as boto3 uses with the local endpoint)."""
+    _, _, key = environ.get("PATH_INFO", "").lstrip("/").partition("/")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    method = environ["REQUEST_METHOD"]
+    if not key:
+        return ("ListObjectsV2" if "list-type" in query else f"{method} bucket"), ""
+    if "uploads" in query or "uploadId" in query:
+        action = {"POST": "CreateMultipartUpload" if "uploads" in query else "CompleteMultipartUpload",
+                  "PUT": "UploadPart"}.get(method, f"{method} multipart")  # fmt: skip
+    elif method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ:
+        action = "CopyObject"
+    else:
+        action = {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(
+            method, f"{method} object"
+        )
+    where = next((part for pattern, part in LAYOUT if pattern.match(key)), "other")
+    return action, where
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """One run of the big manifest: seconds from the start of its upload, None if not seen."""
+
+    first_item: float | None
+    all_items: float | None
+    first_record: float | None  # the first item's record written: the first item done
+    fan_out: list[Call]
+
+
+def calls_of_a_batch(
+    stack: LocalStack, recorder: CallRecorder, images: list[bytes], concurrency: int
+) -> tuple[list[Call], dict[str, Any]]:
+    """Every call of the environments for one batch run to its end, and its summary."""
+    s3, sqs = bench_clients()
+    with environments(concurrency, stack, environment_keys(concurrency)):
+        recorder.reset()
+        upload(s3, "calls", images)
+        summary = finished_summary(s3, "calls")
+        wait_until_empty(sqs, stack.batch_env["BATCH_QUEUE_URL"])  # the last deletes counted too
+        return recorder.calls(), summary
+
+
+def time_to_queue(
+    stack: LocalStack, recorder: CallRecorder, images: list[bytes], args: argparse.Namespace, run: int
+) -> Queueing:
+    s3, sqs = bench_clients()
+    with environments(args.concurrency, stack, environment_keys(args.concurrency)):
+        recorder.reset()
+        started = upload(s3, f"queue-{run}", images, args.lines)
+        while time.monotonic() < started + args.timeout:
+            fanned_out = len(recorder.items_queued()) >= args.lines and not recorder.handling(FAN_OUT)
+            if fanned_out and recorder.first(ITEM_RECORD) is not None:
+                break
+            threading.Event().wait(0.02)
+        queued, calls, first_record = recorder.items_queued(), recorder.calls(), recorder.first(ITEM_RECORD)
+    # The environments are gone: what they left in the queue goes with them, in flight or not.
+    sqs.purge_queue(QueueUrl=stack.batch_env["BATCH_QUEUE_URL"])
+    return Queueing(
+        first_item=queued[0] - started if queued else None,
+        all_items=queued[args.lines - 1] - started if len(queued) >= args.lines else None,
+        first_record=first_record - started if first_record is not None else None,
+        fan_out=[call for call in calls if call.work == FAN_OUT],
+    )
+
+
+def bench_clients() -> tuple[S3Client, SQSClient]:
+    """S3 and SQS clients signing as the bench: their calls are not counted."""
+    session = boto3.Session(aws_access_key_id=BENCH_KEY, aws_secret_access_key=BENCH_KEY, region_name=REGION)
+    return session.client("s3"), session.client("sqs")
+
+
+def environment_keys(count: int) -> list[str]:
+    return [ENVIRONMENT_KEY.format(n) for n in range(count)]
+
+
+def wait_until_empty(sqs: SQSClient, queue_url: str) -> None:
+    """Until every message has been deleted (none waiting, none in flight)."""
+    names: list[Any] = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while True:
+        counts = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        if all(counts.get(name, "0") == "0" for name in names):
+            return
+        threading.Event().wait(0.05)
+
+
+def measure(args: argparse.Namespace) -> Section:
+    section = Section("AWS calls per batch item")
+    recorder = CallRecorder()
+    images = photos(args.items)
+    with LocalStack(environ={}, batch_timeout=120, moto_middleware=recorder.wrap) as stack:
+        assert stack.emulator is not None
+        stack.emulator.latency = args.latency
+        section.say(f"fal: {stack.fal_description}")
+        calls, summary = calls_of_a_batch(stack, recorder, images, args.concurrency)
+        report_calls(section, calls, summary, args)
+        runs = [time_to_queue(stack, recorder, images, args, run) for run in range(args.runs)]
+    report_queueing(section, runs, args)
+    return section
+
+
+def report_calls(
+    section: Section, calls: list[Call], summary: dict[str, Any], args: argparse.Namespace
+) -> None:
+    succeeded = summary["counts"]["succeeded"]
+    cores = os.cpu_count() or 1
+    section.say(
+        f"a batch of {args.items} items (768x512 PNG), fal latency {args.latency:g} s, C={args.concurrency}, "
+        f"{cores} cores: the calls of the batch function's environments from the manifest's upload "
+        "until the queue is empty, by the message they were handling"
+    )
+    counted = [call for call in calls if call.name != EMPTY_RECEIVE]
+    fan_out = Counter(call.name for call in counted if call.work == FAN_OUT)
+    items = Counter(call.name for call in counted if call.work != FAN_OUT)
+    section.say(f"{'call':<46} {'fan-out':>8} {'items':>8} {'per item':>9}")
+    for name in sorted(fan_out.keys() | items.keys()):
+        total = fan_out[name] + items[name]
+        section.say(f"{name:<46} {fan_out[name]:>8} {items[name]:>8} {total / succeeded:>9.2f}")
+    total = len(counted)
+    section.say(f"{'all':<46} {fan_out.total():>8} {items.total():>8} {total / succeeded:>9.2f}")
+    idle = len(calls) - len(counted)
+    unattributed = sum(1 for call in counted if call.work == UNATTRIBUTED)
+    refused = sum(1 for call in counted if call.refused)
+    section.say(
+        f"not per item: {idle} receives of Lambda's event source that found the queue empty; "
+        f"{unattributed} calls before an environment's first message; {refused} of the calls "
+        "above answered with an error (a condition that failed, a key not there)"
+    )
+    groups = by_group(counted)
+    section.say(
+        "per succeeded item: " + ", ".join(f"{name} {n / succeeded:.2f}" for name, n in groups.items())
+    )
+    chart = section.chart("aws_calls", f"AWS calls per succeeded batch item ({args.items} items)", "calls")
+    for name, count in groups.items():
+        chart.add(name, [count / succeeded])
+    section.target(
+        "batch items that succeeded", f"{succeeded} of {args.items}", "all", succeeded == args.items
+    )
+    for name, limit in TARGETS.items():
+        per_item = groups[name] / succeeded
+        section.target(f"{name} per succeeded item", f"{per_item:.2f}", f"<= {limit}", per_item <= limit)
+
+
+def report_queueing(section: Section, runs: list[Queueing], args: argparse.Namespace) -> None:
+    section.say()
+    section.say(
+        f"a {args.lines:,}-line manifest, fal latency {args.latency:g} s, C={args.concurrency}, "
+        f"{len(runs)} run(s): seconds from the start of its upload"
+    )
+    chart = section.chart("aws_calls_queue", f"{args.lines:,}-line manifest: from its upload", "s")
+    for label, values in (
+        ("first item queued", [run.first_item for run in runs]),
+        ("whole manifest queued", [run.all_items for run in runs]),
+        ("first item's record written", [run.first_record for run in runs]),
+    ):
+        seen = [value for value in values if value is not None]
+        missing = len(values) - len(seen)
+        shown = spread(seen, " s", digits=2) if seen else "-"
+        section.say(
+            f"{label:<28} {shown}"
+            + (f" ({missing} run(s): not within {args.timeout:g} s)" if missing else "")
+        )
+        if seen:
+            chart.add(label, seen)
+    fan_out = Counter(call.name for call in runs[-1].fan_out)
+    section.say(f"{'the fan-out, in the last run until it stopped:':<62} {'calls':>8} {'per line':>9}")
+    for name, count in sorted(fan_out.items()):
+        section.say(f"  {name:<60} {count:>8} {count / args.lines:>9.3f}")
+    firsts = [run.first_item for run in runs]
+    if all(first is not None for first in firsts):
+        median = statistics.median(first for first in firsts if first is not None)
+        measured = f"{median:.2f} s"
+    else:
+        median, measured = math.inf, f"not within {args.timeout:g} s"
+    section.target(f"first item of a {args.lines:,}-line manifest queued", measured,
+                   f"<= {FIRST_ITEM_TARGET:g} s", median <= FIRST_ITEM_TARGET)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--items", type=int, default=50, help="the batch whose calls are counted")
+    parser.add_argument(
+        "--lines", type=int, default=1000, help="items of the manifest whose queueing is timed"
+    )
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--latency", type=float, default=0.5, help="the fal emulator's, in seconds")
+    parser.add_argument("--runs", type=int, default=3, help="of the manifest's queueing")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds one queueing run may take")
+
+
+if __name__ == "__main__":
+    run_alone(__doc__, add_arguments, measure)
