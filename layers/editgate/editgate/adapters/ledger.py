@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from editgate.adapters.aws import conditional_failure, dynamodb_client, get_item, now_text
+from editgate.adapters.aws import conditional_failure, dynamodb_client, error_code, get_item, now_text
 from editgate.domain.json_values import json_text
 
 _COUNTED_STATES = frozenset({"succeeded", "failed"})
+# The most items DynamoDB takes in one transaction.
+_TRANSACTION_ITEMS = 100
 
 
 @dataclass(frozen=True)
@@ -109,23 +112,44 @@ class BatchLedger:
             },
         )
 
-    def claim(self, batch_id: str, item_id: str, line: int) -> int:
-        """Reserve an item id for one manifest line: the line that holds it (``line``, unless
-        another line of the manifest took the same id first)."""
-        try:
-            dynamodb_client().update_item(
-                TableName=self._table,
-                Key={"id": {"S": _item_key(batch_id, item_id)}},
-                UpdateExpression="SET #line = :line",
-                ConditionExpression="attribute_not_exists(#line) OR #line = :line",
-                ExpressionAttributeNames={"#line": "line"},
-                ExpressionAttributeValues={":line": {"N": str(line)}},
+    def claim(self, batch_id: str, lines: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """Reserve item ids for manifest lines, ``(id, line)`` in manifest order: the line that holds
+        each id (the first line naming it, unless an earlier chunk's line took it). A hundred ids
+        per transaction, each conditioned on the id being free or held by that same line, so a
+        redelivered chunk claims the same ids for the same lines."""
+        first: dict[str, int] = {}
+        for item_id, line in lines:
+            first.setdefault(item_id, line)  # a transaction touches each item once
+        holders: dict[str, int] = {}
+        ids = list(first)
+        for start in range(0, len(ids), _TRANSACTION_ITEMS):
+            holders.update(
+                self._claim_free(batch_id, {i: first[i] for i in ids[start : start + _TRANSACTION_ITEMS]})
             )
-        except ClientError as exc:
-            if not conditional_failure(exc):
-                raise
-            return int(get_item(self._table, _item_key(batch_id, item_id)).get("line", {}).get("N", "0"))
-        return line
+        return holders
+
+    def _claim_free(self, batch_id: str, wanted: dict[str, int]) -> dict[str, int]:
+        """Claim up to a hundred ids in one transaction. A refused one answers with the line that
+        holds it; the rest are tried again without it."""
+        holders: dict[str, int] = {}
+        for _ in range(_TRANSACTION_ITEMS + 5):  # each refusal settles one id at least
+            if not wanted:
+                return holders
+            claims = list(wanted.items())
+            try:
+                dynamodb_client().transact_write_items(
+                    TransactItems=[_claiming(self._table, batch_id, i, line) for i, line in claims]
+                )
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                for (item_id, _line), reason in zip(claims, _reasons(exc), strict=False):
+                    if reason.get("Code") == "ConditionalCheckFailed":
+                        holders[item_id] = int(reason.get("Item", {}).get("line", {}).get("N", "0"))
+                        del wanted[item_id]
+                continue
+            return holders | wanted
+        raise RuntimeError(f"the ids of batch {batch_id} kept changing under this claim")
 
     def state(self, batch_id: str, item_id: str) -> str | None:
         value = get_item(self._table, _item_key(batch_id, item_id)).get("state", {}).get("S")
@@ -135,54 +159,23 @@ class BatchLedger:
         self, batch_id: str, item_id: str, state: str, *, images: int = 0, cost_usd: float = 0
     ) -> bool:
         """Move an item to ``succeeded``, ``failed`` or (a redrive) back to ``queued``, and count it
-        once: only settled states are counted. False when it already was in that state."""
-        for _ in range(5):  # a concurrent change of the same item: read again and retry
-            before = self.state(batch_id, item_id)
+        once: only settled states are counted. False when it already was in that state.
+
+        Nothing is read first: the change is tried as from the state an item has until it first
+        settles (none), and a refused condition answers with the state the item has, to try from."""
+        before: str | None = None
+        for _ in range(5):  # a concurrent change of the same item: try again from what it is now
             if before == state:
                 return False
-            changes = {state: 1, **({before: -1} if before else {})}
-            adds = {name: delta for name, delta in changes.items() if name in _COUNTED_STATES}
-            add = "".join(f"#{name} :{name}, " for name in adds)
-            names = {f"#{name}": name for name in adds}
-            values: dict[str, Any] = {f":{name}": {"N": str(delta)} for name, delta in adds.items()}
-            values[":images"] = {"N": str(images)}
-            values[":cost"] = {"N": str(Decimal(str(round(cost_usd, 6))))}
-            condition = "attribute_not_exists(#state)" if before is None else "#state = :before"
-            state_values: dict[str, Any] = {":state": {"S": state}}
-            if before is not None:
-                state_values[":before"] = {"S": before}
             try:
                 dynamodb_client().transact_write_items(
-                    TransactItems=[
-                        {
-                            "Update": {
-                                "TableName": self._table,
-                                "Key": {"id": {"S": _item_key(batch_id, item_id)}},
-                                "UpdateExpression": "SET #state = :state",
-                                "ConditionExpression": condition,
-                                "ExpressionAttributeNames": {"#state": "state"},
-                                "ExpressionAttributeValues": state_values,
-                            }
-                        },
-                        {
-                            "Update": {
-                                "TableName": self._table,
-                                "Key": {"id": {"S": _batch_key(batch_id)}},
-                                "UpdateExpression": f"ADD {add}#images :images, #cost :cost",
-                                "ExpressionAttributeNames": {
-                                    **names,
-                                    "#images": "images",
-                                    "#cost": "cost_usd",
-                                },
-                                "ExpressionAttributeValues": values,
-                            }
-                        },
-                    ]
+                    TransactItems=_settling(self._table, batch_id, item_id, before, state, images, cost_usd)
                 )
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                    continue
-                raise
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                before = _state_found(exc, before)
+                continue
             return True
         raise RuntimeError(f"item {item_id} of batch {batch_id} kept changing under this update")
 
@@ -231,3 +224,74 @@ def _batch_key(batch_id: str) -> str:
 
 def _item_key(batch_id: str, item_id: str) -> str:
     return f"{_batch_key(batch_id)}#item#{item_id}"
+
+
+def _settling(
+    table: str, batch_id: str, item_id: str, before: str | None, state: str, images: int, cost_usd: float
+) -> list[Any]:
+    """The transaction that moves an item from ``before`` to ``state`` and counts the change: the
+    item's update conditioned on ``before`` (answering the item as it is when refused), and the
+    batch's counters."""
+    changes = {state: 1, **({before: -1} if before else {})}
+    adds = {name: delta for name, delta in changes.items() if name in _COUNTED_STATES}
+    add = "".join(f"#{name} :{name}, " for name in adds)
+    names = {f"#{name}": name for name in adds}
+    values: dict[str, Any] = {f":{name}": {"N": str(delta)} for name, delta in adds.items()}
+    values[":images"] = {"N": str(images)}
+    values[":cost"] = {"N": str(Decimal(str(round(cost_usd, 6))))}
+    condition = "attribute_not_exists(#state)" if before is None else "#state = :before"
+    state_values: dict[str, Any] = {":state": {"S": state}}
+    if before is not None:
+        state_values[":before"] = {"S": before}
+    return [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {"id": {"S": _item_key(batch_id, item_id)}},
+                "UpdateExpression": "SET #state = :state",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": state_values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        },
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {"id": {"S": _batch_key(batch_id)}},
+                "UpdateExpression": f"ADD {add}#images :images, #cost :cost",
+                "ExpressionAttributeNames": {**names, "#images": "images", "#cost": "cost_usd"},
+                "ExpressionAttributeValues": values,
+            }
+        },
+    ]
+
+
+def _state_found(exc: ClientError, tried: str | None) -> str | None:
+    """The item's state as a cancelled settling found it: the one its refused condition answered
+    with, or (cancelled for another reason, a concurrent transaction) the one tried."""
+    reasons = _reasons(exc)
+    if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+        found = reasons[0].get("Item", {}).get("state", {}).get("S")
+        return str(found) if found else None
+    return tried
+
+
+def _claiming(table: str, batch_id: str, item_id: str, line: int) -> Any:
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"id": {"S": _item_key(batch_id, item_id)}},
+            "UpdateExpression": "SET #line = :line",
+            "ConditionExpression": "attribute_not_exists(#line) OR #line = :line",
+            "ExpressionAttributeNames": {"#line": "line"},
+            "ExpressionAttributeValues": {":line": {"N": str(line)}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def _reasons(exc: ClientError) -> list[dict[str, Any]]:
+    """Why a transaction was cancelled, one reason per item in its order (``"None"``: not that one)."""
+    reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
+    return reasons

@@ -24,6 +24,8 @@ logger = Logger(child=True)
 
 # How much of a manifest one read takes: a longer line cannot be an edit.
 WINDOW_BYTES = 8 * 1024 * 1024
+# Lines claimed (one ledger transaction) and queued together.
+CLAIM_LINES = 100
 # A manifest line (the defaults line too): its item's message must fit SQS's 256 KiB.
 _MAX_LINE_BYTES = 200 * 1024
 
@@ -74,11 +76,14 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
     except ManifestRefused as exc:
         stop_reading(pinned, runtime, exc.why)
         return
-    items, failures = _claim_ids(pinned.batch_id, entries, runtime.ledger)
     runtime.ledger.count_items(pinned.batch_id, len(entries), chunk=str(pinned.offset), last=not more)
-    for failure in failures:
-        settle(runtime, pinned.batch_id, failure.item_id, failure.line, failed_record(failure.error), 0, 0.0)
-    runtime.queue.send([item.model_dump() for item in items])
+    # A hundred lines at a time, claimed and queued: the first items start while the rest is claimed.
+    for start in range(0, len(entries), CLAIM_LINES):
+        items, failures = _claim_ids(pinned.batch_id, entries[start : start + CLAIM_LINES], runtime.ledger)
+        for failure in failures:
+            record = failed_record(failure.error)
+            settle(runtime, pinned.batch_id, failure.item_id, failure.line, record, 0, 0.0)
+        runtime.queue.send([item.model_dump() for item in items])
     if more:
         offset = pinned.offset + sum(len(line) + 1 for line in lines)
         rest = pinned.model_copy(
@@ -164,8 +169,9 @@ def _claim_ids(
     the same id fails as ``<id>~line-<n>``: an item as a duplicate, a failure with its own error."""
     items: list[ItemMessage] = []
     failures: list[LineFailure] = []
+    holders = ledger.claim(batch_id, [(entry.item_id, entry.line) for entry in entries])
     for entry in entries:
-        holder = ledger.claim(batch_id, entry.item_id, entry.line)
+        holder = holders[entry.item_id]
         if isinstance(entry, LineFailure):
             failures.append(entry if holder == entry.line else replace(entry, item_id=_renamed(entry)))
         elif holder == entry.line:
