@@ -103,3 +103,55 @@ def test_given_a_redelivered_chunk_when_it_claims_again_then_each_line_keeps_its
     ledger = BatchLedger(TABLE)
     lines = [("a", 1), ("b", 2), ("a", 3)]
     assert ledger.claim("b1", lines) == ledger.claim("b1", lines) == {"a": 1, "b": 2}
+
+
+def test_given_a_batch_all_read_when_its_last_item_settles_then_only_that_settle_makes_its_summary_due(
+    calls: list[str],
+) -> None:
+    ledger = BatchLedger(TABLE)
+    ledger.count_items("b1", 2, chunk="0", last=True)
+    ledger.settle("b1", "a", "succeeded", images=1)
+    assert not ledger.finished_by_settling("b1")
+    ledger.settle("b1", "b", "failed")
+    assert ledger.finished_by_settling("b1")
+    assert not ledger.finished_by_settling("b1")  # said once
+    assert "GetItem" not in calls
+    assert counts(ledger, calls) == (1, 1, 1)
+
+
+def test_given_a_batch_still_being_read_when_every_item_counted_so_far_settles_then_it_is_not_finished(
+    calls: list[str],
+) -> None:
+    ledger = BatchLedger(TABLE)
+    ledger.count_items("b1", 1, chunk="0", last=False)
+    ledger.settle("b1", "a", "succeeded")
+    assert not ledger.finished_by_settling("b1")
+    ledger.count_items("b1", 1, chunk="100", last=True)
+    ledger.settle("b1", "b", "succeeded")
+    assert ledger.finished_by_settling("b1")
+
+
+def test_given_a_finished_batch_when_a_failed_item_succeeds_later_then_its_summary_is_due_again(
+    calls: list[str],
+) -> None:
+    """As an S3 Batch Operations task recorded failed while S3 retries it."""
+    ledger = BatchLedger(TABLE)
+    ledger.count_items("b1", 1, chunk="task", last=True)
+    ledger.settle("b1", "a", "failed")
+    assert ledger.finished_by_settling("b1")
+    ledger.settle("b1", "a", "succeeded", images=1)
+    assert ledger.finished_by_settling("b1")
+    assert counts(ledger, calls) == (1, 0, 1)
+
+
+def test_given_a_finished_batch_when_marked_finished_then_its_counters_come_back_without_a_read(
+    calls: list[str],
+) -> None:
+    ledger = BatchLedger(TABLE)
+    ledger.count_items("b1", 1, chunk="0", last=True)
+    ledger.settle("b1", "a", "succeeded", images=2)
+    tally = ledger.mark_finished("b1")
+    assert tally is not None
+    assert (tally.succeeded, tally.images, tally.done) == (1, 2, True)
+    assert tally.finished_at is not None
+    assert "GetItem" not in calls

@@ -45,18 +45,28 @@ class BatchLedger:
 
     def __init__(self, table_name: str) -> None:
         self._table = table_name
+        # Batches a settle of this ledger may have finished (or changed once finished).
+        self._finishing: set[str] = set()
 
     def count_items(self, batch_id: str, lines: int, *, chunk: str, last: bool) -> None:
         """Count ``lines`` items fanned out by ``chunk`` (a manifest offset, or a single item's id),
         once however often the chunk is delivered; ``last``: all the batch's items are counted."""
-        names = {"#total": "total", "#started": "started_at", "#chunks": "chunks", "#finished": "finished_at"}
+        names = {
+            "#total": "total",
+            "#pending": "pending",
+            "#started": "started_at",
+            "#chunks": "chunks",
+            "#finished": "finished_at",
+        }
         values: dict[str, Any] = {
             ":lines": {"N": str(lines)},
             ":now": {"S": now_text()},
             ":chunk": {"SS": [chunk]},
             ":chunk_name": {"S": chunk},
         }
-        update = "ADD #total :lines, #chunks :chunk SET #started = if_not_exists(#started, :now)"
+        update = (
+            "ADD #total :lines, #pending :lines, #chunks :chunk SET #started = if_not_exists(#started, :now)"
+        )
         if last:
             update += ", #done = :true"
             names["#done"] = "manifest_done"
@@ -162,51 +172,52 @@ class BatchLedger:
         once: only settled states are counted. False when it already was in that state.
 
         Nothing is read first: the change is tried as from the state an item has until it first
-        settles (none), and a refused condition answers with the state the item has, to try from."""
+        settles (none), and a refused condition answers with the state the item has, to try from.
+        The batch's counters change on condition that the batch still runs after it; when it may
+        not, the change is made without, and ``finished_by_settling`` says so."""
         before: str | None = None
-        for _ in range(5):  # a concurrent change of the same item: try again from what it is now
+        running = True  # the batch's condition, until refused
+        for _ in range(6):  # a concurrent change of the same item: try again from what it is now
             if before == state:
                 return False
+            change = _settling(self._table, batch_id, item_id, before, state, images, cost_usd, running)
             try:
-                dynamodb_client().transact_write_items(
-                    TransactItems=_settling(self._table, batch_id, item_id, before, state, images, cost_usd)
-                )
+                dynamodb_client().transact_write_items(TransactItems=change)
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise
-                before = _state_found(exc, before)
+                item, batch = [*_reasons(exc), {}, {}][:2]
+                if item.get("Code") == "ConditionalCheckFailed":
+                    before = _state_of(item)
+                elif batch.get("Code") == "ConditionalCheckFailed":
+                    running = False
                 continue
+            if not running:
+                self._finishing.add(batch_id)
             return True
         raise RuntimeError(f"item {item_id} of batch {batch_id} kept changing under this update")
 
+    def finished_by_settling(self, batch_id: str) -> bool:
+        """Whether a settle of this ledger may have finished the batch, or changed it once it had
+        finished, since last asked: its summary is due now."""
+        finishing = batch_id in self._finishing
+        self._finishing.discard(batch_id)
+        return finishing
+
     def tally(self, batch_id: str) -> Tally | None:
-        item = get_item(self._table, _batch_key(batch_id))
-        if not item:
-            return None
+        return _tally(get_item(self._table, _batch_key(batch_id)))
 
-        def number(name: str) -> float:
-            return float(item.get(name, {}).get("N", "0"))
-
-        return Tally(
-            total=int(number("total")),
-            succeeded=int(number("succeeded")),
-            failed=int(number("failed")),
-            images=int(number("images")),
-            cost_usd=round(number("cost_usd"), 6),
-            started_at=item.get("started_at", {}).get("S"),
-            finished_at=item.get("finished_at", {}).get("S"),
-            manifest_done=bool(item.get("manifest_done", {}).get("BOOL", False)),
-            error=json.loads(item["error"]["S"]) if "S" in item.get("error", {}) else None,
-        )
-
-    def mark_finished(self, batch_id: str) -> None:
-        dynamodb_client().update_item(
+    def mark_finished(self, batch_id: str) -> Tally | None:
+        """The batch finished (when it first did): its counters as they are now."""
+        written = dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": _batch_key(batch_id)}},
             UpdateExpression="SET #finished = if_not_exists(#finished, :now)",
             ExpressionAttributeNames={"#finished": "finished_at"},
             ExpressionAttributeValues={":now": {"S": now_text()}},
+            ReturnValues="ALL_NEW",
         )
+        return _tally(dict(written.get("Attributes", {})))
 
     def reopen(self, batch_id: str) -> None:
         """A redrive: the batch is not finished until the re-queued items settle again."""
@@ -218,6 +229,27 @@ class BatchLedger:
         )
 
 
+def _tally(item: dict[str, Any]) -> Tally | None:
+    """A batch's item as its counters (None: no such batch)."""
+    if not item:
+        return None
+
+    def number(name: str) -> float:
+        return float(item.get(name, {}).get("N", "0"))
+
+    return Tally(
+        total=int(number("total")),
+        succeeded=int(number("succeeded")),
+        failed=int(number("failed")),
+        images=int(number("images")),
+        cost_usd=round(number("cost_usd"), 6),
+        started_at=item.get("started_at", {}).get("S"),
+        finished_at=item.get("finished_at", {}).get("S"),
+        manifest_done=bool(item.get("manifest_done", {}).get("BOOL", False)),
+        error=json.loads(item["error"]["S"]) if "S" in item.get("error", {}) else None,
+    )
+
+
 def _batch_key(batch_id: str) -> str:
     return f"batch#{batch_id}"
 
@@ -227,18 +259,44 @@ def _item_key(batch_id: str, item_id: str) -> str:
 
 
 def _settling(
-    table: str, batch_id: str, item_id: str, before: str | None, state: str, images: int, cost_usd: float
+    table: str,
+    batch_id: str,
+    item_id: str,
+    before: str | None,
+    state: str,
+    images: int,
+    cost_usd: float,
+    running: bool,
 ) -> list[Any]:
     """The transaction that moves an item from ``before`` to ``state`` and counts the change: the
     item's update conditioned on ``before`` (answering the item as it is when refused), and the
-    batch's counters."""
+    batch's counters, conditioned (if ``running``) on the batch still running after the change:
+    its manifest not all read, or items still pending (``pending`` is ``total`` less the settled)."""
     changes = {state: 1, **({before: -1} if before else {})}
     adds = {name: delta for name, delta in changes.items() if name in _COUNTED_STATES}
+    settled = sum(adds.values())
     add = "".join(f"#{name} :{name}, " for name in adds)
     names = {f"#{name}": name for name in adds}
     values: dict[str, Any] = {f":{name}": {"N": str(delta)} for name, delta in adds.items()}
     values[":images"] = {"N": str(images)}
     values[":cost"] = {"N": str(Decimal(str(round(cost_usd, 6))))}
+    values[":unsettled"] = {"N": str(-settled)}
+    batch: dict[str, Any] = {
+        "TableName": table,
+        "Key": {"id": {"S": _batch_key(batch_id)}},
+        "UpdateExpression": f"ADD {add}#images :images, #cost :cost, #pending :unsettled",
+        "ExpressionAttributeNames": {
+            **names,
+            "#images": "images",
+            "#cost": "cost_usd",
+            "#pending": "pending",
+        },
+        "ExpressionAttributeValues": values,
+    }
+    if running:
+        batch["ConditionExpression"] = "attribute_not_exists(#done) OR #pending > :settled"
+        batch["ExpressionAttributeNames"]["#done"] = "manifest_done"
+        values[":settled"] = {"N": str(settled)}
     condition = "attribute_not_exists(#state)" if before is None else "#state = :before"
     state_values: dict[str, Any] = {":state": {"S": state}}
     if before is not None:
@@ -255,26 +313,14 @@ def _settling(
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         },
-        {
-            "Update": {
-                "TableName": table,
-                "Key": {"id": {"S": _batch_key(batch_id)}},
-                "UpdateExpression": f"ADD {add}#images :images, #cost :cost",
-                "ExpressionAttributeNames": {**names, "#images": "images", "#cost": "cost_usd"},
-                "ExpressionAttributeValues": values,
-            }
-        },
+        {"Update": batch},
     ]
 
 
-def _state_found(exc: ClientError, tried: str | None) -> str | None:
-    """The item's state as a cancelled settling found it: the one its refused condition answered
-    with, or (cancelled for another reason, a concurrent transaction) the one tried."""
-    reasons = _reasons(exc)
-    if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-        found = reasons[0].get("Item", {}).get("state", {}).get("S")
-        return str(found) if found else None
-    return tried
+def _state_of(reason: dict[str, Any]) -> str | None:
+    """The item's state, as a refused condition answered with it."""
+    found = reason.get("Item", {}).get("state", {}).get("S")
+    return str(found) if found else None
 
 
 def _claiming(table: str, batch_id: str, item_id: str, line: int) -> Any:

@@ -124,7 +124,7 @@ def settle(
     }
     runtime.store.put_json(output_key(batch_id, "items", f"{item_id}.json"), document)
     runtime.ledger.settle(batch_id, item_id, record["state"], images=images, cost_usd=cost)
-    publish_progress(batch_id, runtime)
+    publish_progress(batch_id, runtime, due=runtime.ledger.finished_by_settling(batch_id))
 
 
 def failed_record(error: EditgateError) -> dict[str, Any]:

@@ -90,7 +90,8 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
             update={"offset": offset, "line": pinned.line + len(lines), "defaults": defaults}
         )
         runtime.queue.send([rest.model_dump()])
-    publish_progress(pinned.batch_id, runtime)
+    # Due: the batch may have finished meanwhile (its manifest all read once its items had settled).
+    publish_progress(pinned.batch_id, runtime, due=True)
 
 
 def _pinned(chunk: ChunkMessage, runtime: BatchRuntime) -> ChunkMessage | None:

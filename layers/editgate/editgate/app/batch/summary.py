@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -13,18 +12,19 @@ from editgate.app.batch.messages import ChunkMessage
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.domain.errors import InvalidRequest
 
-# How often one execution environment rewrites a summary that is not final.
-_SUMMARY_INTERVAL_SECONDS = 1.0
+# How often one execution environment rewrites a summary that is not final: a batch's items take
+# seconds each, so a shorter interval rewrites it for nearly every item.
+_SUMMARY_INTERVAL_SECONDS = 5.0
 
 
-def publish_progress(batch_id: str, runtime: BatchRuntime) -> None:
-    """The summary after an item settled: rewritten at most every second by one environment while
-    the batch runs (each write costs three calls), and always once it is done."""
+def publish_progress(batch_id: str, runtime: BatchRuntime, *, due: bool) -> None:
+    """The summary after items settled or a chunk was fanned out: rewritten when it is ``due`` (the
+    batch may have finished, or changed once finished), else at most every few seconds by one
+    environment, counted from when it first saw the batch (the fan-out wrote one before any item
+    was queued). Deciding reads nothing."""
     now = time.monotonic()
-    if now - runtime.summaries_written.get(batch_id, -math.inf) < _SUMMARY_INTERVAL_SECONDS:
-        tally = runtime.ledger.tally(batch_id)
-        if tally is None or not tally.done:
-            return
+    if not due and now - runtime.summaries_written.setdefault(batch_id, now) < _SUMMARY_INTERVAL_SECONDS:
+        return
     runtime.summaries_written[batch_id] = now
     publish_summary(batch_id, runtime.ledger, runtime.store)
 
@@ -36,8 +36,7 @@ def publish_summary(batch_id: str, ledger: BatchLedger, store: ObjectStore) -> N
     if tally is None:
         return
     if tally.done and tally.finished_at is None:
-        ledger.mark_finished(batch_id)
-        tally = ledger.tally(batch_id) or tally
+        tally = ledger.mark_finished(batch_id) or tally
     key = output_key(batch_id, "summary.json")
     store.put_json(key, summary(batch_id, tally))
     if tally.finished_at is None:
