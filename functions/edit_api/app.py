@@ -1,6 +1,6 @@
 """The OpenAI Images API: edits (multipart or JSON, ``?dry_run=true``), models, and a clear
-answer for generations; its OpenAPI document, Swagger UI and playground page. Wiring only: an
-edit is one call to ``editgate.app.edit_service``."""
+answer for generations; its OpenAPI document, Swagger UI, playground page and health check.
+Wiring only: an edit is one call to ``editgate.app.edit_service``."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ from editgate.api import docs, http_edge, openai_shapes
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-
 door = wiring.https_door()
+app = APIGatewayRestResolver(cors=http_edge.cors(door.cors_allow_origin))
 routes = http_edge.RouteTable(app)
 http_edge.install(app, routes, doc_keys=door.doc_keys)
 
@@ -48,7 +47,7 @@ def create_generation() -> Response[str]:
 
 
 docs.install(app, routes, door.catalog.values(), docs_need_key=door.doc_keys is not None,
-             results_origin=door.results.url_origin)  # fmt: skip
+             results_origin=door.results.url_origin, fal_key_readable=door.fal_key_readable)  # fmt: skip
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -105,6 +105,7 @@ def main() -> None:
         "docs_without_key": event("GET", "/docs", authorization=(), authorizer=None),
         "docs": event("GET", "/docs", authorizer=None),
         "playground": event("GET", "/playground", authorization=(), authorizer=None),
+        "health": event("GET", "/v1/health", authorization=(), authorizer=None),
         "no_authorizer": multipart_event("/v1/images/edits", [image, ("prompt", "x")], authorizer=None),
     }
     write("edit_api", events)

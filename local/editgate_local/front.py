@@ -27,8 +27,11 @@ from editgate_local.background_server import BackgroundServer
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 BINARY_MEDIA_TYPES = ("multipart/form-data",)  # template.yaml: BinaryMediaTypes
-# template.yaml: the paths whose events say Auth NONE; the authorizer and usage plan skip them.
-OPEN_PATHS = frozenset({"/docs", "/v1/openapi.json", "/openapi.json", "/playground"})
+# template.yaml: the paths whose events say Auth NONE; the authorizer and usage plan skip them,
+# as they skip every OPTIONS (the Api's Cors adds one to each path, without the authorizer).
+OPEN_PATHS = frozenset(
+    {"/", "/docs", "/v1/openapi.json", "/openapi.json", "/playground", "/v1/health", "/health"}
+)
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LAMBDA_MAX_EVENT = 6_291_456
 STAGE = "local"
@@ -271,7 +274,8 @@ class ApiFront:
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
-        gate = None if event["path"].rstrip("/") in OPEN_PATHS else self.gate
+        open_route = (event["path"].rstrip("/") or "/") in OPEN_PATHS or event["httpMethod"] == "OPTIONS"
+        gate = None if open_route else self.gate
         refused = gate.admit(event) if gate is not None else None
         if refused is not None:
             return refused

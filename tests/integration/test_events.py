@@ -32,9 +32,10 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/unknown_route.json": (404, None),
     "edit_api/wrong_method.json": (405, None),
     "edit_api/openapi_document.json": (200, None),
-    "edit_api/docs_without_key.json": (401, None),
+    "edit_api/docs_without_key.json": (200, None),  # the docs are public unless PublicDocs=false
     "edit_api/docs.json": (200, None),
     "edit_api/playground.json": (200, None),
+    "edit_api/health.json": (200, None),
 }
 # The batch function's events: every SQS record handled (no batchItemFailures), every S3 Batch
 # Operations task Succeeded.
@@ -114,6 +115,8 @@ def test_given_a_ready_event_when_invoked_then_the_handler_answers_as_expected(
         assert body["servers"] == [{"url": "/api"}]  # the stage leads the path on execute-api's domain
     elif status == 200 and "provider_requests" in body:  # a dry run
         assert body["cost"]["images"] == 6
+    elif status == 200 and "fal_key_readable" in body:  # the health check
+        assert body["fal_key_readable"] is True
     elif status == 200 and body.get("object") == "list":
         assert {m["id"] for m in body["data"]} >= {"hidream-e1-1"}
     elif status == 200:

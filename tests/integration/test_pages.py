@@ -5,13 +5,19 @@ edit, errors. Swagger UI: the document rendered, a request tried from it."""
 from __future__ import annotations
 
 import base64
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from editgate.domain.images import ACCEPTED_INPUT_FORMATS
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import REPO_ROOT, LocalStack
@@ -19,6 +25,12 @@ from tests.conftest import API_KEY, open_image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = REPO_ROOT / "out" / "playground.png"
+# Playwright's phone emulation (an iPhone 13's screen, touch, mobile viewport) and a desktop.
+SIZES = {
+    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
+              "has_touch": True},
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+}  # fmt: skip
 DOCS_SCREENSHOT = REPO_ROOT / "out" / "docs.png"
 # As root in a sandbox, with nothing of Chromium's own reaching out to a network that is closed.
 CHROMIUM_ARGS = [
@@ -95,6 +107,7 @@ def test_given_a_key_and_the_sample_then_the_dry_run_shows_the_cost_and_the_edit
 ) -> None:
     use_key(page)
     expect(page.locator("#model option")).to_have_count(3)
+    page.click("#advanced summary")
     expect(page.locator("#param-cfg_scale")).to_be_visible()  # the model's own parameters, from /v1/models
     page.set_input_files("#file", str(SAMPLE_IMAGE))
     page.fill("#prompt", "turn it into a snowy winter evening")
@@ -105,6 +118,7 @@ def test_given_a_key_and_the_sample_then_the_dry_run_shows_the_cost_and_the_edit
     expect(page.locator("#dry-run-body")).to_contain_text('"seed": 7')
     assert emulator.request_ids == []  # nothing paid for a preview
 
+    page.select_option("#response_format", "url")
     page.click("#edit")
     result = page.locator(".result img.after")
     expect(result).to_have_count(1)
@@ -129,6 +143,7 @@ def test_given_a_bad_request_then_the_page_shows_the_error_as_the_api_words_it(p
     expect(page.locator("#model option")).to_have_count(3)
     page.set_input_files("#file", str(SAMPLE_IMAGE))
     page.fill("#prompt", "snow")
+    page.click("#advanced summary")
     page.fill("#size", "12x12")
 
     page.click("#edit")
@@ -243,3 +258,227 @@ def test_given_another_page_framing_the_playground_then_the_browser_refuses_to_s
     framed = framing.frames[1]
     assert framed.query_selector("#key") is None  # the playground's key field never appears
     context.close()
+
+
+# --- Issue 18: the playground on a phone and for iterating ------------------------------------
+
+EDIT_POSTS = "/v1/images/edits"
+
+
+def open_playground(browser: Browser, stack: LocalStack, size: str) -> tuple[Page, Console]:
+    context = browser.new_context(**SIZES[size])  # type: ignore[arg-type]
+    opened = context.new_page()
+    console = Console(opened)
+    opened.goto(f"{stack.base_url}/")  # the API's address leads to the playground
+    expect(opened).to_have_url(f"{stack.base_url}/playground")
+    return opened, console
+
+
+def ready_to_edit(page: Page, prompt: str = "turn it into a snowy winter evening") -> None:
+    use_key(page)
+    expect(page.locator("#model option")).to_have_count(3)
+    page.set_input_files("#file", str(SAMPLE_IMAGE))
+    page.fill("#prompt", prompt)
+
+
+def overflow(page: Page) -> int:
+    """How many pixels the page is wider than the screen (0: nothing to scroll sideways)."""
+    return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+def edit_posts(page: Page) -> list[str]:
+    """The bodies of the edits (not dry runs) the page sends, as it sends them."""
+    posted: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            posted.append((request.post_data_buffer or b"").decode("latin-1"))
+            if request.method == "POST" and request.url.endswith(EDIT_POSTS)
+            else None
+        ),
+    )
+    return posted
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_given_a_phone_or_a_desktop_then_an_edit_never_widens_the_page_and_its_outcome_is_by_the_button(
+    browser: Browser, stack: LocalStack, size: str
+) -> None:
+    """Issue 18: at 390x844 the page widened to 591 px after a dry run and the Edit button could
+    not be tapped; the status was at the top of the other column; the old dry run stayed."""
+    page, console = open_playground(browser, stack, size)
+    ready_to_edit(page, f"a {size} edit in the snow")
+    expect(page.locator("#advanced")).not_to_have_attribute("open", "")  # advanced settings collapsed
+    page.click("#advanced summary")
+    page.fill("#n", "2")
+    page.click("#code summary")
+    assert overflow(page) == 0
+
+    page.click("#preview")
+    expect(page.locator("#dry-run-cost")).to_contain_text("for 2 image(s)")
+    assert overflow(page) == 0
+    edit = page.locator("#edit")
+    if size == "phone":
+        edit.tap()  # fails if another element covers the button
+    else:
+        edit.click()
+
+    expect(page.locator(".result img.after")).to_have_count(2)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.result img.after')].every((i) => i.naturalWidth > 0)"
+    )
+    status = page.locator("#status")
+    expect(status).to_contain_text("Done in")
+    gap = page.evaluate(
+        """() => document.getElementById("status").getBoundingClientRect().top
+            - document.getElementById("edit").getBoundingClientRect().bottom"""
+    )
+    assert 0 <= gap < 40  # right under the Edit button
+    expect(page.locator("#dry-run")).to_be_hidden()  # the dry run was of the form before the edit
+    expect(page.locator('[data-fact="request id"]')).to_have_count(1)  # once for the edit, not per card
+    expect(page.locator('[data-fact="timings"]')).to_have_count(1)
+    assert overflow(page) == 0
+    out = REPO_ROOT / "out" / f"playground-{size}.png"
+    out.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(out), full_page=True)
+    if size == "phone":
+        page.set_viewport_size({"width": 360, "height": 740})  # the narrowest phone it is made for
+        assert overflow(page) == 0
+    assert console.problems() == []
+    page.context.close()
+
+
+def test_given_a_slow_edit_when_edit_is_clicked_again_then_no_second_request_is_sent(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator
+) -> None:
+    """Issue 18: Edit clicked twice while fal was slow sent two POSTs; the second's 409 showed as
+    an error while the first still ran, and stayed after the result."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "a slow edit")
+    posted = edit_posts(page)
+    emulator.latency = 1.5
+    try:
+        page.click("#edit")
+        expect(page.locator("#edit")).to_be_disabled()
+        expect(page.locator("#status")).to_contain_text("Editing at fal")
+        page.click("#edit", force=True)  # a second click while it runs
+        page.evaluate("document.getElementById('edit').onclick()")  # even past the disabled button
+
+        expect(page.locator(".result img.after")).to_have_count(1)
+    finally:
+        emulator.latency = 0.0
+    expect(page.locator("#edit")).to_be_enabled()
+    expect(page.locator("#error")).to_be_hidden()
+    assert len(posted) == 1
+    assert console.problems() == []
+    page.context.close()
+
+
+def test_given_a_result_when_new_variation_then_a_new_seed_is_sent_and_new_images_are_made(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator
+) -> None:
+    """Issue 18: clicking Edit again for another variation returned the same images (replayed:
+    the 2-minute fingerprint of an identical request)."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "variations of a winter evening")
+    posted = edit_posts(page)
+    page.click("#edit")
+    expect(page.locator(".result img.after")).to_have_count(1)
+    page.click("#edit")  # the same request again: its answer is replayed, and the page says so
+    expect(page.locator("#replayed")).to_be_visible()
+    assert len(emulator.request_ids) == 1
+
+    page.click(".result button.new-variation")
+
+    expect(page.locator("#replayed")).to_be_hidden()
+    expect(page.locator('[data-fact="seed"]')).to_have_text(re.compile(r"^\d+$"))
+    assert len(emulator.request_ids) == 2  # made anew at fal, not replayed
+    shown_seed = int(page.locator('[data-fact="seed"]').inner_text())
+    assert [payload.get("seed") for payload in emulator.payloads] == [None, shown_seed]
+    assert len(posted) == 3
+    assert console.problems() == []
+    page.context.close()
+
+
+def test_given_a_result_when_edit_again_then_the_result_is_the_next_edits_input(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator
+) -> None:
+    """Issue 18: HiDream E1 is made for edits in steps; the page had no way to edit a result."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "first step: snow")
+    posted = edit_posts(page)
+    page.click("#edit")
+    expect(page.locator(".result img.after")).to_have_count(1)
+
+    page.click(".result button.edit-again")
+    expect(page.locator("#input-preview")).to_have_attribute("alt", "edit-1.png")
+    expect(page.locator("#prompt")).to_have_value("")
+    page.fill("#prompt", "second step: night")
+    page.click("#edit")
+
+    expect(page.locator(".result img.before")).to_have_attribute("src", re.compile("^blob:"))
+    expect(page.locator("#status")).to_contain_text("Done in")
+    first, second = emulator.payloads
+    assert second["prompt"] == "second step: night"
+    assert second["image_url"] != first["image_url"]  # the first edit's result, not the sample
+    assert len(posted) == 2
+    assert console.problems() == []
+    page.context.close()
+
+
+def test_given_the_form_then_the_code_view_shows_calls_that_make_the_same_edit(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator, tmp_path: Path
+) -> None:
+    """Issue 18: the page showed no way to make its call from code. Each snippet is run as shown."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "it's a snowy evening")  # a quote the shell must keep
+    page.click("#advanced summary")
+    page.fill("#param-seed", "11")
+    page.click("#code summary")
+    snippets = {}
+    for lang in ("curl", "python", "javascript"):
+        page.click(f".tab[data-lang={lang}]")
+        snippets[lang] = page.locator("#code-text").inner_text()
+    assert console.problems() == []
+    page.context.close()
+    shutil.copy(SAMPLE_IMAGE, tmp_path / SAMPLE_IMAGE.name)
+    env = {"PATH": os.environ["PATH"], "EDITGATE_API_KEY": API_KEY}
+
+    curl = subprocess.run(
+        ["sh", "-c", snippets["curl"]], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    python = subprocess.run(
+        [sys.executable, "-c", snippets["python"]], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+
+    assert json.loads(curl.stdout)["size"] == "768x512", curl.stderr
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.strip()
+    assert '"seed": 11' in snippets["python"]  # in extra_body: not a parameter the SDK knows
+    node = shutil.which("node")
+    if node:  # the JavaScript snippet under Node, with the file and key it expects
+        script = tmp_path / "edit.mjs"
+        script.write_text(
+            'import fs from "node:fs";\nconst apiKey = process.env.EDITGATE_API_KEY;\n'
+            f"const file = new Blob([fs.readFileSync({json.dumps(SAMPLE_IMAGE.name)})]);\n"
+            + snippets["javascript"]
+        )
+        ran = subprocess.run([node, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        assert b"768x512" in ran.stdout
+    assert len(emulator.request_ids) == 1  # one edit, answered twice more as the same request
+
+
+def test_given_the_page_then_it_has_an_icon_links_the_docs_and_picks_only_what_the_server_reads(
+    page: Page, stack: LocalStack
+) -> None:
+    """Issue 18: the file picker offered GIF and AVIF, which the server refuses; no favicon, no
+    link to the docs."""
+    accepted = page.locator("#file").get_attribute("accept") or ""
+    assert set(accepted.split(",")) == {f"image/{name.lower()}" for name in ACCEPTED_INPUT_FORMATS}
+    assert (page.locator("link[rel=icon]").get_attribute("href") or "").startswith("data:image/svg+xml")
+
+    page.click("#docs-link")  # without a key: the docs are public
+
+    expect(page.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
+    assert page.url == f"{stack.base_url}/docs"

@@ -52,3 +52,32 @@ def test_given_the_template_then_every_answer_api_gateway_gives_itself_is_nosnif
         name: r["ResponseParameters"]["Headers"].get("x-content-type-options")
         for name, r in responses.items()
     } == (dict.fromkeys(responses, "'nosniff'"))
+
+
+def test_given_cors_allow_origins_then_preflights_need_no_key_and_gateway_answers_name_the_origin() -> None:
+    """Issue 18: a browser app on another origin could not call the API (the preflight was a 401)."""
+    origin = "https://app.example.com"
+    deployment = deployed(CorsAllowOrigins=origin)
+    body = deployment.template["Resources"]["Api"]["Properties"]["Body"]
+
+    for path, operations in body["paths"].items():
+        preflight = operations["options"]
+        assert "security" not in preflight, path  # no authorizer, no usage-plan key
+        headers = preflight["x-amazon-apigateway-integration"]["responses"]["default"]["responseParameters"]
+        assert (
+            deployment.resolve(headers["method.response.header.Access-Control-Allow-Origin"]) == f"'{origin}'"
+        )
+        assert "Authorization" in headers["method.response.header.Access-Control-Allow-Headers"]
+    unauthorized = body["x-amazon-apigateway-gateway-responses"]["UNAUTHORIZED"]["responseParameters"]
+    assert (
+        deployment.resolve(unauthorized["gatewayresponse.header.access-control-allow-origin"])
+        == f"'{origin}'"
+    )
+    assert deployment.environment("EditApiFunction")["CORS_ALLOW_ORIGINS"] == origin
+
+
+def test_given_the_public_routes_then_api_gateway_asks_no_key_for_them() -> None:
+    body = deployed().template["Resources"]["Api"]["Properties"]["Body"]
+    for path in ("/", "/docs", "/openapi.json", "/v1/openapi.json", "/playground", "/v1/health", "/health"):
+        assert body["paths"][path]["x-amazon-apigateway-any-method"].get("security") in (None, []), path
+    assert body["paths"]["/v1/models"]["x-amazon-apigateway-any-method"]["security"]

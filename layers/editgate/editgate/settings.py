@@ -70,9 +70,12 @@ class Settings(EnvSettings):
     aws_lambda_function_memory_size: int = Field(default=1769, ge=128)
     # Whether a client may send enable_safety_checker=false (the operator's call, off by default).
     allow_safety_checker_off: bool = False
-    # The OpenAPI document and Swagger UI: open to anyone, or (by default) to holders of a key,
-    # checked by the function against the keys' table (API Gateway lets these routes through).
-    public_docs: bool = False
+    # The OpenAPI document and Swagger UI: (by default) open to anyone, since they describe the API
+    # and hold no secret, or only to holders of a key, checked by the function against the keys'
+    # table (API Gateway lets these routes through).
+    public_docs: bool = True
+    # The one origin (or "*") whose browser pages may call the API (CORS); None: no CORS headers.
+    cors_allow_origins: str | None = Field(default=None, pattern=r"^(\*|https?://[^/\s,*]+)$")
     api_keys_table: str | None = None
     key_cache_seconds: int = Field(default=60, ge=0)
     # Batch edits (the batch function only): its ledger table, its queue and dead-letter queue.

@@ -3,6 +3,7 @@ module that knows them all; the handlers ask it for their door's services."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -34,6 +35,10 @@ class HttpsDoor:
     doc_keys: KeyDirectory | None
     deadline_seconds: float
     results: ObjectStore
+    # Whether fal's key can be read from its secret (GET /v1/health); the key never leaves it.
+    fal_key_readable: Callable[[], bool]
+    # The origin whose pages may call the API from a browser (CORS), if any.
+    cors_allow_origin: str | None
 
 
 def https_door(settings: Settings | None = None) -> HttpsDoor:
@@ -44,7 +49,15 @@ def https_door(settings: Settings | None = None) -> HttpsDoor:
         # Without a keys' table every key is refused: the documentation is never open by mistake.
         doc_keys = KeyDirectory(settings.api_keys_table or "", settings.key_cache_seconds)
     return HttpsDoor(
-        EditService(services), services.catalog, doc_keys, settings.request_deadline_seconds, services.store
+        EditService(services),
+        services.catalog,
+        doc_keys,
+        settings.request_deadline_seconds,
+        services.store,
+        fal_key_readable=partial(
+            secrets.secret_readable, settings.fal_key_secret_name, settings.secrets_max_age_seconds
+        ),
+        cors_allow_origin=settings.cors_allow_origins,
     )
 
 

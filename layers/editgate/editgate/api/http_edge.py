@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pybase64
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -157,6 +157,24 @@ def html_response(app: APIGatewayRestResolver, page: pages.Page) -> Response[str
     return Response(200, "text/html; charset=utf-8", page.html, headers)
 
 
+def redirect_response(app: APIGatewayRestResolver, location: str) -> Response[str]:
+    return Response(302, "text/plain", "", {**_answer_headers(app), "Location": location})
+
+
+def cors(allow_origin: str | None) -> CORSConfig | None:
+    """The resolver's CORS for pages of ``allow_origin`` (None: no CORS). Every answer exposes
+    the headers a browser app reads (a request's id, its timings, when to retry); preflights may
+    ask for any header but the key's, which is named (a ``*`` does not cover Authorization)."""
+    if allow_origin is None:
+        return None
+    return CORSConfig(
+        allow_origin=allow_origin,
+        allow_headers=["Idempotency-Key", "*"],
+        expose_headers=["x-request-id", "server-timing", "retry-after", "x-should-retry"],
+        max_age=600,
+    )
+
+
 def _answer_headers(app: APIGatewayRestResolver) -> dict[str, str]:
     """Every answer's: its request id, and no content sniffing (a browser never takes a JSON
     answer for a page or a script)."""
@@ -217,6 +235,10 @@ def install(app: APIGatewayRestResolver, routes: RouteTable, *, doc_keys: keys.K
 
     def authenticate(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
         event = app.current_event
+        if event.http_method == "OPTIONS":
+            # A CORS preflight carries no key (browsers never send one); no route answers OPTIONS,
+            # so it gets the preflight's answer (or the path's 405 without CORS) and nothing else.
+            return next_middleware(app)
         access = routes.access(event.path)
         # API Gateway runs the authorizer before the function; a request without its verdict
         # (a route deployed without it, a direct invoke) is refused all the same.

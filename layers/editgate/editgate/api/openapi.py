@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from editgate import __version__
 from editgate.api import openapi_schemas
 from editgate.api.http_edge import FLAG_VALUES
 from editgate.domain.catalog import ModelSpec
 from editgate.domain.identity import MAX_IDEMPOTENCY_KEY_LENGTH
+from editgate.domain.images import ACCEPTED_INPUT_FORMATS
 
 TITLE = "editgate"
 # Any other field of an edit goes to fal as it is, unless it names or carries a URL or is a typo.
@@ -26,7 +28,8 @@ _PASSTHROUGH = {
         "number that is not finite (`invalid_value`)."
     )
 }
-VERSION = "1.0.0"
+# The media types of the input images the server decodes (any other is a 400).
+INPUT_MEDIA_TYPES = sorted(f"image/{name.lower()}" for name in ACCEPTED_INPUT_FORMATS)
 # Each error status an edit can answer, and every code it carries (tests/unit/test_openapi.py
 # checks that each code the package can raise is here).
 ERRORS: dict[str, tuple[str, tuple[str | None, ...]]] = {
@@ -58,7 +61,7 @@ ERRORS: dict[str, tuple[str, tuple[str | None, ...]]] = {
 
 
 def document(
-    models: Iterable[ModelSpec], *, base_path: str = "", docs_need_key: bool = True
+    models: Iterable[ModelSpec], *, base_path: str = "", docs_need_key: bool = False
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document; ``base_path``: the stage's prefix in the URL clients use."""
     specs = list(models)
@@ -68,7 +71,7 @@ def document(
         "openapi": "3.1.0",
         "info": {
             "title": TITLE,
-            "version": VERSION,
+            "version": __version__,
             "summary": "OpenAI's image edits (POST /v1/images/edits), run on fal's HiDream models.",
             "description": (
                 "Any OpenAI SDK works with `base_url` set to this server's `/v1`. Every path also "
@@ -97,6 +100,7 @@ def document(
                     },
                 }
             },
+            "/v1/health": {"get": _health_operation()},
         },
         "components": {
             "securitySchemes": {
@@ -135,7 +139,10 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
     multipart = {
         "type": "object",
         "properties": {
-            "image": {**binary, "description": "The image to edit (PNG, JPEG, WebP, GIF, AVIF; ≤ 40 MP)."},
+            "image": {
+                **binary,
+                "description": "The image to edit (PNG, JPEG or WebP; ≤ 40 MP by default).",
+            },
             "image[]": {
                 "type": "array",
                 "items": binary,
@@ -223,13 +230,46 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": multipart},
+                "multipart/form-data": {
+                    "schema": multipart,
+                    "encoding": {
+                        name: {"contentType": ", ".join(INPUT_MEDIA_TYPES)} for name in ("image", "image[]")
+                    },
+                },
                 "application/json": {"schema": json_body},
             },
         },
         "responses": {
             "200": success,
             **{status: _error_response(*error) for status, error in ERRORS.items()},
+        },
+    }
+
+
+def _health_operation() -> dict[str, Any]:
+    return {
+        "operationId": "getHealth",
+        "summary": "Whether the gateway answers and can read fal's key (no key needed)",
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "The gateway's version, and whether it can read fal's key from its secret.",
+                "headers": {"x-request-id": {"$ref": "#/components/headers/x-request-id"}},
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "ok"},
+                                "version": {"type": "string"},
+                                "fal_key_readable": {"type": "boolean"},
+                            },
+                            "required": ["status", "version", "fal_key_readable"],
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            }
         },
     }
 

@@ -17,6 +17,9 @@ PASSTHROUGH_PARAMS = {
 }
 
 
+# What `resolution` may be (normalize.py's tiers and megapixels): a number, then K, MP or nothing.
+RESOLUTION_PATTERN = r"^\s*\d{1,6}(\.\d{1,20})?\s*([kK]|[mM][pP])?\s*$"
+
 _JSON_TYPES: dict[ParamKind, str] = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
 
 
@@ -33,7 +36,17 @@ def edit_fields(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
             "examples": ["1024x1024", "16:9", "auto"],
         },
         "aspect_ratio": {"type": "string", "enum": list(ASPECT_RATIOS)},
-        "resolution": {"type": "string", "enum": list(TIERS)},
+        "resolution": {
+            "type": "string",
+            # normalize reads a tier ("1K", any number of K) or megapixels ("3", "0.25MP"): the
+            # nearest of the model's tiers is used.
+            "pattern": RESOLUTION_PATTERN,
+            "description": (
+                f"A tier ({', '.join(TIERS)}) or megapixels (e.g. `1`, `3`, `0.25MP`), above zero; the "
+                "model's nearest tier is used."
+            ),
+            "examples": [*TIERS, "3", "0.25MP"],
+        },
         "fit": {"type": "string", "enum": list(get_args(Fit)), "default": defaults["fit"]},
         "response_format": {
             "type": "string",

@@ -41,7 +41,15 @@ def swagger_page(document: dict[str, Any]) -> Page:
 @functools.cache
 def playground_page(results_origin: str) -> Page:
     """``results_origin``: where the presigned result URLs point (the images it shows)."""
-    html = (resources.files("editgate.api") / "static" / "playground.html").read_text("utf-8")
+    static = resources.files("editgate.api") / "static"
+    # Its script and style are files of their own (linted and read as what they are), put in the
+    # page when it is served: they run under the page's policy by their hashes, with no route more.
+    html = (
+        (static / "playground.html")
+        .read_text("utf-8")
+        .replace("/*PLAYGROUND_CSS*/", (static / "playground.css").read_text("utf-8"))
+        .replace("/*PLAYGROUND_JS*/", (static / "playground.js").read_text("utf-8"))
+    )
     return Page(html, _policy(html, images_from=("data:", "blob:", results_origin)))
 
 

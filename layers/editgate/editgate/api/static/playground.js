@@ -1,0 +1,402 @@
+"use strict";
+// The API is where this page is: <base>/playground -> <base>/v1/...
+const BASE = location.pathname.replace(/\/playground\/?$/, "");
+const API = `${BASE}/v1`;
+const KEY_STORE = "editgate.key";
+// Set by the form's own fields, not by a model's parameters.
+const FORM_FIELDS = new Set(["prompt", "image", "size", "aspect_ratio", "resolution", "fit", "n", "response_format", "output_format", "output_compression"]);
+const FORM_IDS = ["model", "n", "size", "aspect_ratio", "resolution", "fit", "output_format", "response_format"];
+// A model parameter's label and hint, in words (any other: its name).
+const PARAM_WORDS = {
+  seed: ["Seed", "The same seed and settings give the same images; New variation picks another."],
+  cfg_scale: ["Prompt strength", "How closely to follow what you asked"],
+  image_guidance_scale: ["Image strength", "How much of the input to keep"],
+  num_inference_steps: ["Steps", "More is slower and can be finer"],
+  negative_prompt: ["What to avoid", "Things that should not appear"],
+  target_image_description: ["The result, described", "Optional: what the edited image shows"],
+  enable_safety_checker: ["Safety checker", "The operator decides whether it may be off"],
+  sync_mode: ["Sync mode", "How fal hands over its images"],
+  keep_original_aspect: ["Keep the input's shape", ""],
+};
+const $ = (id) => document.getElementById(id);
+let models = [];
+let input = null;      // the image to edit: { file, url } (url: an object URL for previews)
+let busy = false;      // a request of this page is running: no second one
+let codeLang = "curl";
+
+function setStatus(text) { $("status").textContent = text; }
+
+function showError(status, body) {
+  const box = $("error");
+  const error = body && body.error;
+  if (error) {
+    const where = [error.code, error.param ? `param: ${error.param}` : null].filter(Boolean).join(", ");
+    box.textContent = `${status} ${where ? `(${where})` : ""}\n${error.message}`;
+  } else {
+    box.textContent = `${status || "Network error"}: the answer was not an API error.`;
+  }
+  box.hidden = false;
+}
+
+function clearError() { $("error").hidden = true; $("error").textContent = ""; }
+
+function clearDryRun() { $("dry-run").hidden = true; }
+
+function key() { return sessionStorage.getItem(KEY_STORE) || ""; }
+
+function fillSelect(select, values, blank) {
+  select.replaceChildren();
+  if (blank !== undefined) select.append(new Option(blank, ""));
+  for (const value of values) select.append(new Option(value, value));
+}
+
+async function loadModels() {
+  clearError();
+  setStatus("Loading models…");
+  const response = await fetch(`${API}/models`, { headers: { Authorization: `Bearer ${key()}` } });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) { setStatus(""); showError(response.status, body); return; }
+  models = body.data;
+  fillSelect($("model"), models.map((m) => m.id));
+  showModel();
+  setStatus(`${models.length} models. Choose an image and say what to change.`);
+}
+
+function currentModel() { return models.find((m) => m.id === $("model").value); }
+
+function showModel() {
+  const model = currentModel();
+  if (!model) return;
+  const caps = model.editgate;
+  const price = caps.price.usd_per_image != null ? `$${caps.price.usd_per_image} an image` : `$${caps.price.usd_per_megapixel} a megapixel`;
+  $("model-description").textContent = `${caps.description} (${price})`;
+  fillSelect($("aspect_ratio"), caps.aspect_ratios, "as the input");
+  fillSelect($("resolution"), caps.resolution_tiers, "as the input");
+  fillSelect($("fit"), caps.parameters.fit.values);
+  fillSelect($("output_format"), caps.output_formats.all);
+  fillSelect($("response_format"), caps.parameters.response_format.values);
+  $("response_format").value = "b64_json";  // results in the answer: Edit again can use them as they are
+  $("n").max = caps.max_n;
+  const holder = $("model-params");
+  holder.replaceChildren();
+  for (const [name, spec] of Object.entries(caps.parameters)) {
+    if (FORM_FIELDS.has(name) || !spec.type) continue;  // ignored, refused or set above
+    holder.append(paramField(name, spec));
+  }
+  showCode();
+}
+
+function paramField(name, spec) {
+  const [words, hint] = PARAM_WORDS[name] || [name.replaceAll("_", " "), ""];
+  const wrap = document.createElement("div");
+  const label = document.createElement("label");
+  label.htmlFor = `param-${name}`;
+  label.textContent = words;
+  let field;
+  if (spec.type === "bool") {
+    field = document.createElement("select");
+    fillSelect(field, ["true", "false"], "model default");
+  } else if (spec.type === "str") {
+    field = document.createElement("textarea");
+    if (spec.max_length) field.maxLength = spec.max_length;
+    wrap.style.gridColumn = "1 / -1";
+  } else {
+    field = document.createElement("input");
+    field.type = "number";
+    field.step = spec.type === "int" ? "1" : "any";
+    if (spec.ge != null) field.min = spec.ge;
+    if (spec.le != null) field.max = spec.le;
+    field.placeholder = spec.ge != null && spec.le != null ? `${spec.ge}–${spec.le}` : "";
+  }
+  field.id = `param-${name}`;
+  field.dataset.param = name;
+  wrap.append(label, field);
+  if (hint) {
+    const note = document.createElement("p");
+    note.className = "hint";
+    note.textContent = hint;
+    wrap.append(note);
+  }
+  return wrap;
+}
+
+function chooseFile(file) {
+  if (!file) return;
+  if (input) URL.revokeObjectURL(input.url);
+  input = { file, url: URL.createObjectURL(file) };
+  const preview = $("input-preview");
+  preview.src = input.url;
+  preview.alt = file.name;
+  preview.hidden = false;
+  formChanged();
+}
+
+// The form's fields that are set, in the order the API documents them: [name, value].
+function fields() {
+  const values = [["prompt", $("prompt").value]];
+  for (const id of FORM_IDS) {
+    const value = $(id).value.trim();
+    if (value) values.push([id, value]);
+  }
+  for (const field of $("model-params").querySelectorAll("[data-param]")) {
+    if (field.value.trim()) values.push([field.dataset.param, field.value.trim()]);
+  }
+  return values;
+}
+
+function form() {
+  const data = new FormData();
+  if (input) data.append("image", input.file, input.file.name);
+  for (const [name, value] of fields()) data.append(name, value);
+  return data;
+}
+
+// Anything the form says changed: a dry run shown is no longer this form's.
+function formChanged() { clearDryRun(); showCode(); }
+
+async function preview() {
+  if (busy) return;
+  clearError();
+  clearDryRun();
+  start("Checking what the edit would do…");
+  try {
+    const response = await fetch(`${API}/images/edits?dry_run=true`, { method: "POST", headers: { Authorization: `Bearer ${key()}` }, body: form() });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) { setStatus(""); showError(response.status, body); return; }
+    $("dry-run-cost").textContent =
+      `Would cost $${body.cost.usd.toFixed(2)} for ${body.cost.images} image(s) of ${body.size} (${body.model} at fal: ${body.endpoint_id}).`;
+    $("dry-run-body").textContent = JSON.stringify(body.provider_requests, null, 2);
+    $("dry-run").hidden = false;
+    setStatus("Checked: nothing was paid. The details are with the results.");
+  } catch (_) {
+    setStatus("");
+    showError(0, null);
+  } finally {
+    finish();
+  }
+}
+
+function start(text) {
+  busy = true;
+  for (const button of document.querySelectorAll("#edit, #preview, .result button")) button.disabled = true;
+  setStatus(text);
+}
+
+function finish() {
+  busy = false;
+  for (const button of document.querySelectorAll("#edit, #preview, .result button")) button.disabled = false;
+}
+
+function edit() {
+  if (busy) return;  // one edit at a time: a second click sends nothing
+  clearError();
+  clearDryRun();
+  start("Sending…");
+  const seed = $("param-seed") ? $("param-seed").value.trim() : "";
+  const progress = $("progress");
+  progress.hidden = false;
+  progress.removeAttribute("value");
+  const started = performance.now();
+  const request = new XMLHttpRequest();
+  let timer = null;
+  const waiting = () => setStatus(`Editing at fal… ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  request.upload.onprogress = (event) => {
+    if (!event.lengthComputable) return;
+    progress.max = event.total;
+    progress.value = event.loaded;
+    setStatus(`Uploading… ${Math.round((100 * event.loaded) / event.total)} %`);
+  };
+  request.upload.onload = () => { progress.removeAttribute("value"); timer = setInterval(waiting, 100); waiting(); };
+  request.onloadend = () => {
+    clearInterval(timer);
+    progress.hidden = true;
+    finish();
+    let body = null;
+    try { body = JSON.parse(request.responseText); } catch (_) { /* not JSON: shown as such */ }
+    if (request.status !== 200) { setStatus("Not edited: see why below."); showError(request.status, body); return; }
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    const count = body.data.length;
+    setStatus(`Done in ${seconds} s: ${count} image${count === 1 ? "" : "s"} ${window.matchMedia("(max-width: 820px)").matches ? "below" : "beside"}.`);
+    showResults(body, seed, request.getResponseHeader("x-request-id"), request.getResponseHeader("server-timing"));
+  };
+  request.open("POST", `${API}/images/edits`);
+  request.setRequestHeader("Authorization", `Bearer ${key()}`);
+  request.send(form());
+}
+
+function timings(header) {
+  if (!header) return "";
+  return header.split(",").map((part) => {
+    const [name, ...params] = part.trim().split(";");
+    const duration = params.map((p) => p.trim()).find((p) => p.startsWith("dur="));
+    return duration ? `${name} ${Math.round(Number(duration.slice(4)))} ms` : name;
+  }).join(", ");
+}
+
+function showFacts(rows) {
+  const list = $("facts");
+  list.replaceChildren();
+  for (const [name, value] of rows) {
+    if (!value) continue;
+    const dt = document.createElement("dt"); dt.textContent = name;
+    const dd = document.createElement("dd"); dd.textContent = value; dd.dataset.fact = name;
+    list.append(dt, dd);
+  }
+}
+
+function showResults(body, seed, requestId, serverTiming) {
+  const meta = body.metadata || {};
+  // What is true of the whole edit, once; each card has only its image and what to do with it.
+  showFacts([
+    ["size", body.size],
+    ["format", body.output_format],
+    ["cost", meta.cost ? `$${meta.cost.usd.toFixed(3)} for ${body.data.length} image(s)` : ""],
+    ["seed", seed || "the model's choice"],
+    ["request id", requestId || meta.request_id || ""],
+    ["timings", timings(serverTiming)],
+  ]);
+  $("replayed").hidden = !meta.replayed;
+  $("outcome").hidden = false;
+  $("empty").hidden = true;
+  const before = input ? input.url : "";
+  $("results").replaceChildren(...body.data.map((item, index) => resultCard(body, item, index, before)));
+  if (window.matchMedia("(max-width: 820px)").matches) $("outcome").scrollIntoView({ behavior: "smooth" });
+}
+
+function resultCard(body, item, index, beforeUrl) {
+  const src = item.url || `data:image/${body.output_format};base64,${item.b64_json}`;
+  const card = document.createElement("div");
+  card.className = "result";
+  const compare = document.createElement("div");
+  compare.className = "compare";
+  const after = new Image();
+  after.className = "after";
+  after.alt = `result ${index + 1}`;
+  after.src = src;
+  const before = new Image();
+  before.className = "before";
+  before.alt = "input";
+  before.src = beforeUrl;
+  const slider = document.createElement("input");
+  slider.type = "range";
+  slider.min = 0; slider.max = 100; slider.value = 50;
+  slider.setAttribute("aria-label", "before and after");
+  const clip = () => { before.style.clipPath = `inset(0 ${100 - slider.value}% 0 0)`; };
+  slider.oninput = clip;
+  clip();
+  const tagBefore = document.createElement("span");
+  tagBefore.className = "tag before-tag"; tagBefore.textContent = "before";
+  const tagAfter = document.createElement("span");
+  tagAfter.className = "tag after-tag"; tagAfter.textContent = "after";
+  compare.append(after, before, tagBefore, tagAfter);
+  const actions = document.createElement("div");
+  actions.className = "card-actions";
+  const again = document.createElement("button");
+  again.className = "edit-again";
+  again.textContent = "Edit again";
+  again.title = "Use this image as the next edit's input";
+  again.onclick = () => editAgain(item, body.output_format, index);
+  const variation = document.createElement("button");
+  variation.className = "new-variation secondary";
+  variation.textContent = "New variation";
+  variation.title = "The same edit of the same input with a new seed";
+  variation.onclick = newVariation;
+  const download = document.createElement("a");
+  download.href = src;
+  download.download = `edit-${index + 1}.${body.output_format}`;
+  download.target = "_blank";
+  download.rel = "noopener";
+  download.textContent = "Download";
+  actions.append(again, variation, download);
+  card.append(compare, slider, actions);
+  return card;
+}
+
+// HiDream E1 edits in steps: the result becomes the input, and the next instruction changes it.
+function editAgain(item, format, index) {
+  if (busy) return;
+  if (!item.b64_json) {
+    showError(0, { error: { message: "Edit again needs the image itself: choose 'b64_json' under Results as, then edit once more." } });
+    return;
+  }
+  const bytes = Uint8Array.from(atob(item.b64_json), (c) => c.charCodeAt(0));
+  chooseFile(new File([bytes], `edit-${index + 1}.${format}`, { type: `image/${format}` }));
+  $("prompt").value = "";
+  $("prompt").placeholder = "now say what to change next";
+  setStatus("The result is the input now: say what to change next, then Edit.");
+  $("form").scrollIntoView({ behavior: "smooth" });
+  $("prompt").focus({ preventScroll: true });
+}
+
+// A new seed makes a different request: the same one within minutes would replay its answer.
+function newVariation() {
+  if (busy) return;
+  const seed = $("param-seed");
+  if (seed) seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+  showCode();
+  edit();
+}
+
+function shellQuote(text) { return `'${text.replaceAll("'", "'\\''")}'`; }
+
+function code(lang) {
+  const url = `${location.origin}${API}`;
+  const name = input ? input.file.name : "input.png";
+  const values = fields().filter(([, value]) => value !== "");
+  if (lang === "curl") {
+    const parts = [`curl -sS ${shellQuote(`${url}/images/edits`)}`, `-H "Authorization: Bearer $EDITGATE_API_KEY"`, `-F image=@${shellQuote(name)}`];
+    for (const [field, value] of values) parts.push(`-F ${shellQuote(`${field}=${value}`)}`);
+    return parts.join(" \\\n  ");
+  }
+  const typed = (field, value) => (/^-?\d+(\.\d+)?$/.test(value) && field !== "size" && field !== "resolution" ? value : JSON.stringify(value));
+  if (lang === "python") {
+    const sdk = new Set(["prompt", "model", "n", "size", "response_format"]);
+    const py = (field, value) => (value === "true" ? "True" : value === "false" ? "False" : typed(field, value));
+    const lines = [`    image=open(${JSON.stringify(name)}, "rb"),`];
+    const extra = [];
+    for (const [field, value] of values) {
+      if (sdk.has(field)) lines.push(`    ${field}=${py(field, value)},`);
+      else extra.push(`${JSON.stringify(field)}: ${py(field, value)}`);
+    }
+    if (extra.length) lines.push(`    extra_body={${extra.join(", ")}},`);
+    return [
+      "import os", "from openai import OpenAI", "",
+      `client = OpenAI(base_url=${JSON.stringify(url)}, api_key=os.environ["EDITGATE_API_KEY"])`,
+      "result = client.images.edit(", ...lines, ")", "print(result.data[0].url or len(result.data[0].b64_json))",
+    ].join("\n");
+  }
+  const appends = values.map(([field, value]) => `form.append(${JSON.stringify(field)}, ${JSON.stringify(value)});`);
+  return [
+    "// In a browser: `file` from an <input type=file>; in Node 20+: new File([fs.readFileSync(path)], name).",
+    "const form = new FormData();",
+    `form.append("image", file, ${JSON.stringify(name)});`, ...appends,
+    `const response = await fetch(${JSON.stringify(`${url}/images/edits`)}, {`,
+    '  method: "POST",',
+    "  headers: { Authorization: `Bearer ${apiKey}` },",
+    "  body: form,",
+    "});",
+    "const result = await response.json();",
+    'console.log(response.headers.get("x-request-id"), result);',
+  ].join("\n");
+}
+
+function showCode() {
+  for (const tab of document.querySelectorAll(".tab")) tab.setAttribute("aria-selected", String(tab.dataset.lang === codeLang));
+  $("code-text").textContent = code(codeLang);
+}
+
+$("use-key").onclick = () => { sessionStorage.setItem(KEY_STORE, $("key").value.trim()); loadModels(); };
+$("key").onkeydown = (event) => { if (event.key === "Enter") $("use-key").click(); };
+$("model").onchange = () => { showModel(); formChanged(); };
+$("form").addEventListener("input", (event) => { if (event.target.id !== "key") formChanged(); });
+$("drop").onclick = (event) => { if (event.target !== $("file")) $("file").click(); };
+$("drop").onkeydown = (event) => { if (event.key === "Enter" || event.key === " ") $("file").click(); };
+$("file").onchange = () => chooseFile($("file").files[0]);
+$("drop").ondragover = (event) => { event.preventDefault(); $("drop").classList.add("over"); };
+$("drop").ondragleave = () => $("drop").classList.remove("over");
+$("drop").ondrop = (event) => { event.preventDefault(); $("drop").classList.remove("over"); chooseFile(event.dataTransfer.files[0]); };
+$("preview").onclick = preview;
+$("edit").onclick = edit;
+for (const tab of document.querySelectorAll(".tab")) tab.onclick = () => { codeLang = tab.dataset.lang; showCode(); };
+showCode();
+if (key()) { $("key").value = key(); loadModels(); }
