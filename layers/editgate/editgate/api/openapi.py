@@ -251,26 +251,7 @@ def _health_operation() -> dict[str, Any]:
         "operationId": "getHealth",
         "summary": "Whether the gateway answers and can read fal's key (no key needed)",
         "security": [],
-        "responses": {
-            "200": {
-                "description": "The gateway's version, and whether it can read fal's key from its secret.",
-                "headers": {"x-request-id": {"$ref": "#/components/headers/x-request-id"}},
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "status": {"const": "ok"},
-                                "version": {"type": "string"},
-                                "fal_key_readable": {"type": "boolean"},
-                            },
-                            "required": ["status", "version", "fal_key_readable"],
-                            "additionalProperties": False,
-                        }
-                    }
-                },
-            }
-        },
+        "responses": {"200": _json_response("Its version, and whether fal's key is readable.", "Health")},
     }
 
 

@@ -99,6 +99,16 @@ def schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
         "required": ["usd", "images"],
     }
     return {
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "ok"},
+                "version": {"type": "string"},
+                "fal_key_readable": {"type": "boolean", "description": "Whether fal's key is readable."},
+            },
+            "required": ["status", "version", "fal_key_readable"],
+            "additionalProperties": False,
+        },
         "ErrorResponse": {
             "type": "object",
             "properties": {
