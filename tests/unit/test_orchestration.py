@@ -121,7 +121,9 @@ class FakeJournals(SubmissionJournal):
         journals = self
 
         class Journal(EditJournal):
-            def _write(self, entries: dict[int, dict[str, Any]]) -> None:
+            def _write(
+                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None
+            ) -> None:
                 journals.entries.setdefault(edit_key, {}).update({str(k): v for k, v in entries.items()})
                 self._entries.update({str(k): v for k, v in entries.items()})
 
