@@ -44,7 +44,9 @@ class FakeFal(FalClient):
         self.collected: list[str] = []
         self.failing = failing  # how many submits fail first
 
-    def submit(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalSubmission:
+    def submit(
+        self, endpoint_id: str, payload: dict[str, Any], deadline: float, *, webhook_url: str | None = None
+    ) -> FalSubmission:
         if self.failing:
             self.failing -= 1
             raise UpstreamError("The provider answered HTTP 503.")
