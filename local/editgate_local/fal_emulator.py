@@ -6,7 +6,14 @@ every submit.
 Faults are injected with ``FalEmulator.inject(Fault(...))`` or over HTTP:
 ``POST /_emulator/faults`` with a list of faults, ``POST /_emulator/random`` with
 ``{"rate": 0.2, "seed": 1}``, ``POST /_emulator/reset``; its latency with ``POST /_emulator/latency``
-and ``{"seconds": 1.0}``."""
+and ``{"seconds": 1.0}``.
+
+A submit with ``?fal_webhook=<url>`` is also told by a signed webhook when it ends (see
+``editgate_local.fal_webhooks``); the emulator's JWKS is at ``/.well-known/jwks.json``
+(``FalEmulator.jwks_url``, its reads counted in ``calls["jwks"]``). Webhook faults: scripted
+(``Fault("webhook", kind="drop"|"duplicate"|"slow"|"corrupt")``) or at random rates
+(``FalEmulator.webhook_faults``, or ``POST /_emulator/webhooks`` with ``{"drop": 0.2,
+"duplicate": 0.1, "delay": 0, "corrupt": 0, "delay_seconds": 1, "seed": 1}``)."""
 
 from __future__ import annotations
 
@@ -24,13 +31,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from editgate_local.background_server import BackgroundServer
+from editgate_local.fal_webhooks import (
+    WEBHOOK_FAULTS,
+    WebhookFaults,
+    WebhookSender,
+    WebhookSigner,
+    webhook_body,
+)
 
 
 class _Input(BaseModel):
@@ -100,7 +114,7 @@ SCHEMAS: dict[str, type[_Input]] = {
 WORKING_AREA = 1024 * 1024
 
 
-FaultKind = Literal["status", "drop", "malformed", "slow", "nsfw", "failed"]
+FaultKind = Literal["status", "drop", "malformed", "slow", "nsfw", "failed", "duplicate", "corrupt"]
 
 
 @dataclass
@@ -114,7 +128,8 @@ class Fault:
     ``malformed``: a 200 whose body is not JSON (for a stream: not an event stream). ``slow``: wait
     ``delay`` seconds, then answer normally. ``nsfw`` (result): the images come back black and
     flagged in ``has_nsfw_concepts``. ``failed`` (submit): the request ends ``COMPLETED`` with an
-    error, and its result is a runner's 500.
+    error, and its result is a runner's 500. ``webhook``: ``drop``, ``duplicate``, ``slow``
+    (``delay``) or ``corrupt`` the next webhook deliveries (``editgate_local.fal_webhooks``).
     """
 
     stage: str
@@ -163,6 +178,7 @@ class _Job:
     ready: threading.Event = field(default_factory=threading.Event)
     # Set by a cancel: its status turns COMPLETED before its latency has passed.
     cancelling: threading.Event = field(default_factory=threading.Event)
+    webhook_url: str | None = None  # the submit's ?fal_webhook=
 
 
 # fal writes a comment on a live status stream every 15 s, so that nothing on the way closes it.
@@ -187,11 +203,16 @@ class FalEmulator:
         self._jobs: dict[str, _Job] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
+        self.webhooks = WebhookSender(WebhookSigner())
         self._server = BackgroundServer(_handler_for(self), host=host, port=port, name="fal-emulator")
 
     @property
     def url(self) -> str:
         return self._server.url
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/.well-known/jwks.json"
 
     def start(self) -> FalEmulator:
         self._server.start()
@@ -210,6 +231,11 @@ class FalEmulator:
             self._random_rate = rate
             self._random = random.Random(seed)
 
+    def webhook_faults(self, *, seed: int = 0, **rates: float) -> None:
+        """Each webhook delivery's chances of a fault: ``drop``, ``duplicate``, ``delay``,
+        ``corrupt`` (and ``delay_seconds``): see ``WebhookFaults``."""
+        self.webhooks.faults = WebhookFaults(seed=seed, **rates)
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
@@ -218,6 +244,8 @@ class FalEmulator:
             self.request_ids.clear()
             self._faults.clear()
             self._random_rate = 0.0
+        self.webhooks.faults = WebhookFaults()
+        self.webhooks.deliveries.clear()
 
     def billed(self) -> set[str]:
         """The accepted requests (since the last reset) that fal would bill: run to the end, not
@@ -249,12 +277,18 @@ class FalEmulator:
         return None
 
     def submit(
-        self, endpoint: str, payload: dict[str, Any], base: str, fault: Fault | None
+        self,
+        endpoint: str,
+        payload: dict[str, Any],
+        base: str,
+        fault: Fault | None,
+        webhook_url: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         if endpoint not in SCHEMAS:
             return 404, {"detail": f"Application '{endpoint}' not found"}
         request_id = str(uuid.uuid4())
-        job = _Job(endpoint, payload, time.monotonic(), failed=fault is not None and fault.kind == "failed")
+        job = _Job(endpoint, payload, time.monotonic(), failed=fault is not None and fault.kind == "failed",
+                   webhook_url=webhook_url)  # fmt: skip
         with self._lock:
             self._jobs[request_id] = job
             self.payloads.append(payload)
@@ -347,6 +381,21 @@ class FalEmulator:
         the images are made now, on a thread of their own, not when the result is asked for."""
         job = self._jobs[request_id]
         threading.Thread(target=self._work, args=(job, base), daemon=True).start()
+        if job.webhook_url:
+            threading.Thread(target=self._notify, args=(request_id, base), daemon=True).start()
+
+    def _notify(self, request_id: str, base: str) -> None:
+        """fal's webhook once the request has ended (its latency passed, or cancelled)."""
+        job = self._jobs[request_id]
+        job.ready.wait()
+        job.cancelling.wait(max(0.0, self.latency - (time.monotonic() - job.submitted)))
+        status_code, result = self.result(request_id, base, None)
+        fault = self.take_fault("webhook")
+        assert job.webhook_url is not None
+        body = webhook_body(request_id, status_code, result)
+        if fault is None or fault.kind not in WEBHOOK_FAULTS:
+            return self.webhooks.send(job.webhook_url, request_id, body)
+        return self.webhooks.send(job.webhook_url, request_id, body, WEBHOOK_FAULTS[fault.kind], fault.delay)
 
     def _work(self, job: _Job, base: str) -> None:
         try:
@@ -491,8 +540,8 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
         parts = [p for p in urlsplit(self.path).path.split("/") if p]
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         base = f"http://{self.headers.get('host')}"
-        if parts[:1] == ["_emulator"] and method == "POST":
-            return self._control(parts[1:], body)
+        if (method, parts[:1]) in (("POST", ["_emulator"]), ("GET", [".well-known"])):
+            return self._outside_queue(parts, body)
         is_file = method == "GET" and parts[:1] == ["files"] and len(parts) == 2
         stage = "file" if is_file else _stage(method, parts)
         if stage is None:
@@ -512,6 +561,17 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
         if stage in ("submit", "run"):
             return self._accept(stage, parts, body, base, fault)
         return self._about_request(stage, parts[3], base, fault)
+
+    def _outside_queue(self, parts: list[str], body: bytes) -> None:
+        """The emulator's control routes, and the JWKS of its webhook signing key (no auth, as fal's)."""
+        if parts[0] == "_emulator":
+            return self._control(parts[1:], body)
+        if parts != [".well-known", "jwks.json"]:
+            return self._json(404, {"detail": "Not Found"})
+        fault = self.emulator.take_fault("jwks")
+        if fault is not None and self._played(fault, "jwks"):
+            return None
+        return self._json(200, self.emulator.webhooks.signer.jwks())
 
     def _about_request(self, stage: str, request_id: str, base: str, fault: Fault | None) -> None:
         """A call about an accepted request: its status (polled or streamed), cancel, or result."""
@@ -587,7 +647,8 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
             return self._json(422, {"detail": [_error(("body",), "Invalid JSON", "json_invalid")]})
         if stage == "run":
             return self._json(*self.emulator.run("/".join(parts[1:]), payload, base))
-        status, submitted = self.emulator.submit("/".join(parts), payload, base, fault)
+        webhook = parse_qs(urlsplit(self.path).query).get("fal_webhook", [None])[-1]
+        status, submitted = self.emulator.submit("/".join(parts), payload, base, fault, webhook)
         self._json(status, submitted)
         if status == 200:  # fal answers the submit first, then works on it
             self.emulator.start_work(submitted["request_id"], base)
@@ -603,6 +664,9 @@ class _EmulatorHandler(BaseHTTPRequestHandler):
             self.emulator.reset()
         elif command == ["latency"]:
             self.emulator.latency = float(data["seconds"])
+        elif command == ["webhooks"]:
+            rates = {name: float(value) for name, value in data.items() if name != "seed"}
+            self.emulator.webhook_faults(seed=int(data.get("seed", 0)), **rates)
         else:
             return self._json(404, {"detail": "Unknown control command"})
         return self._json(200, {"ok": True})

@@ -240,9 +240,12 @@ class ApiFront:
         port: int = 0,
         timeout_seconds: float = 30.0,
         gate: Gate | None = None,
+        open_functions: Mapping[str, Handler] | None = None,
     ):
         self.timeout_seconds = timeout_seconds
         self.gate = gate
+        # Other functions of the API by path, open at the gateway (fal's webhook: fal has no key).
+        self.open_functions = dict(open_functions or {})
         # The latest invocations' durations in seconds, as Lambda bills them (benchmarks price them).
         self.durations: deque[float] = deque(maxlen=10_000)
         self._idle: queue.Queue[Handler] = queue.Queue()
@@ -274,7 +277,9 @@ class ApiFront:
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the handler as Lambda would and turn its answer into an HTTP response."""
-        open_route = (event["path"].rstrip("/") or "/") in OPEN_PATHS or event["httpMethod"] == "OPTIONS"
+        path = event["path"].rstrip("/") or "/"
+        other = self.open_functions.get(path)
+        open_route = other is not None or path in OPEN_PATHS or event["httpMethod"] == "OPTIONS"
         gate = None if open_route else self.gate
         refused = gate.admit(event) if gate is not None else None
         if refused is not None:
@@ -282,7 +287,7 @@ class ApiFront:
         if _event_size(event) > LAMBDA_MAX_EVENT:
             message = f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit."
             return _error(413, message, "payload_too_large")
-        answer = self.call(event)
+        answer = self.call(event) if other is None else other(event, LambdaContext("FalWebhookFunction"))
         headers = [(k, v) for k, v in (answer.get("headers") or {}).items()]
         for name, values in (answer.get("multiValueHeaders") or {}).items():
             headers.extend((name, value) for value in values)

@@ -32,12 +32,17 @@ TEMPLATE = REPO_ROOT / "template.yaml"
 EDIT_API = REPO_ROOT / "functions" / "edit_api" / "app.py"
 BATCH_EDIT = REPO_ROOT / "functions" / "batch_edit" / "app.py"
 AUTHORIZER = REPO_ROOT / "functions" / "authorizer" / "app.py"
+FAL_WEBHOOK = REPO_ROOT / "functions" / "fal_webhook" / "app.py"
+FAL_WEBHOOK_PATH = "/v1/fal/webhook"
 KEYS_TABLE = "editgate-local-api-keys"
 BUCKET = "editgate-local-results"
 BATCH_BUCKET = "editgate-local-batch"
 BATCH_TABLE = "editgate-local-batch-ledger"
 BATCH_QUEUE = "editgate-local-batch"
 BATCH_DEAD_LETTER_QUEUE = "editgate-local-batch-dlq"
+# fal's webhooks queue the collect step here (template.yaml: CollectQueue, its dead-letter queue).
+COLLECT_QUEUE = "editgate-local-collect"
+COLLECT_DEAD_LETTER_QUEUE = "editgate-local-collect-dlq"
 # As a deployment with SourceBucketName: the one other bucket batches read images from.
 SOURCE_BUCKET = "editgate-local-source"
 # As template.yaml: items are retried twice, then dead-lettered; visibility 6 x the timeout.
@@ -131,6 +136,7 @@ class LocalStack:
         self.moto: MotoServer | None = None
         self.front: ApiFront | None = None
         self.env: dict[str, str] = {}
+        self.collect_queue_url = ""
 
     @property
     def api_key(self) -> str:
@@ -182,8 +188,26 @@ class LocalStack:
         self._provision(fal_key)
         self._provision_batch()
         environments = [load_handler(EDIT_API, environment=n) for n in range(self.concurrency)]
-        self.front = ApiFront(environments, host=self.host, port=self.port, gate=self.gate()).start()
+        webhook = load_handler(FAL_WEBHOOK, env=self._webhook_environment())
+        self.front = ApiFront(
+            environments, host=self.host, port=self.port, gate=self.gate(),
+            open_functions={FAL_WEBHOOK_PATH: webhook},
+        ).start()  # fmt: skip
         return self
+
+    def _webhook_environment(self) -> dict[str, str]:
+        """The fal webhook function's settings: the emulator's JWKS (fal's own with a real key),
+        the journal's table and the collect queue, made here with its dead-letter queue."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        dead = sqs.create_queue(QueueName=COLLECT_DEAD_LETTER_QUEUE)["QueueUrl"]
+        redrive = json.dumps(
+            {"deadLetterTargetArn": _queue_arn(sqs, dead), "maxReceiveCount": BATCH_MAX_RECEIVES}
+        )
+        self.collect_queue_url = sqs.create_queue(
+            QueueName=COLLECT_QUEUE, Attributes={"RedrivePolicy": redrive}
+        )["QueueUrl"]
+        jwks = {"FAL_JWKS_URL": self.emulator.jwks_url} if self.emulator is not None else {}
+        return {**jwks, "COLLECT_QUEUE_URL": self.collect_queue_url}
 
     def _provision(self, fal_key: str) -> None:
         s3 = boto3.client("s3", region_name=REGION)

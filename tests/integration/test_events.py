@@ -12,13 +12,14 @@ import pytest
 
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import LambdaContext, load_handler
-from editgate_local.stack import AUTHORIZER, KEYS_TABLE, REPO_ROOT, LocalStack, batch_handlers
+from editgate_local.stack import AUTHORIZER, FAL_WEBHOOK, KEYS_TABLE, REPO_ROOT, LocalStack, batch_handlers
 from tests.conftest import open_image
 
 EVENTS = sorted((REPO_ROOT / "events").glob("*/*.json"))
 EDIT_EVENTS = [path for path in EVENTS if path.parent.name == "edit_api"]
 BATCH_EVENTS = [path for path in EVENTS if path.parent.name == "batch_edit"]
 AUTHORIZER_EVENTS = [path for path in EVENTS if path.parent.name == "authorizer"]
+WEBHOOK_EVENTS = [path for path in EVENTS if path.parent.name == "fal_webhook"]
 # What each ready event must answer: status, and the error's param (None for a success).
 EXPECTED: dict[str, tuple[int, str | None]] = {
     "edit_api/edit.json": (200, None),
@@ -56,6 +57,10 @@ AUTHORIZER_EXPECTED = {
 }
 
 
+# fal's webhook route: these deliveries are not signed by a key of fal's JWKS (nor the emulator's).
+WEBHOOK_EXPECTED = {"fal_webhook/forged_signature.json": 401, "fal_webhook/unsigned.json": 401}
+
+
 def answered_as_expected(name: str, answer: dict[str, Any]) -> None:
     """The batch function's answer to one of its ready events."""
     if "invocationSchemaVersion" in answer:
@@ -66,7 +71,19 @@ def answered_as_expected(name: str, answer: dict[str, Any]) -> None:
 
 def test_every_event_file_has_an_expected_answer() -> None:
     names = {str(path.relative_to(REPO_ROOT / "events")) for path in EVENTS}
-    assert names == set(EXPECTED) | BATCH_EXPECTED | set(AUTHORIZER_EXPECTED)
+    assert names == set(EXPECTED) | BATCH_EXPECTED | set(AUTHORIZER_EXPECTED) | set(WEBHOOK_EXPECTED)
+
+
+@pytest.mark.parametrize("path", WEBHOOK_EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))
+def test_given_a_ready_fal_webhook_event_when_invoked_then_the_forgery_is_refused(
+    stack: LocalStack, path: Path
+) -> None:
+    assert stack.emulator is not None
+    env = {"COLLECT_QUEUE_URL": stack.collect_queue_url, "FAL_JWKS_URL": stack.emulator.jwks_url}
+    handler = load_handler(FAL_WEBHOOK, env=env)
+    answer = handler(json.loads(path.read_text()), LambdaContext("FalWebhookFunction"))
+    assert answer["statusCode"] == WEBHOOK_EXPECTED[str(path.relative_to(REPO_ROOT / "events"))]
+    assert set(json.loads(answer["body"])["error"]) == {"message", "type", "param", "code"}
 
 
 @pytest.mark.parametrize("path", AUTHORIZER_EVENTS, ids=lambda p: str(p.relative_to(REPO_ROOT / "events")))

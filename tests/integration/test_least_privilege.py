@@ -35,8 +35,9 @@ import requests
 import urllib3
 from botocore.exceptions import ClientError
 
-from editgate.settings import KeySettings, Settings
+from editgate.settings import KeySettings, Settings, WebhookSettings
 from editgate_local.fal_emulator import FalEmulator
+from editgate_local.fal_webhooks import webhook_body
 from editgate_local.front import proxy_event
 from editgate_local.stack import REPO_ROOT, batch_notification_filters
 from tests.conftest import png_bytes
@@ -55,17 +56,23 @@ NAMES = {
     "IdempotencyTable": "lp-edit-idempotency", "BatchIdempotencyTable": "lp-batch-idempotency",
     "ApiKeysTable": "lp-api-keys", "BatchTable": "lp-batch-ledger", "ResultsBucket": "editgate-lp-results",
 }  # fmt: skip
-QUEUES = {"BatchQueue": "lp-batch", "BatchDeadLetterQueue": "lp-batch-dlq"}
+QUEUES = {"BatchQueue": "lp-batch", "BatchDeadLetterQueue": "lp-batch-dlq",
+          "CollectQueue": "lp-collect", "CollectDeadLetterQueue": "lp-collect-dlq"}  # fmt: skip
 # Each function's process and the role whose statements its credentials carry.
 ROLES = {
     "edit_api": "EditApiFunctionRole",
     "batch_edit": "BatchFunctionRole",
     "authorizer": "AuthorizerFunctionRole",
+    "fal_webhook": "FalWebhookFunctionRole",
 }
-FUNCTIONS = {"edit_api": "EditApiFunction", "batch_edit": "BatchFunction", "authorizer": "AuthorizerFunction"}
+FUNCTIONS = {"edit_api": "EditApiFunction", "batch_edit": "BatchFunction", "authorizer": "AuthorizerFunction",
+             "fal_webhook": "FalWebhookFunction"}  # fmt: skip
 KEYS_ADMIN = "KeysAdminPolicy"
 ADMIN = "lp-admin"
-_SETTINGS = {name.upper() for name in [*Settings.model_fields, *KeySettings.model_fields]}
+_SETTINGS = {
+    name.upper()
+    for name in [*Settings.model_fields, *KeySettings.model_fields, *WebhookSettings.model_fields]
+}
 
 
 @dataclass
@@ -224,7 +231,8 @@ def provision(url: str, emulator: FalEmulator) -> Run:
     stack_id = aws("cloudformation", url).create_stack(
         StackName=STACK, TemplateBody=json.dumps(stack_template)
     )["StackId"]
-    parameters = {"SourceBucketName": SOURCE_BUCKET, "FalQueueUrl": emulator.url, "PublicDocs": "false"}
+    parameters = {"SourceBucketName": SOURCE_BUCKET, "FalQueueUrl": emulator.url, "PublicDocs": "false",
+                  "FalJwksUrl": emulator.jwks_url}  # fmt: skip
     deployment = Deployment(translate(parameters), parameters, stack_id, names={"ApiUsagePlan": plan})
     dynamodb, s3, sqs = (aws(name, url) for name in ("dynamodb", "s3", "sqs"))
     name_resources(
@@ -300,6 +308,15 @@ def _edit_event(key_id: str, fields: dict[str, str]) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def _webhook_event(emulator: FalEmulator, request_id: str) -> dict[str, Any]:
+    body = webhook_body(request_id, 200, {"images": [{"url": "https://v3.fal.media/files/x.png"}]})
+    headers = [
+        *emulator.webhooks.signer.headers(request_id, body).items(),
+        ("Content-Type", "application/json"),
+    ]
+    return proxy_event("POST", "/v1/fal/webhook", headers, body)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("least-privilege")
@@ -339,6 +356,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 [{"drain": done.deployment.names["BatchQueue"]}, {"event": operations}],
                 tmp,
             )
+            # fal's webhook about the batch's last request (journaled by the batch function), twice.
+            webhook = _webhook_event(emulator, emulator.request_ids[-1])
+            done.answers["fal_webhook"] = invoke(done, "fal_webhook", [{"event": webhook}] * 2, tmp)
             done.answers["keys"] = [keys_cli(done, "list"), keys_cli(done, "revoke", done.key_id)]
             done.calls = requests.get(f"{url}/_recorded", timeout=10).json()
             yield done
@@ -370,6 +390,9 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
     as_batch = run.client("s3", "BatchFunctionRole")
     assert as_batch.get_object(Bucket=bucket, Key=record["results"][0]["key"])["Body"].read()
     assert "revoked" in run.answers["keys"][1]
+    taken, again = run.answers["fal_webhook"]
+    assert [taken["statusCode"], again["statusCode"]] == [200, 200]
+    assert [json.loads(a["body"])["duplicate"] for a in (taken, again)] == [False, True]
 
 
 def test_given_the_template_statements_when_every_success_path_runs_then_moto_denies_no_call(
@@ -407,6 +430,9 @@ def test_given_the_template_statements_then_iam_allows_every_call_the_functions_
         ("BatchFunctionRole", "s3:PutObject"), ("BatchFunctionRole", "sqs:SendMessage"),
         ("BatchFunctionRole", "sqs:ReceiveMessage"), ("BatchFunctionRole", "sqs:DeleteMessage"),
         ("BatchFunctionRole", "dynamodb:UpdateItem"), ("BatchFunctionRole", "secretsmanager:GetSecretValue"),
+        ("BatchFunctionRole", "dynamodb:PutItem"),  # the journal's falreq# lookups
+        ("FalWebhookFunctionRole", "dynamodb:GetItem"), ("FalWebhookFunctionRole", "dynamodb:PutItem"),
+        ("FalWebhookFunctionRole", "sqs:SendMessage"),
         (KEYS_ADMIN, "cloudformation:DescribeStacks"), (KEYS_ADMIN, "apigateway:POST"),
         (KEYS_ADMIN, "dynamodb:PutItem"), (KEYS_ADMIN, "dynamodb:Scan"),
     } <= made  # fmt: skip

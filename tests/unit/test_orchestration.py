@@ -44,7 +44,9 @@ class FakeFal(FalClient):
         self.collected: list[str] = []
         self.failing = failing  # how many submits fail first
 
-    def submit(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalSubmission:
+    def submit(
+        self, endpoint_id: str, payload: dict[str, Any], deadline: float, *, webhook_url: str | None = None
+    ) -> FalSubmission:
         if self.failing:
             self.failing -= 1
             raise UpstreamError("The provider answered HTTP 503.")
@@ -121,7 +123,9 @@ class FakeJournals(SubmissionJournal):
         journals = self
 
         class Journal(EditJournal):
-            def _write(self, entries: dict[int, dict[str, Any]]) -> None:
+            def _write(
+                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None
+            ) -> None:
                 journals.entries.setdefault(edit_key, {}).update({str(k): v for k, v in entries.items()})
                 self._entries.update({str(k): v for k, v in entries.items()})
 

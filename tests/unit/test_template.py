@@ -12,7 +12,7 @@ from tests.template_iam import Deployment, translate
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/editgate/6a1f0c2e-0000-4000-8000-000000000000"
 RESOURCES = ("ResultsBucket", "IdempotencyTable", "BatchIdempotencyTable", "ApiKeysTable", "BatchTable",
-             "BatchQueue", "BatchDeadLetterQueue")  # fmt: skip
+             "BatchQueue", "BatchDeadLetterQueue", "CollectQueue", "CollectDeadLetterQueue")  # fmt: skip
 NAMES = {name: name.lower() for name in RESOURCES}
 
 
@@ -81,3 +81,27 @@ def test_given_the_public_routes_then_api_gateway_asks_no_key_for_them() -> None
     for path in ("/", "/docs", "/openapi.json", "/v1/openapi.json", "/playground", "/v1/health", "/health"):
         assert body["paths"][path]["x-amazon-apigateway-any-method"].get("security") in (None, []), path
     assert body["paths"]["/v1/models"]["x-amazon-apigateway-any-method"]["security"]
+
+
+def test_given_the_defaults_then_the_webhook_function_reads_fals_jwks_and_the_batch_journal() -> None:
+    """Batch items and jobs submit with a webhook: their journal is the batch idempotency table."""
+    environment = deployed().environment("FalWebhookFunction")
+    assert environment == {
+        "IDEMPOTENCY_TABLE": "batchidempotencytable",
+        "COLLECT_QUEUE_URL": "collectqueue",
+        "FAL_JWKS_URL": "https://rest.alpha.fal.ai/.well-known/jwks.json",
+    } | {k: v for k, v in environment.items() if k.startswith(("POWERTOOLS_", "MALLOC_"))}
+
+
+def test_given_a_jwks_url_parameter_then_the_webhook_function_reads_that_one() -> None:
+    environment = deployed(FalJwksUrl="https://keys.example/jwks.json").environment("FalWebhookFunction")
+    assert environment["FAL_JWKS_URL"] == "https://keys.example/jwks.json"
+
+
+def test_given_the_template_then_fals_webhook_route_needs_no_key_and_is_post_only() -> None:
+    """fal cannot send a key of ours: the route is open at API Gateway; the function checks fal's
+    signature instead."""
+    events = yaml_parse(TEMPLATE.read_text())["Resources"]["FalWebhookFunction"]["Properties"]["Events"]
+    [route] = events.values()
+    assert (route["Properties"]["Path"], route["Properties"]["Method"]) == ("/v1/fal/webhook", "POST")
+    assert route["Properties"]["Auth"] == {"Authorizer": "NONE", "ApiKeyRequired": False}

@@ -43,6 +43,23 @@ class KeySettings(EnvSettings):
     key_cache_seconds: int = Field(default=60, ge=0)
 
 
+class WebhookSettings(EnvSettings):
+    """The fal webhook function's settings: fal's JWKS, where the submissions' journal is (the
+    batch idempotency table: batch items and jobs submit with a webhook), and the collect queue."""
+
+    idempotency_table: str = Field(min_length=3)
+    collect_queue_url: str = Field(min_length=1)
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    # fal advises keeping its keys up to a day; a delivery no kept key verifies reads them again,
+    # at most once per fal_jwks_refresh_seconds.
+    fal_jwks_cache_seconds: int = Field(default=24 * 3600, ge=0, le=24 * 3600)
+    fal_jwks_refresh_seconds: int = Field(default=60, ge=0)
+    # fal's leeway: a delivery stamped further from now is refused.
+    fal_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=300)
+    # How long a taken webhook is remembered: past fal's 2 hours of retries.
+    fal_webhook_receipt_ttl_seconds: int = Field(default=24 * 3600, ge=3 * 3600)
+
+
 class Settings(EnvSettings):
     results_bucket: str = Field(min_length=3)
     results_prefix: str = "results/"

@@ -9,6 +9,7 @@ from functools import partial
 
 from editgate.adapters import secrets
 from editgate.adapters.fal import FalClient
+from editgate.adapters.fal_jwks import FalSigningKeys
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
 from editgate.adapters.journal import SubmissionJournal
@@ -16,13 +17,15 @@ from editgate.adapters.keys import KeyDirectory
 from editgate.adapters.ledger import BatchLedger
 from editgate.adapters.objects import ObjectStore
 from editgate.adapters.queue import WorkQueue
+from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch.layout import ImageRules
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.edit_service import EditService
+from editgate.app.fal_webhooks import WebhookReceiver
 from editgate.app.services import EditLimits, Services
 from editgate.domain import catalog
 from editgate.domain.catalog import ModelSpec
-from editgate.settings import Settings
+from editgate.settings import Settings, WebhookSettings
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,23 @@ def batch_door(settings: Settings | None = None) -> BatchRuntime:
         chunk_lines=settings.batch_chunk_lines,
         defaults=settings.batch_defaults,
         max_image_bytes=settings.max_image_bytes,
+    )
+
+
+def webhook_door(settings: WebhookSettings | None = None) -> WebhookReceiver:
+    """What the fal webhook function needs: no fal key, no bucket; the journal only to look up."""
+    settings = settings or WebhookSettings.from_env()
+    keys = FalSigningKeys(
+        settings.fal_jwks_url,
+        max_age_seconds=settings.fal_jwks_cache_seconds,
+        refresh_seconds=settings.fal_jwks_refresh_seconds,
+    )
+    return WebhookReceiver(
+        keys=keys,
+        journal=SubmissionJournal(settings.idempotency_table),
+        receipts=WebhookReceipts(settings.idempotency_table, settings.fal_webhook_receipt_ttl_seconds),
+        collect_queue=WorkQueue(settings.collect_queue_url),
+        tolerance_seconds=settings.fal_webhook_tolerance_seconds,
     )
 
 

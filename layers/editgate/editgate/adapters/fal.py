@@ -111,15 +111,19 @@ class FalClient:
         self._session = session or requests.Session()
 
     @tracer.capture_method(capture_response=False)
-    def submit(self, endpoint_id: str, payload: dict[str, Any], deadline: float) -> FalSubmission:
+    def submit(
+        self, endpoint_id: str, payload: dict[str, Any], deadline: float, *, webhook_url: str | None = None
+    ) -> FalSubmission:
         """Put one request on fal's queue: from here on it is paid for when it runs. A submit that
-        may have reached fal is never sent again (see ``_call``)."""
+        may have reached fal is never sent again (see ``_call``). ``webhook_url``: fal POSTs a
+        signed webhook there when the request ends (``?fal_webhook=``, as fal-client sends it)."""
         retries = _Retries()
         # X-Fal-Request-Timeout: fal gives up on starting the request once we could not use it.
         start_limit = {"X-Fal-Request-Timeout": str(max(1, int(_remaining(deadline))))}
         headers = {**start_limit, **self._retention}
+        params = {"fal_webhook": webhook_url} if webhook_url else None
         submitted = self._call("POST", f"{self._queue_url}/{endpoint_id}", deadline, retries,
-                               sent_is_final=True, json=payload, headers=headers)  # fmt: skip
+                               sent_is_final=True, json=payload, headers=headers, params=params)  # fmt: skip
         try:
             submission = FalSubmission.model_validate(
                 {**fal_answers.json_body(submitted), "submitted_at": time.time(), "retries": retries.count}

@@ -1,15 +1,33 @@
 """The fal submission journal (DynamoDB, in the idempotency table): which provider requests an
-edit has submitted, so that no attempt pays for them twice."""
+edit has submitted, so that no attempt pays for them twice; and, for each fal request, which edit
+submitted it (``falreq#<request id>``), so that fal's webhook about it finds its edit."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from editgate.adapters.aws import dynamodb_client, get_item
 from editgate.domain.json_values import json_text
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
+
+
+def request_item_id(request_id: str) -> str:
+    return f"falreq#{request_id}"
+
+
+@dataclass(frozen=True)
+class SubmittedRequest:
+    """A fal request the gateway submitted: the edit (its idempotency key) and the call of it."""
+
+    request_id: str
+    edit_key: str
+    call: int
 
 
 class SubmissionJournal:
@@ -31,6 +49,14 @@ class SubmissionJournal:
         }
         return EditJournal(self._table, item_id, ttl_seconds, entries)
 
+    def submitted(self, request_id: str) -> SubmittedRequest | None:
+        """The edit that submitted fal request ``request_id``; None when no journal names it (not
+        the gateway's, or its journal has expired)."""
+        item = get_item(self._table, request_item_id(request_id))
+        if "edit_key" not in item or "call" not in item:
+            return None
+        return SubmittedRequest(request_id, item["edit_key"]["S"], int(item["call"]["N"]))
+
 
 class EditJournal:
     """One edit's journal: provider call index → what was submitted for it."""
@@ -47,7 +73,10 @@ class EditJournal:
         return self._entries.get(str(index))
 
     def record(self, index: int, entry: dict[str, Any]) -> None:
-        self._write({index: entry})
+        """A call's new fal request (``entry["submission"]``, a ``FalSubmission``), journaled with
+        the lookup from its request id back to this edit, in one transaction."""
+        request_id = str(entry.get("submission", {}).get("request_id", ""))
+        self._write({index: entry}, {request_id: index} if request_id else {})
 
     def mark_counted(self, indexes: Sequence[int]) -> None:
         """The calls whose cost an attempt counted although its answer was not final: the attempt
@@ -55,17 +84,30 @@ class EditJournal:
         if indexes:
             self._write({index: {**self._entries[str(index)], "counted": True} for index in indexes})
 
-    def _write(self, entries: dict[int, dict[str, Any]]) -> None:
-        """Entries written in one update, and the journal's life extended from now."""
+    def _write(self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None) -> None:
+        """Entries written in one update, and the journal's life extended from now; with
+        ``requests`` (fal request id -> call), their lookups too, in the same transaction."""
         self._entries.update({str(index): entry for index, entry in entries.items()})
         names = {f"#call{index}": f"call_{index}" for index in entries}
         values = {f":call{index}": {"S": json_text(entry)} for index, entry in entries.items()}
-        dynamodb_client().update_item(
-            TableName=self._table,
-            Key={"id": {"S": self._item_id}},
-            UpdateExpression="SET "
+        expiration = {"N": str(int(time.time()) + self._ttl)}
+        update: UpdateTypeDef = {
+            "TableName": self._table,
+            "Key": {"id": {"S": self._item_id}},
+            "UpdateExpression": "SET "
             + ", ".join(f"{name} = :{name[1:]}" for name in names)
             + ", #expiration = :expiration",
-            ExpressionAttributeNames={**names, "#expiration": "expiration"},
-            ExpressionAttributeValues={**values, ":expiration": {"N": str(int(time.time()) + self._ttl)}},
-        )
+            "ExpressionAttributeNames": {**names, "#expiration": "expiration"},
+            "ExpressionAttributeValues": {**values, ":expiration": expiration},
+        }
+        if not requests:
+            dynamodb_client().update_item(**update)
+            return
+        edit_key = self._item_id.removeprefix("journal#")
+        lookups: list[TransactWriteItemTypeDef] = [
+            {"Put": {"TableName": self._table, "Item": {
+                "id": {"S": request_item_id(request_id)}, "edit_key": {"S": edit_key},
+                "call": {"N": str(index)}, "expiration": expiration}}}
+            for request_id, index in requests.items()
+        ]  # fmt: skip
+        dynamodb_client().transact_write_items(TransactItems=[{"Update": update}, *lookups])
