@@ -68,6 +68,17 @@ def check_b64_fits(size: int) -> None:
         )
 
 
+def check_stream_fits(size: int) -> None:
+    """A ``stream=true`` answer, measured once made as Lambda's response holds it (the events'
+    JSON escaped in the body): the images' base64 and each event's own fields."""
+    if size > LAMBDA_RESPONSE_LIMIT:
+        raise PayloadTooLarge(
+            f"The answer's events are {size:,} bytes, over Lambda's {LAMBDA_RESPONSE_LIMIT:,}-byte "
+            "response limit: ask for fewer or smaller images, or for response_format=url without stream.",
+            param="stream",
+        )
+
+
 def finish_seconds(area: int, output_format: str) -> float:
     """What turning one provider image into an answer of ``area`` pixels costs on one vCPU."""
     return area / 1e6 * FINISH_SECONDS_PER_MEGAPIXEL[output_format]
