@@ -16,11 +16,12 @@ import requests
 from openai.types import ImageEditCompletedEvent
 
 from editgate_local.fal_emulator import FalEmulator, Fault
+from editgate_local.front import LAMBDA_MAX_ANSWER, ApiFront
 from editgate_local.stack import LocalStack
 from tests.conftest import AUTH, open_image, post_edit
 
 
-def _events(body: str) -> list[tuple[str | None, dict[str, Any]]]:
+def sse_events(body: str) -> list[tuple[str | None, dict[str, Any]]]:
     """The server-sent events of ``body``, read as the SSE format defines them: blank-line
     separated blocks of ``field: value`` lines (``event``, ``data``)."""
     events = []
@@ -89,7 +90,7 @@ def test_given_stream_true_over_raw_http_then_each_image_is_one_event_block_of_e
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-request-id"]
     assert response.text.endswith("\n\n")
-    events = _events(response.text)
+    events = sse_events(response.text)
     assert [name for name, _ in events] == ["image_edit.completed"] * 2
     required = {"type", "b64_json", "created_at", "size", "quality", "background", "output_format", "usage"}
     for _, data in events:
@@ -111,7 +112,7 @@ def test_given_stream_true_in_a_json_edit_then_the_answer_is_the_same_event_stre
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert [name for name, _ in _events(response.text)] == ["image_edit.completed"]
+    assert [name for name, _ in sse_events(response.text)] == ["image_edit.completed"]
 
 
 def test_given_stream_false_then_the_answer_is_the_usual_json(
@@ -156,3 +157,42 @@ def test_given_a_streamed_edit_that_fal_fails_then_the_sdk_raises_the_usual_erro
 
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_error"
+
+
+def _front_answering(answer: dict[str, Any]) -> ApiFront:
+    """A local front whose function answers ``answer`` to every request."""
+    return ApiFront([lambda event, context: answer]).start()
+
+
+def test_given_a_function_answering_an_event_stream_then_the_local_front_passes_it_through_whole() -> None:
+    """Given a function whose answer is text/event-stream, when asked over HTTP through the local
+    front, then the client gets that content type and body byte for byte (as API Gateway REST
+    sends a buffered body)."""
+    body = 'event: image_edit.completed\ndata: {"type": "image_edit.completed", "b64_json": "AAAA"}\n\n'
+    front = _front_answering(
+        {"statusCode": 200, "headers": {"Content-Type": "text/event-stream; charset=utf-8"}, "body": body}
+    )
+    try:
+        response = requests.post(f"{front.url}/v1/images/edits", data=b"x", timeout=10)
+    finally:
+        front.stop()
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.content == body.encode()
+
+
+def test_given_a_function_answer_over_lambdas_6_mb_then_the_local_front_answers_api_gateways_502() -> None:
+    """Given an answer Lambda would refuse (over 6,291,456 bytes as its JSON), then the front
+    answers what API Gateway would: a 502 in the template's DEFAULT_5XX shape, not the body."""
+    body = "data: " + "A" * LAMBDA_MAX_ANSWER + "\n\n"
+    front = _front_answering(
+        {"statusCode": 200, "headers": {"Content-Type": "text/event-stream"}, "body": body}
+    )
+    try:
+        response = requests.post(f"{front.url}/v1/images/edits", data=b"x", timeout=10)
+    finally:
+        front.stop()
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "gateway_error"
