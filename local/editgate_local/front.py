@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pybase64
 
 from editgate.adapters.keys import REFUSAL, authorization_headers
+from editgate.domain.envelope import json_string_size
 from editgate_local.background_server import BackgroundServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -303,11 +304,8 @@ def _event_size(event: dict[str, Any]) -> int:
 
 
 def _answer_size(answer: dict[str, Any]) -> int:
-    """The answer's size as Lambda counts it (its JSON), without encoding a large body twice: a
-    text body's quotes, backslashes and newlines take two characters in JSON."""
-    body = answer.get("body") or ""
-    escaped = body.count('"') + body.count("\\") + body.count("\n")
-    return len(json.dumps({**answer, "body": ""})) + len(body) + escaped
+    """The answer's size as Lambda counts it (its JSON), without encoding a large body again."""
+    return len(json.dumps({**answer, "body": ""})) + json_string_size(answer.get("body") or "")
 
 
 class _BadFraming(Exception):

@@ -159,9 +159,14 @@ def test_given_a_streamed_edit_that_fal_fails_then_the_sdk_raises_the_usual_erro
     assert caught.value.code == "upstream_error"
 
 
-def _front_answering(answer: dict[str, Any]) -> ApiFront:
-    """A local front whose function answers ``answer`` to every request."""
-    return ApiFront([lambda event, context: answer]).start()
+def _through_front(content_type: str, body: str) -> requests.Response:
+    """An edit over HTTP through a local front whose function answers ``body`` as ``content_type``."""
+    answer = {"statusCode": 200, "headers": {"Content-Type": content_type}, "body": body}
+    front = ApiFront([lambda event, context: answer]).start()
+    try:
+        return requests.post(f"{front.url}/v1/images/edits", data=b"x", timeout=10)
+    finally:
+        front.stop()
 
 
 def test_given_a_function_answering_an_event_stream_then_the_local_front_passes_it_through_whole() -> None:
@@ -169,13 +174,7 @@ def test_given_a_function_answering_an_event_stream_then_the_local_front_passes_
     front, then the client gets that content type and body byte for byte (as API Gateway REST
     sends a buffered body)."""
     body = 'event: image_edit.completed\ndata: {"type": "image_edit.completed", "b64_json": "AAAA"}\n\n'
-    front = _front_answering(
-        {"statusCode": 200, "headers": {"Content-Type": "text/event-stream; charset=utf-8"}, "body": body}
-    )
-    try:
-        response = requests.post(f"{front.url}/v1/images/edits", data=b"x", timeout=10)
-    finally:
-        front.stop()
+    response = _through_front("text/event-stream; charset=utf-8", body)
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -185,14 +184,7 @@ def test_given_a_function_answering_an_event_stream_then_the_local_front_passes_
 def test_given_a_function_answer_over_lambdas_6_mb_then_the_local_front_answers_api_gateways_502() -> None:
     """Given an answer Lambda would refuse (over 6,291,456 bytes as its JSON), then the front
     answers what API Gateway would: a 502 in the template's DEFAULT_5XX shape, not the body."""
-    body = "data: " + "A" * LAMBDA_MAX_ANSWER + "\n\n"
-    front = _front_answering(
-        {"statusCode": 200, "headers": {"Content-Type": "text/event-stream"}, "body": body}
-    )
-    try:
-        response = requests.post(f"{front.url}/v1/images/edits", data=b"x", timeout=10)
-    finally:
-        front.stop()
+    response = _through_front("text/event-stream", "data: " + "A" * LAMBDA_MAX_ANSWER + "\n\n")
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "gateway_error"

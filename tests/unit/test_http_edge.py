@@ -7,6 +7,8 @@ from typing import Any, cast
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from hypothesis import given
+from hypothesis import strategies as st
 
 from editgate.api import http_edge
 from editgate.app.edit_service import EditCall, EditOutcome
@@ -109,3 +111,10 @@ def test_given_images_whose_base64_fits_6_mb_but_whose_events_do_not_then_a_413_
     assert answer["statusCode"] == 413
     assert json.loads(answer["body"])["error"]["code"] == "payload_too_large"
     assert len(json.dumps(answer)) < envelope.LAMBDA_RESPONSE_LIMIT
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126) | st.just("\n")))
+def test_given_events_text_then_its_size_in_lambdas_answer_is_what_json_makes_of_it(text: str) -> None:
+    """Given text of printable ASCII and line feeds (what events are), then the size counted for
+    Lambda's 6 MB is exactly what the text takes as a JSON string."""
+    assert envelope.json_string_size(text) == len(json.dumps(text))

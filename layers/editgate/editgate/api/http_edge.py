@@ -102,7 +102,7 @@ def edit_response(
     if not (call.stream and isinstance(outcome, EditOutcome)):
         return json_response(app, openai_shapes.edit_answer(outcome))
     events = openai_shapes.edit_events(outcome)
-    envelope.check_stream_fits(len(json_values.json_text(events)))  # as Lambda's answer holds it
+    envelope.check_stream_fits(events)
     headers = {**_answer_headers(app), "Cache-Control": "no-cache"}
     return Response(200, "text/event-stream; charset=utf-8", events, headers)
 
