@@ -27,8 +27,8 @@ http_edge.install(app, routes, doc_keys=door.doc_keys)
 @routes.route("POST", "/v1/images/edits", "/images/edits")
 @http_edge.server_timed
 def create_edit() -> Response[str]:
-    outcome = door.edits.edit_now(http_edge.read_edit(app, door.deadline_seconds))
-    return http_edge.json_response(app, openai_shapes.edit_answer(outcome))
+    call = http_edge.read_edit(app, door.deadline_seconds)
+    return http_edge.edit_response(app, call, door.edits.edit_now(call))
 
 
 @routes.route("GET", "/v1/models", "/models")

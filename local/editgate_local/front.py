@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pybase64
 
 from editgate.adapters.keys import REFUSAL, authorization_headers
+from editgate.domain.envelope import json_string_size
 from editgate_local.background_server import BackgroundServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -34,6 +35,9 @@ OPEN_PATHS = frozenset(
 )
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LAMBDA_MAX_EVENT = 6_291_456
+LAMBDA_MAX_ANSWER = 6_291_456  # Lambda refuses a larger answer (Function.ResponseSizeTooLarge)
+# template.yaml: ApiTimeoutSeconds' default, the edit function's timeout.
+FUNCTION_TIMEOUT_SECONDS = 29.0
 STAGE = "local"
 
 
@@ -43,7 +47,7 @@ class LambdaContext:
 
     function_name: str = "EditApiFunction"
     memory_limit_in_mb: int = 1769  # template.yaml
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"
     started: float = field(default_factory=time.monotonic)
@@ -238,7 +242,7 @@ class ApiFront:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        timeout_seconds: float = 30.0,
+        timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS,
         gate: Gate | None = None,
         open_functions: Mapping[str, Handler] | None = None,
     ):
@@ -276,7 +280,10 @@ class ApiFront:
             self._idle.put(handler)
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Call the handler as Lambda would and turn its answer into an HTTP response."""
+        """Call the handler as Lambda would and turn its answer into an HTTP response: the body as
+        the function wrote it, whatever its type (JSON, a page, ``text/event-stream``: API Gateway
+        REST buffers the body and sends it whole), or API Gateway's 502 for an answer Lambda
+        refuses."""
         path = event["path"].rstrip("/") or "/"
         other = self.open_functions.get(path)
         open_route = other is not None or path in OPEN_PATHS or event["httpMethod"] == "OPTIONS"
@@ -288,6 +295,8 @@ class ApiFront:
             message = f"The request is larger than Lambda's {LAMBDA_MAX_EVENT:,}-byte limit."
             return _error(413, message, "payload_too_large")
         answer = self.call(event) if other is None else other(event, LambdaContext("FalWebhookFunction"))
+        if _answer_size(answer) > LAMBDA_MAX_ANSWER:
+            return _error(502, "Internal server error", "gateway_error", "server_error")  # DEFAULT_5XX
         headers = [(k, v) for k, v in (answer.get("headers") or {}).items()]
         for name, values in (answer.get("multiValueHeaders") or {}).items():
             headers.extend((name, value) for value in values)
@@ -301,6 +310,11 @@ def _event_size(event: dict[str, Any]) -> int:
     if not event.get("isBase64Encoded"):
         return len(json.dumps(event))
     return len(json.dumps({**event, "body": ""})) + len(event["body"])
+
+
+def _answer_size(answer: dict[str, Any]) -> int:
+    """The answer's size as Lambda counts it (its JSON), without encoding a large body again."""
+    return len(json.dumps({**answer, "body": ""})) + json_string_size(answer.get("body") or "")
 
 
 class _BadFraming(Exception):

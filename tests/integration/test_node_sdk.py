@@ -80,3 +80,15 @@ def test_given_the_node_sdk_without_a_prompt_then_its_bad_request_error_names_pr
 
 def test_given_the_node_sdk_then_models_list(node_results: dict[str, dict[str, object]]) -> None:
     assert "hidream-e1-1" in str(node_results["models"]["size"])
+
+
+def test_given_the_node_sdk_with_stream_true_and_n_2_then_it_iterates_both_images_at_their_size(
+    node_results: dict[str, dict[str, object]],
+) -> None:
+    """Given openai-node's ``images.edit({..., n: 2, stream: true})``, when iterated with
+    ``for await``, then two image_edit.completed events, each a PNG of the answer's size (the
+    finding "stream=true is refused": it threw a 400)."""
+    result = node_results["stream n=2"]
+    assert result["ok"] is True, result
+    expected = {"type": "image_edit.completed", "size": "768x512", "width": 768, "height": 512, "ignored": []}
+    assert result["events"] == [expected, expected]

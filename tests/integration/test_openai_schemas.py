@@ -18,11 +18,13 @@ from editgate_local.fal_emulator import FalEmulator, Fault
 from editgate_local.front import ApiFront, UsagePlan, load_handler
 from editgate_local.stack import EDIT_API, LocalStack
 from tests.conftest import AUTH, post_edit
+from tests.integration.test_stream import sse_events
 
 SCHEMAS = json.loads((Path(__file__).parents[1] / "schemas" / "openai-images-schemas.json").read_text())[
     "schemas"
 ]
-RELAXED = {("ImagesResponse", "size"), ("ImagesResponse", "output_format")}
+RELAXED = {("ImagesResponse", "size"), ("ImagesResponse", "output_format"),
+           ("ImageEditCompletedEvent", "size"), ("ImageEditCompletedEvent", "output_format")}  # fmt: skip
 
 
 def validator(name: str) -> Draft202012Validator:
@@ -57,6 +59,19 @@ def test_given_an_edit_then_its_answer_is_an_openai_images_response(
     assert answer.status_code == 200, answer.text
     assert problems("ImagesResponse", answer.json()) == []
     assert set(answer.json()["usage"]["input_tokens_details"]) == {"text_tokens", "image_tokens"}
+
+
+def test_given_a_streamed_edit_then_each_event_is_an_openai_image_edit_completed_event(
+    stack: LocalStack, emulator: FalEmulator, sample_png: Path
+) -> None:
+    """Given stream=true with n=2 as webp, then every event validates against OpenAI's
+    ImageEditCompletedEvent (its ImagesUsage included)."""
+    answer = post_edit(stack.base_url, sample_png.read_bytes(), "edit",
+                       fields={"stream": "true", "n": "2", "output_format": "webp"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    events = [data for _, data in sse_events(answer.text)]
+    assert len(events) == 2
+    assert [problems("ImageEditCompletedEvent", event) for event in events] == [[], []]
 
 
 def test_given_the_models_routes_then_their_answers_are_openai_models(stack: LocalStack) -> None:

@@ -29,6 +29,22 @@ await run("toFile buffer (unknown_file)", async () =>
 await run("array of files (image[])", async () =>
   client.images.edit({ image: [await toFile(fs.readFileSync(imagePath), "a.png")], prompt: "node: an array",
                        n: 2 }));
+// stream: true, as apps written for OpenAI's streamed edits iterate it; each image's PNG header
+// gives its width and height.
+try {
+  const stream = await client.images.edit({ image: fs.createReadStream(imagePath), prompt: "node: streamed",
+                                            n: 2, stream: true });
+  const events = [];
+  for await (const event of stream) {
+    const png = Buffer.from(event.b64_json, "base64");
+    events.push({ type: event.type, size: event.size, width: png.readUInt32BE(16), height: png.readUInt32BE(20),
+                  ignored: event.metadata?.ignored_params ?? null });
+  }
+  console.log(JSON.stringify({ name: "stream n=2", ok: true, events }));
+} catch (error) {
+  console.log(JSON.stringify({ name: "stream n=2", ok: false, status: error.status, code: error.code ?? null,
+                               type: error.constructor.name }));
+}
 await run("missing prompt", () => client.images.edit({ image: fs.createReadStream(imagePath) }));
 await run("models", async () => {
   const page = await client.models.list();

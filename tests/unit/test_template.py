@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
+from editgate.domain import envelope
+from editgate.domain.errors import InvalidRequest
+from editgate.domain.images import Size
+from editgate.domain.models import EditRequest
+from editgate.domain.normalize import plan
+from editgate.wiring import build_catalog
 from editgate_local.stack import TEMPLATE
+from tests.conftest import make_settings
 from tests.template_iam import Deployment, translate
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/editgate/6a1f0c2e-0000-4000-8000-000000000000"
@@ -105,3 +113,70 @@ def test_given_the_template_then_fals_webhook_route_needs_no_key_and_is_post_onl
     [route] = events.values()
     assert (route["Properties"]["Path"], route["Properties"]["Method"]) == ("/v1/fal/webhook", "POST")
     assert route["Properties"]["Auth"] == {"Authorizer": "NONE", "ApiKeyRequired": False}
+
+
+EDIT_PATHS = ("/v1/images/edits", "/images/edits")
+
+
+def _https_limits(deployment: Deployment) -> tuple[dict[str, int], int, float]:
+    """What a deployment gives an HTTPS edit: each edit route's integration timeout (ms), the edit
+    function's timeout (s) and its REQUEST_DEADLINE_SECONDS."""
+    resources = deployment.template["Resources"]
+    paths = resources["Api"]["Properties"]["Body"]["paths"]
+    integration = {
+        path: int(deployment.resolve(
+            paths[path]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]["timeoutInMillis"]
+        ))
+        for path in EDIT_PATHS
+    }  # fmt: skip
+    function_timeout = int(deployment.resolve(resources["EditApiFunction"]["Properties"]["Timeout"]))
+    deadline = float(deployment.environment("EditApiFunction")["REQUEST_DEADLINE_SECONDS"])
+    return integration, function_timeout, deadline
+
+
+@pytest.mark.parametrize("seconds", [29, 120, 300])
+def test_given_api_timeout_seconds_then_the_integration_the_function_and_the_deadline_move_together(
+    seconds: int,
+) -> None:
+    """Given ApiTimeoutSeconds, when deployed, then the edit routes' integration timeout, the edit
+    function's timeout and REQUEST_DEADLINE_SECONDS all follow it, and an edit started with the
+    invocation ends its own way (a clean 504) 2 s before API Gateway would cut it."""
+    integration, function_timeout, deadline = _https_limits(deployed(ApiTimeoutSeconds=str(seconds)))
+
+    assert integration == dict.fromkeys(EDIT_PATHS, seconds * 1000)
+    assert (function_timeout, deadline) == (seconds, seconds)
+    assert envelope.https_seconds(deadline, function_timeout * 1000) == seconds - 2
+
+
+def test_given_the_defaults_then_an_https_edit_has_what_api_gateway_allows_without_a_quota_increase() -> None:
+    """Given no ApiTimeoutSeconds, then 29 s (REST's limit without the Service Quotas increase,
+    which the parameter's description names), and the edit's own deadline is 27 s as before."""
+    parameter = yaml_parse(TEMPLATE.read_text())["Parameters"]["ApiTimeoutSeconds"]
+    integration, function_timeout, deadline = _https_limits(deployed())
+
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (29, 29, 300)
+    assert "Service Quotas" in parameter["Description"]
+    assert integration == dict.fromkeys(EDIT_PATHS, 29_000)
+    assert envelope.https_seconds(deadline, function_timeout * 1000) == 27
+
+
+@pytest.mark.parametrize(("seconds", "admitted"), [(29, False), (300, True)])
+def test_given_a_longer_api_timeout_then_edits_too_big_for_29_seconds_are_admitted(
+    seconds: int, admitted: bool
+) -> None:
+    """Given n=10 at 4096x4096 png (about 37 s of finishing), then at the default 29 s it is a 400
+    pointing to batch, and with ApiTimeoutSeconds=300 it is admitted: the admission budget
+    follows the deadline the template gives."""
+    _, function_timeout, deadline = _https_limits(deployed(ApiTimeoutSeconds=str(seconds)))
+    spec = build_catalog(make_settings())["hidream-e1-1"]
+    request = EditRequest.model_validate({"prompt": "edit", "n": 10, "size": "4096x4096"})
+    edit = plan(request, spec, Size(1000, 1000))
+
+    def admit() -> Any:
+        return edit.check_finish_fits(envelope.https_seconds(deadline, function_timeout * 1000))
+
+    if admitted:
+        admit()
+    else:
+        with pytest.raises(InvalidRequest, match="batch"):
+            admit()

@@ -75,7 +75,8 @@ class Settings(EnvSettings):
     # fal retires endpoints: model id -> fal endpoint id, over the catalog's defaults.
     # Decoded by its validator, so that a map that is not JSON is named like any other mistake.
     fal_endpoints: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    # The whole fal round trip must end before API Gateway's 29 s integration timeout.
+    # The most an HTTPS edit may take (the template sets ApiTimeoutSeconds, API Gateway's integration
+    # timeout and the function's); the invocation's time less a margin bounds it too (domain.envelope).
     request_deadline_seconds: float = Field(default=27.0, gt=0)
     fal_poll_interval_seconds: float = Field(default=0.25, gt=0)
     # First retry delay of a failed fal call (doubling, capped at 30 s, with jitter: fal-client's).

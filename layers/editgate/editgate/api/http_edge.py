@@ -23,7 +23,8 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from editgate.adapters import keys
 from editgate.api import bodies, openai_shapes, pages
 from editgate.app import metrics, timing
-from editgate.app.edit_service import EditCall
+from editgate.app.edit_service import EditCall, EditOutcome
+from editgate.app.preparing import Prepared
 from editgate.domain import envelope, json_values
 from editgate.domain.errors import (
     AuthenticationFailed,
@@ -79,6 +80,7 @@ def read_edit(app: APIGatewayRestResolver, limit_seconds: float) -> EditCall:
     dry_run = query_flag(app, "dry_run")
     with timing.phase("parse"):
         request, inputs = _edit_body(app)
+        request, stream = openai_shapes.streamed(request)
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
     return EditCall(
         request,
@@ -88,7 +90,21 @@ def read_edit(app: APIGatewayRestResolver, limit_seconds: float) -> EditCall:
         request_id=request_id(app),
         deadline=time.monotonic() + envelope.https_seconds(limit_seconds, remaining_ms),
         dry_run=dry_run,
+        stream=stream,
     )
+
+
+def edit_response(
+    app: APIGatewayRestResolver, call: EditCall, outcome: EditOutcome | Prepared
+) -> Response[str]:
+    """The edit's answer: its JSON, or for ``stream=true`` its events (a dry run answers JSON).
+    API Gateway REST sends a body whole: the events arrive together, when the edit is done."""
+    if not (call.stream and isinstance(outcome, EditOutcome)):
+        return json_response(app, openai_shapes.edit_answer(outcome))
+    events = openai_shapes.edit_events(outcome)
+    envelope.check_stream_fits(events)
+    headers = {**_answer_headers(app), "Cache-Control": "no-cache"}
+    return Response(200, "text/event-stream; charset=utf-8", events, headers)
 
 
 def _edit_body(app: APIGatewayRestResolver) -> tuple[EditRequest, list[bytes] | list[str]]:

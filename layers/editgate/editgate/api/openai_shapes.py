@@ -9,10 +9,11 @@ from typing import Any, get_args
 from editgate.api.bodies import Form
 from editgate.app.edit_service import EditOutcome
 from editgate.app.preparing import Prepared
+from editgate.domain import parameters
 from editgate.domain.catalog import IGNORED_PARAMS, ModelSpec, ParamSpec
 from editgate.domain.errors import InvalidRequest, NotFound
 from editgate.domain.images import OUTPUT_FORMATS
-from editgate.domain.json_values import MAX_DEPTH
+from editgate.domain.json_values import MAX_DEPTH, json_text
 from editgate.domain.models import MAX_COMPRESSION, MAX_N, EditRequest, EditResult, Fit, ResponseFormat
 
 MAX_JSON_IMAGES = 16
@@ -78,6 +79,25 @@ def _image_url(item: object, index: int) -> str:
         )
     # No length check of its own: OpenAI allows 20 MB, and Lambda's 6 MB event is the bound here.
     return url
+
+
+def streamed(request: EditRequest) -> tuple[EditRequest, bool]:
+    """The edit without ``stream``, and whether its answer is a stream of events. A stream carries
+    the images as base64 (OpenAI's events have ``b64_json`` only), so it is a ``b64_json`` edit,
+    within the same 6 MB, and asking for URLs with it is a contradiction."""
+    if "stream" not in request.options:
+        return request, False
+    options, stream = parameters.take_stream(request.options)
+    if not stream:
+        return request.model_copy(update={"options": options}), False
+    if "response_format" in request.model_fields_set and request.response_format == "url":
+        raise InvalidRequest(
+            "A stream carries its images as b64_json: send stream=true without response_format=url, "
+            "or ask for URLs without stream.",
+            param="response_format",
+            code="unsupported_parameter",
+        )
+    return request.model_copy(update={"options": options, "response_format": "b64_json"}), True
 
 
 def model_object(spec: ModelSpec) -> dict[str, Any]:
@@ -250,25 +270,57 @@ def images_response(result: EditResult, *, replayed: bool = False) -> dict[str, 
         ],
         "size": str(result.size),
         "output_format": result.output_format,
-        # OpenAI's ImageGenUsage, complete (clients that validate answers need every part): fal
-        # bills by image, not by token, so every count is 0; the price is in metadata.cost.
-        "usage": {
-            "input_tokens": 0,
-            "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
-            "output_tokens": 0,
-            "total_tokens": 0,
-        },
-        "metadata": {
-            "request_id": result.request_id,
-            "model": result.model,
-            "provider": result.provider,
-            "cost": {"usd": result.cost_usd, "images": result.billed_images},
-            "provider_request_ids": list(result.provider_request_ids),
-            "ignored_params": list(result.ignored_params),
-            "passthrough_params": list(result.passthrough_params),
-            "resampled_from": str(result.resampled_from) if result.resampled_from else None,
-            "upscaled": result.upscaled,
-            "failures": [failure.model_dump() for failure in result.failures],
-            "replayed": replayed,
-        },
+        "usage": _USAGE,
+        "metadata": _metadata(result, replayed),
+    }
+
+
+def edit_events(outcome: EditOutcome) -> str:
+    """The answer to ``stream=true``: one ``image_edit.completed`` event per image in OpenAI's
+    shape, ``event:`` and ``data:`` lines as OpenAI streams them, each with the gateway's
+    ``metadata``. HiDream makes no partial images: no ``image_edit.partial_image`` events (and
+    ``partial_images`` is listed in ``metadata.ignored_params``)."""
+    result = outcome.result
+    metadata = _metadata(result, outcome.replayed)
+    events = []
+    for image in result.images:
+        event = {
+            "type": "image_edit.completed",
+            "b64_json": image.b64_json,
+            "created_at": result.created,
+            "size": str(result.size),
+            # These models take neither (they are ignored parameters): the model decides.
+            "quality": "auto",
+            "background": "auto",
+            "output_format": result.output_format,
+            "usage": _USAGE,
+            "metadata": metadata,
+        }
+        events.append(f"event: image_edit.completed\ndata: {json_text(event)}\n\n")
+    return "".join(events)
+
+
+# OpenAI's ImageGenUsage, complete (clients that validate answers need every part): fal bills by
+# image, not by token, so every count is 0; the price is in metadata.cost.
+_USAGE = {
+    "input_tokens": 0,
+    "input_tokens_details": {"text_tokens": 0, "image_tokens": 0},
+    "output_tokens": 0,
+    "total_tokens": 0,
+}
+
+
+def _metadata(result: EditResult, replayed: bool) -> dict[str, Any]:
+    return {
+        "request_id": result.request_id,
+        "model": result.model,
+        "provider": result.provider,
+        "cost": {"usd": result.cost_usd, "images": result.billed_images},
+        "provider_request_ids": list(result.provider_request_ids),
+        "ignored_params": list(result.ignored_params),
+        "passthrough_params": list(result.passthrough_params),
+        "resampled_from": str(result.resampled_from) if result.resampled_from else None,
+        "upscaled": result.upscaled,
+        "failures": [failure.model_dump() for failure in result.failures],
+        "replayed": replayed,
     }

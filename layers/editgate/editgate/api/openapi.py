@@ -177,13 +177,18 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
                 },
             },
             **fields,
+            "stream": {**fields["stream"], "type": "boolean"},
         },
         "required": ["images", "prompt"],
         "additionalProperties": _PASSTHROUGH,
         "example": {"images": [{"image_url": _EXAMPLE_IMAGE}], "prompt": "make it a winter evening"},
     }
     success = {
-        "description": "The edited images, or with `dry_run=true` what fal would be sent and the cost.",
+        "description": (
+            "The edited images, or with `dry_run=true` what fal would be sent and the cost. With "
+            "`stream=true`, `text/event-stream`: API Gateway REST buffers the body, so every event "
+            "arrives at once when the edit is done; an error before it is the usual JSON error."
+        ),
         "headers": {
             "x-request-id": {"$ref": "#/components/headers/x-request-id"},
             "Server-Timing": {"$ref": "#/components/headers/Server-Timing"},
@@ -196,7 +201,14 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
                         {"$ref": "#/components/schemas/EditDryRun"},
                     ]
                 }
-            }
+            },
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "Per image, `event: image_edit.completed` and a `data:` line holding an "
+                    "`ImageEditCompletedEvent` (in `components.schemas`), then a blank line.",
+                },
+            },
         },
     }
     return {

@@ -59,6 +59,14 @@ def edit_fields(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
             "default": defaults["output_format"],
         },
         "output_compression": {"type": "integer", "minimum": 0, "maximum": MAX_COMPRESSION},
+        # Typed only in the JSON body (openapi.py): a multipart field is text, `true` or `false`.
+        "stream": {
+            "description": (
+                "`true`: answer `text/event-stream`, one `image_edit.completed` event per image, its "
+                "image as `b64_json` (so not with `response_format=url`). API Gateway sends the body "
+                "whole: the events arrive together when the edit is done. No partial images."
+            ),
+        },
     }
     for spec in specs:
         for param in spec.params:
@@ -97,6 +105,39 @@ def schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
         "type": "object",
         "properties": {"usd": {"type": "number"}, "images": {"type": "integer"}},
         "required": ["usd", "images"],
+    }
+    usage = {
+        "type": "object",
+        "description": "OpenAI's ImageGenUsage: fal bills by image, so every count is 0.",
+        "properties": {
+            "input_tokens": {"type": "integer"},
+            "input_tokens_details": {
+                "type": "object",
+                "properties": {"text_tokens": {"type": "integer"}, "image_tokens": {"type": "integer"}},
+                "required": ["text_tokens", "image_tokens"],
+            },
+            "output_tokens": {"type": "integer"},
+            "total_tokens": {"type": "integer"},
+        },
+        "required": ["input_tokens", "input_tokens_details", "output_tokens", "total_tokens"],
+    }
+    metadata = {
+        "type": "object",
+        "description": "The gateway's facts about the edit (an extension of OpenAI's answer).",
+        "properties": {
+            "request_id": {"type": "string"},
+            "model": {"type": "string", "enum": model_ids},
+            "provider": {"type": "string"},
+            "cost": cost,
+            "provider_request_ids": {"type": "array", "items": {"type": "string"}},
+            "ignored_params": {"type": "array", "items": {"type": "string"}},
+            "passthrough_params": PASSTHROUGH_PARAMS,
+            "resampled_from": nullable_string,
+            "upscaled": {"type": "boolean"},
+            "failures": failures,
+            "replayed": {"type": "boolean"},
+        },
+        "required": ["request_id", "model", "cost", "replayed"],
     }
     return {
         "Health": {
@@ -142,44 +183,36 @@ def schemas(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
                 },
                 "size": {"type": "string"},
                 "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
-                "usage": {
-                    "type": "object",
-                    "description": "OpenAI's ImageGenUsage: fal bills by image, so every count is 0.",
-                    "properties": {
-                        "input_tokens": {"type": "integer"},
-                        "input_tokens_details": {
-                            "type": "object",
-                            "properties": {
-                                "text_tokens": {"type": "integer"},
-                                "image_tokens": {"type": "integer"},
-                            },
-                            "required": ["text_tokens", "image_tokens"],
-                        },
-                        "output_tokens": {"type": "integer"},
-                        "total_tokens": {"type": "integer"},
-                    },
-                    "required": ["input_tokens", "input_tokens_details", "output_tokens", "total_tokens"],
-                },
-                "metadata": {
-                    "type": "object",
-                    "description": "The gateway's facts about the edit (an extension of OpenAI's answer).",
-                    "properties": {
-                        "request_id": {"type": "string"},
-                        "model": {"type": "string", "enum": model_ids},
-                        "provider": {"type": "string"},
-                        "cost": cost,
-                        "provider_request_ids": {"type": "array", "items": {"type": "string"}},
-                        "ignored_params": {"type": "array", "items": {"type": "string"}},
-                        "passthrough_params": PASSTHROUGH_PARAMS,
-                        "resampled_from": nullable_string,
-                        "upscaled": {"type": "boolean"},
-                        "failures": failures,
-                        "replayed": {"type": "boolean"},
-                    },
-                    "required": ["request_id", "model", "cost", "replayed"],
-                },
+                "usage": usage,
+                "metadata": metadata,
             },
             "required": ["created", "data"],
+        },
+        "ImageEditCompletedEvent": {
+            "type": "object",
+            "description": "One event of a `stream=true` answer (`event: image_edit.completed`, then this as "
+            "`data:`), one per image.",
+            "properties": {
+                "type": {"const": "image_edit.completed"},
+                "b64_json": {"type": "string"},
+                "created_at": {"type": "integer"},
+                "size": {"type": "string"},
+                "quality": {"const": "auto"},
+                "background": {"const": "auto"},
+                "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
+                "usage": usage,
+                "metadata": metadata,
+            },
+            "required": [
+                "type",
+                "b64_json",
+                "created_at",
+                "size",
+                "quality",
+                "background",
+                "output_format",
+                "usage",
+            ],
         },
         "EditDryRun": {
             "type": "object",

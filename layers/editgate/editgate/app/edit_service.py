@@ -38,6 +38,7 @@ class EditCall:
     request_id: str
     deadline: float  # time.monotonic()
     dry_run: bool = False
+    stream: bool = False  # the answer as server-sent events (the door's concern: the edit is the same)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,11 @@ FINISH_BYTES_PER_PIXEL = {"png": 6, "jpeg": 6, "webp": 13, "gif": 14, "avif": 32
 # The share of the function's memory that images being finished side by side may take: the rest
 # is the runtime, the downloaded bytes and the answers.
 FINISH_MEMORY_SHARE = 0.4
-# Lambda stops the function at its timeout; an HTTPS edit leaves this much to answer with a clean 504.
-HTTPS_ANSWER_MARGIN_SECONDS = 1.0
+# What an HTTPS edit leaves of its invocation to answer with a clean 504. The template gives the
+# function API Gateway's integration timeout (ApiTimeoutSeconds) and REQUEST_DEADLINE_SECONDS the
+# same, so this margin is what keeps the answer inside the gateway's time, which also counts a
+# cold start's init and the network: 27 s of 29 by default.
+HTTPS_ANSWER_MARGIN_SECONDS = 2.0
 # A batch item leaves this much of the invocation (at most 5 s, at most a fifth of it) to record it.
 BATCH_MARGIN_SECONDS = 5.0
 
@@ -65,6 +68,25 @@ def check_b64_fits(size: int) -> None:
             f"The images are {size:,} bytes as base64, over Lambda's "
             f"{LAMBDA_RESPONSE_LIMIT:,}-byte response limit: ask for response_format=url.",
             param="response_format",
+        )
+
+
+def json_string_size(text: str) -> int:
+    """The characters a ``text`` of printable ASCII and line feeds (events, JSON) takes as a JSON
+    string, as Lambda's response holds a text body: its quotes, backslashes and line feeds escaped
+    (counted, not encoded again: a 6 MB body is counted in a few ms, encoded in 20)."""
+    return len(text) + 2 + text.count('"') + text.count("\\") + text.count("\n")
+
+
+def check_stream_fits(events: str) -> None:
+    """A ``stream=true`` answer, measured once made as Lambda's response holds it: the images'
+    base64 and each event's own fields, escaped."""
+    size = json_string_size(events)
+    if size > LAMBDA_RESPONSE_LIMIT:
+        raise PayloadTooLarge(
+            f"The answer's events are {size:,} bytes, over Lambda's {LAMBDA_RESPONSE_LIMIT:,}-byte "
+            "response limit: ask for fewer or smaller images, or for response_format=url without stream.",
+            param="stream",
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -31,9 +31,11 @@ def provider_fields(options: dict[str, Any], spec: ModelSpec) -> tuple[dict[str,
         elif name in IGNORED_PARAMS:
             ignored.append(name)
         elif name == "stream":
-            if _coerce(_STREAM, value):  # stream=false is what the gateway does anyway
+            # The HTTPS edit takes ``stream`` out first (``take_stream``); it reaches here from
+            # the doors that cannot stream (a batch line), where stream=false is what they do.
+            if _coerce(_STREAM, value):
                 raise InvalidRequest(
-                    "Streaming is not supported: send the request without 'stream'.",
+                    "Only POST /v1/images/edits answers a stream: send this edit without 'stream'.",
                     param="stream",
                     code="unsupported_parameter",
                 )
@@ -176,6 +178,13 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 _STREAM = ParamSpec(name="stream", field="stream", kind="bool")
+
+
+def take_stream(options: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The options without ``stream``, and whether it asks for the answer as a stream of events
+    (typed like a model's own flag: "true", "1")."""
+    rest = dict(options)
+    return rest, bool(_coerce(_STREAM, rest.pop("stream", False)))
 
 
 def _refuse_gateway_field(name: str, spec: ModelSpec) -> None:
