@@ -10,6 +10,7 @@ find a running editgate serve by themselves (no AWS variables needed locally).""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # piped into `head`, which stopped reading: what was left is not shown
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes at exit
+        return 1
     except Exception as error:  # a user's mistake or an AWS refusal in one line; a bug keeps its traceback
         return report(error)
     return code
