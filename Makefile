@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 NATIVE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))')
 
-.PHONY: help venv node-deps browser demo batch-demo bench serve test lint typecheck template build build-native pytest clean
+.PHONY: help venv node-deps browser demo batch-demo bench serve test lint typecheck template build build-native pytest clean deploy smoke
 
 help:
 	@echo "make demo   - edit the bundled sample image on the local stack (no AWS, no fal key)"
@@ -23,15 +23,19 @@ help:
 	@echo "make serve  - run the API locally on http://127.0.0.1:8000/v1 (key sk-local)"
 	@echo "make batch-demo - a 20-image batch edit through the batch bucket on the local stack"
 	@echo "make bench  - the benchmarks (not part of make test)"
+	@echo "make deploy - build and deploy to AWS with SAM (guided the first time; docs/deploy.md)"
+	@echo "make smoke  - check the deployed stack answers (STACK=editgate; nothing billed)"
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python 3.11+ found"; exit 1; }
-	@echo "Setting up $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	@echo "Setting up $(VENV) with $(PYTHON) ($$($(PYTHON) --version)): once, about 3-5 minutes."
+	@echo "It installs editgate and its development tools from PyPI (boto3, Powertools, Pillow, moto,"
+	@echo "openai, the SAM CLI, cfn-lint, pytest, ruff, mypy, Playwright...): about 600 MB."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	@touch $@
 
 # The Node SDK contract tests' dependencies (skipped, with a message, where npm is missing).
@@ -50,6 +54,7 @@ browser:
 	else echo "SKIPPED installing chromium: not root (the playground's browser tests will be skipped)"; fi
 
 demo: venv
+	@echo "Editing the bundled sample image on a local stack started for this edit (about 10 s)"
 	$(BIN)/editgate edit --prompt "turn it into a snowy winter evening" --output out/demo.png
 
 batch-demo: venv
@@ -100,6 +105,23 @@ build-native: venv
 	@if [ "$(HAS_PY313)" = 1 ]; then $(BIN)/sam build --build-dir .aws-sam/build-native \
 		--parameter-overrides Architecture=$(NATIVE_ARCH) && $(COMPILE) .aws-sam/build-native; \
 	else echo "SKIPPED native sam build (needs Python 3.13)"; fi
+
+# The first deploy asks (sam deploy --guided) and saves the answers in samconfig.toml under
+# [$(DEPLOY_ENV).deploy.parameters]; later ones reuse them. docs/deploy.md: the permissions needed.
+DEPLOY_ENV ?= default
+SAMCONFIG = $(BIN)/python -c 'import sys, tomllib; c = tomllib.load(open("samconfig.toml", "rb")).get("$(DEPLOY_ENV)", {}); \
+	p = {**c.get("global", {}).get("parameters", {}), **c.get("deploy", {}).get("parameters", {})}; print(eval(sys.argv[1]))'
+STACK ?= $(shell $(SAMCONFIG) 'p.get("stack_name", "editgate")' 2>/dev/null || echo editgate)
+DEPLOYED_BEFORE = $(shell $(SAMCONFIG) 'int("region" in p)' 2>/dev/null)
+
+deploy: build
+	@if [ "$(DEPLOYED_BEFORE)" = 1 ]; then $(BIN)/sam deploy --config-env $(DEPLOY_ENV); \
+	else echo "First deploy of config env '$(DEPLOY_ENV)': sam asks for the region and the parameters, then saves them."; \
+		$(BIN)/sam deploy --guided --config-env $(DEPLOY_ENV); fi
+	@echo "Next: $(BIN)/editgate smoke --stack $(STACK)   (checks it answers; nothing billed)"
+
+smoke: venv
+	$(BIN)/editgate smoke --stack $(STACK)
 
 pytest: venv
 	$(BIN)/pytest

@@ -37,6 +37,7 @@ BENCHMARKS = [
     "aws_cost",
     "batch",
     "aws_calls",
+    "cli",
 ]
 QUICK = {
     "overhead": ["--runs", "5", "--warmup", "1", "--sizes", "1024"],
@@ -48,6 +49,7 @@ QUICK = {
     "aws_cost": ["--runs", "2"],
     "batch": ["--items", "20", "--latencies", "2"],
     "aws_calls": ["--items", "20", "--runs", "1", "--timeout", "30"],
+    "cli": ["--runs", "3"],
 }
 
 

@@ -1,68 +1,157 @@
 """``editgate keys create|list|revoke``: the gateway's API keys, in a deployed stack (``--stack``:
-its keys table, and an API Gateway key in its usage plan for each) or in a local stack's moto
-(``--table``, with ``AWS_ENDPOINT_URL`` set as ``editgate serve`` prints). A new key is shown
-once; only its hash is kept."""
+its keys table, and an API Gateway key in its usage plan for each) or in a running ``editgate
+serve`` (``--table``: found by itself). A new key is shown once; only its hash is kept."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-import boto3
+from editgate_local.cli_support import USAGE, CliError, add_command, stack_outputs, use_local_stack
 
-from editgate.adapters.keys import KeyRecord, KeyTable, new_record
+if TYPE_CHECKING:
+    from editgate.adapters.keys import KeyRecord, KeyTable
+
+LOCAL_TABLE = "editgate-local-api-keys"  # stack.KEYS_TABLE, without importing the stack
+
+
+@dataclass(frozen=True)
+class KeyPlace:
+    """Where a stack keeps its keys: the table, and the usage plan (a deployed stack's)."""
+
+    table: KeyTable
+    usage_plan: str | None
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("keys", help="create, list and revoke the gateway's API keys")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--stack", help="a deployed editgate stack's name")
-    where.add_argument("--table", help="a keys table reached through AWS_ENDPOINT_URL (a local stack)")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    create = verbs.add_parser("create", help="a new key, shown once")
-    create.add_argument("--owner", required=True, help="who the key is for (a team, a service)")
-    create.add_argument("--expires-days", type=float, default=None)
-    verbs.add_parser("list", help="every key's id, owner, dates and state (never the key)")
+    parser = add_command(
+        commands,
+        "keys",
+        "create, list and revoke the gateway's API keys",
+        f"  editgate keys --table {LOCAL_TABLE} create --owner alice   (a running editgate serve)\n"
+        "  editgate keys create --owner team-a --stack editgate          (a deployed stack)\n"
+        "  editgate keys list --stack editgate --json\n"
+        "  editgate keys revoke key_0123456789abcdef --stack editgate",
+    )
+    _where(parser, argparse_default=None)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = verbs.add_parser("create", help="a new key, shown once", description="a new key, shown once")
+    create.add_argument("--owner", required=True, help="who the key is for: a team, a service (required)")
+    create.add_argument(
+        "--expires-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="days until it stops working (default: never)",
+    )
+    listing = verbs.add_parser("list", help="every key's id, owner, dates and state (never the key)")
+    listing.add_argument("--json", action="store_true", help="one JSON array, for scripts (default: a table)")
     revoke = verbs.add_parser("revoke", help="refuse a key from now on")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id, as create and list show it (key_...)")
+    for verb in (create, listing, revoke):
+        _where(verb, argparse_default=argparse.SUPPRESS)  # also accepted after the verb
+    parser.set_defaults(run=main)
+
+
+def _where(parser: argparse.ArgumentParser, argparse_default: Any) -> None:
+    parser.add_argument(
+        "--stack",
+        default=argparse_default,
+        metavar="NAME",
+        help="a deployed editgate stack's name (this or --table is required)",
+    )
+    parser.add_argument(
+        "--table",
+        default=argparse_default,
+        metavar="TABLE",
+        help=f"a running editgate serve's keys table, {LOCAL_TABLE} (this or --stack is required)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    table, usage_plan = _where(args)
+    place = key_place(args.stack, args.table)
     if args.verb == "create":
         expires = int(time.time() + args.expires_days * 86400) if args.expires_days else None
-        key, record = new_record(args.owner, expires_at=expires)
-        if usage_plan:  # API Gateway throttles and counts the key by this usage-plan key
-            gateway = boto3.client("apigateway")
-            created = gateway.create_api_key(name=record.key_id, value=record.usage_key, enabled=True)
-            gateway.create_usage_plan_key(usagePlanId=usage_plan, keyId=created["id"], keyType="API_KEY")
-        table.put(record.key_hash, record.model_dump())
+        key, record = create_key(place, args.owner, expires)
         print(f"key id: {record.key_id}\nowner:  {record.owner}\nkey:    {key}")
         print("The key is shown only now: editgate keeps its hash alone.")
         return 0
-    records = [KeyRecord.model_validate(r) for r in table.records()]
     if args.verb == "list":
-        for record in sorted(records, key=lambda r: r.created):
-            state = "revoked" if record.revoked else "expired" if not record.usable(time.time()) else "active"
-            print(f"{record.key_id}  {record.owner:20}  created {_day(record.created)}  "
-                  f"expires {_day(record.expires_at)}  {state}")  # fmt: skip
-        return 0
-    found = [r for r in records if r.key_id == args.key_id]
-    if not found:
-        print(f"no key {args.key_id}")
-        return 1
-    table.put(found[0].key_hash, found[0].model_copy(update={"revoked": True}).model_dump())
+        return _list(place, as_json=args.json)
+    revoke_key(place, args.key_id)
     print(f"revoked {args.key_id} (API Gateway's cached answers for it end within 5 minutes)")
     return 0
 
 
-def _where(args: argparse.Namespace) -> tuple[KeyTable, str | None]:
-    if args.table:
-        return KeyTable(args.table), None
-    stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return KeyTable(outputs["ApiKeysTableName"]), outputs["UsagePlanId"]
+def key_place(stack: str | None, table: str | None) -> KeyPlace:
+    if bool(stack) == bool(table):
+        raise CliError(
+            f"say which keys: --stack NAME (a deployed stack) or --table {LOCAL_TABLE} (a running "
+            "editgate serve), one of the two",
+            USAGE,
+        )
+    from editgate.adapters.keys import KeyTable
+
+    if table:
+        use_local_stack()
+        return KeyPlace(KeyTable(table), None)
+    outputs = stack_outputs(str(stack), "ApiKeysTableName", "UsagePlanId")
+    return KeyPlace(KeyTable(outputs["ApiKeysTableName"]), outputs["UsagePlanId"])
+
+
+def create_key(place: KeyPlace, owner: str, expires_at: int | None = None) -> tuple[str, KeyRecord]:
+    """A new key, stored hashed (and, in a deployed stack, its usage-plan key)."""
+    from editgate.adapters.keys import new_record
+
+    key, record = new_record(owner, expires_at=expires_at)
+    if place.usage_plan:  # API Gateway throttles and counts the key by this usage-plan key
+        import boto3
+
+        gateway = boto3.client("apigateway")
+        created = gateway.create_api_key(name=record.key_id, value=record.usage_key, enabled=True)
+        gateway.create_usage_plan_key(usagePlanId=place.usage_plan, keyId=created["id"], keyType="API_KEY")
+    place.table.put(record.key_hash, record.model_dump())
+    return key, record
+
+
+def revoke_key(place: KeyPlace, key_id: str) -> None:
+    found = [record for record in _records(place) if record.key_id == key_id]
+    if not found:
+        raise CliError(f"no key {key_id} in this stack: `editgate keys list` shows the ids")
+    place.table.put(found[0].key_hash, found[0].model_copy(update={"revoked": True}).model_dump())
+
+
+def _records(place: KeyPlace) -> list[KeyRecord]:
+    from editgate.adapters.keys import KeyRecord
+
+    return [KeyRecord.model_validate(r) for r in place.table.records()]
+
+
+def _list(place: KeyPlace, *, as_json: bool) -> int:
+    now = time.time()
+    rows = [
+        {
+            "key_id": record.key_id,
+            "owner": record.owner,
+            "created": _day(record.created),
+            "expires": _day(record.expires_at),
+            "state": "revoked" if record.revoked else "active" if record.usable(now) else "expired",
+        }
+        for record in sorted(_records(place), key=lambda r: r.created)
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(
+            f"{row['key_id']}  {row['owner']:20}  created {row['created']}  "
+            f"expires {row['expires']}  {row['state']}"
+        )
+    return 0
 
 
 def _day(epoch: int | None) -> str:

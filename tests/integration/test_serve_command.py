@@ -57,8 +57,8 @@ def test_given_serve_then_it_prints_base_url_key_and_which_fal_before_ready(
 ) -> None:
     base_url, lines = served
     output = "\n".join(lines)
-    assert f"base URL: {base_url}/v1" in output
-    assert "API key:  sk-served" in output
+    assert f"base URL:   {base_url}/v1" in output
+    assert "API key:    sk-served" in output
     assert "fal emulator" in output
     assert "nothing billed" in output
 

@@ -10,7 +10,7 @@ import pytest
 from editgate.adapters.queue import SQS_MAX_BYTES, batched_for_sqs, message_body
 from editgate.app.batch.layout import ImageRules, output_key
 from editgate.settings import Settings, SettingsError
-from editgate_local.batch_cli import item_ids
+from editgate_local.batch_commands import item_ids
 
 RULES = ImageRules(batch_bucket="batch", source_bucket="catalog")
 
