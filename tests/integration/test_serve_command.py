@@ -41,7 +41,7 @@ def serving(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[tuple[str,
         yield f"http://127.0.0.1:{port}", lines
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=30)  # a loaded machine stops the stack slower
 
 
 @pytest.fixture(scope="module")
