@@ -11,7 +11,10 @@ BIN := $(CURDIR)/$(VENV)/bin
 # sam build looks for the runtime's python3.13 on PATH: the venv's, where it is 3.13.
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
-export AWS_DEFAULT_REGION ?= us-east-1
+# The local targets' region (the local stack's resources live there; nothing reaches AWS). Not
+# deploy's nor smoke's: those use the region saved in samconfig.toml, else the operator's AWS config.
+LOCAL_TARGETS := demo batch-demo serve bench test lint typecheck template build build-native pytest
+$(LOCAL_TARGETS): export AWS_DEFAULT_REGION ?= us-east-1
 NATIVE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 HAS_PY313 = $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))')
 
@@ -114,14 +117,21 @@ SAMCONFIG = $(BIN)/python -c 'import sys, tomllib; c = tomllib.load(open("samcon
 STACK ?= $(shell $(SAMCONFIG) 'p.get("stack_name", "editgate")' 2>/dev/null || echo editgate)
 DEPLOYED_BEFORE = $(shell $(SAMCONFIG) 'int("region" in p)' 2>/dev/null)
 
-deploy: build
+DEPLOYED_REGION = $(shell $(SAMCONFIG) 'p.get("region", "")' 2>/dev/null)
+SMOKE_REGION = $(if $(DEPLOYED_REGION),--region $(DEPLOYED_REGION))
+
+# sam build is skipped without Python 3.13 (see build): deploying then would send a stale or no
+# artifact, so deploy refuses first.
+deploy: venv
+	@if [ "$(HAS_PY313)" != 1 ]; then echo "cannot deploy: sam build needs Python 3.13 (the Lambda runtime) and $(VENV) has $$($(BIN)/python --version); install 3.13, then rm -rf $(VENV) and run make deploy again"; exit 1; fi
+	@$(MAKE) --no-print-directory build
 	@if [ "$(DEPLOYED_BEFORE)" = 1 ]; then $(BIN)/sam deploy --config-env $(DEPLOY_ENV); \
-	else echo "First deploy of config env '$(DEPLOY_ENV)': sam asks for the region and the parameters, then saves them."; \
+	else echo "First deploy of config env '$(DEPLOY_ENV)': sam asks for the region (default: your AWS config's) and the parameters, then saves them."; \
 		$(BIN)/sam deploy --guided --config-env $(DEPLOY_ENV); fi
-	@echo "Next: $(BIN)/editgate smoke --stack $(STACK)   (checks it answers; nothing billed)"
+	@echo "Next: $(BIN)/editgate smoke --stack $(STACK) $(SMOKE_REGION)  (checks it answers; nothing billed)"
 
 smoke: venv
-	$(BIN)/editgate smoke --stack $(STACK)
+	$(BIN)/editgate smoke --stack $(STACK) $(SMOKE_REGION)
 
 pytest: venv
 	$(BIN)/pytest

@@ -8,7 +8,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from editgate_local.cli_support import USAGE, CliError, add_command
+from editgate_local.cli_support import (
+    USAGE,
+    CliError,
+    add_aws_options,
+    add_command,
+    at_least_one,
+    check_local_name,
+    positive,
+)
 
 LOCAL_BUCKET = "editgate-local-batch"  # stack.BATCH_BUCKET, without importing the stack
 
@@ -19,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "batch",
         "batch edits through the batch bucket (a folder in, results out)",
         '  editgate batch sample photos --count 20 && editgate batch run photos --prompt "add snow"\n'
-        f'  editgate batch run photos --prompt "add snow" --bucket {LOCAL_BUCKET}   (a running serve)\n'
+        "      (on the running editgate serve, else on a local stack of its own)\n"
         '  editgate batch run photos --prompt "add snow" --param size=1024x1024 --stack editgate\n'
         "  editgate batch status photos-20250101-120000 --stack editgate --json\n"
         "  editgate batch redrive photos-20250101-120000 --stack editgate",
@@ -27,7 +35,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _target(parser, argparse_default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    run = verbs.add_parser("run", help="upload a folder and its manifest, then watch the batch")
+    run = add_command(
+        verbs,
+        "run",
+        "upload a folder and its manifest, then watch the batch",
+        '  editgate batch run photos --prompt "add snow"\n'
+        '  editgate batch run photos --prompt "add snow" --param size=1024x1024 --output out/snowy\n'
+        "  editgate batch run photos --stack editgate --region eu-west-1   (photos/manifest.jsonl)",
+    )
     run.add_argument("folder", type=Path, help="the images (and a manifest.jsonl, if it has its own)")
     run.add_argument(
         "--prompt", help="the edit for every image (required when the folder has no manifest.jsonl)"
@@ -37,13 +52,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="K=V",
+        type=_param,
         help="another edit parameter for every image, repeatable (default: none)",
     )
     run.add_argument(
         "--concurrency",
-        type=int,
+        type=at_least_one,
         default=10,
-        help="items edited at once, the embedded stack's (default: %(default)s)",
+        help="items edited at once, 1 or more, on a local stack of its own (default: %(default)s)",
     )
     run.add_argument(
         "--batch-id", default=None, help="the batch's id (default: the folder's name and the time)"
@@ -53,7 +69,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         default=None,
         metavar="FOLDER",
-        help="copy the results to this folder (default: leave them in the bucket)",
+        help="copy the results to this folder (default: leave them in the bucket; on a local stack "
+        "of its own, which stops with the command: out/batch-<batch id>)",
     )
     run.add_argument(
         "--fal-latency",
@@ -64,43 +81,75 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=positive,
         default=3600.0,
         metavar="SECONDS",
         help="stop watching after this long (default: %(default)s)",
     )
 
-    status = verbs.add_parser("status", help="a batch's summary")
+    status = add_command(
+        verbs,
+        "status",
+        "a batch's summary",
+        "  editgate batch status photos-20250101-120000\n"
+        "  editgate batch status photos-20250101-120000 --stack editgate --json",
+    )
     status.add_argument("batch_id", help="the batch's id, as batch run printed it")
     status.add_argument(
         "--json", action="store_true", help="the summary.json as it is (default: a few lines)"
     )
 
-    redrive = verbs.add_parser("redrive", help="queue a batch's failed items (and dead letters) again")
+    redrive = add_command(
+        verbs,
+        "redrive",
+        "queue a batch's failed items (and dead letters) again",
+        "  editgate batch redrive photos-20250101-120000\n"
+        "  editgate batch redrive photos-20250101-120000 --stack editgate",
+    )
     redrive.add_argument("batch_id", help="the batch's id, as batch run printed it")
 
-    worker = verbs.add_parser("worker", help="drive a running editgate serve's batch queue from this process")
+    worker = add_command(
+        verbs,
+        "worker",
+        "drive a running editgate serve's batch queue from this process (serve drives it already)",
+        "  editgate batch worker --concurrency 8",
+    )
     worker.add_argument(
         "--concurrency",
-        type=int,
+        type=at_least_one,
         default=4,
         help="execution environments, each one item at a time (default: %(default)s)",
     )
     worker.add_argument(
         "--function-timeout",
-        type=float,
+        type=positive,
         default=60.0,
         metavar="SECONDS",
         help="the batch function's timeout (default: %(default)s)",
     )
 
-    sample = verbs.add_parser("sample", help="write variants of the bundled sample image to a folder")
+    sample = add_command(
+        verbs,
+        "sample",
+        "write variants of the bundled sample image to a folder",
+        "  editgate batch sample photos --count 20",
+    )
     sample.add_argument("folder", type=Path, help="where the images go (made if missing)")
-    sample.add_argument("--count", type=int, default=20, help="how many images (default: %(default)s)")
+    sample.add_argument(
+        "--count", type=at_least_one, default=20, help="how many images, 1 or more (default: %(default)s)"
+    )
 
     for verb in (run, status, redrive):
         _target(verb, argparse_default=argparse.SUPPRESS)  # also accepted after the verb
     parser.set_defaults(run=main)
+
+
+def _param(text: str) -> str:
+    """An argparse type: ``NAME=VALUE`` (``size`` alone, without its value, is a usage error)."""
+    name, equals, _ = text.partition("=")
+    if not (name.strip() and equals):
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. size=1024x1024")
+    return text
 
 
 def _target(parser: argparse.ArgumentParser, argparse_default: Any) -> None:
@@ -108,32 +157,26 @@ def _target(parser: argparse.ArgumentParser, argparse_default: Any) -> None:
         "--stack",
         default=argparse_default,
         metavar="NAME",
-        help="a deployed editgate stack's name (status, redrive: this or --bucket is required)",
+        help="a deployed editgate stack's name (default: the running editgate serve; for run, "
+        "without one: a local stack of its own)",
     )
     parser.add_argument(
         "--bucket",
         default=argparse_default,
-        help=f"a running editgate serve's batch bucket, {LOCAL_BUCKET} (default for run: a local "
-        "stack of its own)",
+        help=f"the local stack's batch bucket, {LOCAL_BUCKET} (default: the running editgate serve's)",
     )
+    add_aws_options(parser, argparse_default)
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.stack and args.bucket:
-        raise CliError(
-            "give --stack (a deployed stack) or --bucket (a running editgate serve), not both", USAGE
-        )
-    if args.verb == "run":
-        if not args.folder.is_dir():
+    if args.verb in ("run", "status", "redrive"):
+        if args.stack and args.bucket:
             raise CliError(
-                f"no folder {args.folder}: give a folder of images (editgate batch sample makes one)"
+                "give --stack (a deployed stack) or --bucket (a running editgate serve), not both", USAGE
             )
-    elif args.verb in ("status", "redrive") and not (args.stack or args.bucket):
-        raise CliError(
-            f"say where the batch is: --stack NAME (a deployed stack) or --bucket {LOCAL_BUCKET} "
-            "(a running editgate serve)",
-            USAGE,
-        )
+        check_local_name(args.bucket, LOCAL_BUCKET, "--bucket")
+    if args.verb == "run" and not args.folder.is_dir():
+        raise CliError(f"no folder {args.folder}: give a folder of images (editgate batch sample makes one)")
     from editgate_local import batch_commands
 
     return batch_commands.main(args)

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import re
 import threading
 import time
@@ -29,7 +30,16 @@ from editgate.adapters.ledger import BatchLedger
 from editgate.adapters.objects import ObjectNotFound, ObjectStore
 from editgate.adapters.queue import WorkQueue
 from editgate.app.batch import layout, redrive
-from editgate_local.cli_support import FAILED_ITEMS, CliError, stack_outputs, use_local_stack
+from editgate_local.cli_support import (
+    FAILED_ITEMS,
+    USAGE,
+    CliError,
+    local_or_deployed,
+    running_serve,
+    stack_outputs,
+    use_aws,
+    use_local_stack,
+)
 from editgate_local.sample import SAMPLE_IMAGE
 from editgate_local.stack import LocalStack, batch_driver, batch_environment
 
@@ -46,6 +56,8 @@ class Deployment:
     table: str
     queue_url: str
     dead_letter_url: str
+    # False for a local stack of the command's own: its bucket is gone when the command ends.
+    lasting: bool = True
 
     def store(self) -> ObjectStore:
         return ObjectStore(self.bucket, f"{layout.OUTPUT}/", 3600)
@@ -66,11 +78,11 @@ def main(args: argparse.Namespace) -> int:
     if args.verb == "sample":
         return _sample(args.folder, args.count)
     if args.verb == "worker":
-        use_local_stack()
         return _worker(args.concurrency, args.function_timeout)
     if args.verb == "run":  # the folder is read and checked before any stack is reached
         batch = _batch(args)
-        if not (args.stack or args.bucket):
+        on_a_stack = args.stack or args.bucket or os.environ.get("AWS_ENDPOINT_URL") or running_serve()
+        if not on_a_stack:
             return _run_embedded(args, batch)
         return _run(args, batch, _deployment(args))
     deployment = _deployment(args)
@@ -88,10 +100,10 @@ def _run_embedded(args: argparse.Namespace, batch: tuple[str, Upload]) -> int:
         )
         console.print(f"fal:   {stack.fal_description}")
         with stack.batch_driver(args.concurrency):
-            return _run(args, batch, local_deployment("the embedded local stack"))
+            return _run(args, batch, local_deployment("the embedded local stack", lasting=False))
 
 
-def local_deployment(description: str) -> Deployment:
+def local_deployment(description: str, *, lasting: bool = True) -> Deployment:
     env = batch_environment()
     return Deployment(
         description,
@@ -99,12 +111,16 @@ def local_deployment(description: str) -> Deployment:
         env["BATCH_TABLE"],
         env["BATCH_QUEUE_URL"],
         env["BATCH_DEAD_LETTER_QUEUE_URL"],
+        lasting,
     )
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
-    if args.bucket:
-        return local_deployment(f"the local stack at {use_local_stack()}")
+    if local_or_deployed(args.stack, args.bucket, "--bucket"):
+        serve = use_local_stack()
+        where = f"the running editgate serve at {serve['base_url']}" if serve else "the local stack"
+        return local_deployment(f"{where} (moto at {os.environ['AWS_ENDPOINT_URL']})")
+    use_aws(args.region, args.profile)
     names = ("BatchBucketName", "BatchTableName", "BatchQueueUrl", "BatchDeadLetterQueueUrl")
     outputs = stack_outputs(args.stack, *names)
     return Deployment(
@@ -138,6 +154,12 @@ def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> Upload:
         name, _, value = pair.partition("=")
         defaults[name] = value
     images = [p for p in files if p.suffix.lower() in layout.IMAGE_SUFFIXES]
+    if not images:
+        raise CliError(
+            f"no images in {folder} (PNG, JPEG or WebP files, or a manifest.jsonl): editgate batch "
+            "sample makes some",
+            USAGE,
+        )
     ids = item_ids([p.name for p in images])
     lines = [{"defaults": defaults}] + [{"id": ids[p.name], "image": p.name} for p in images]
     manifest = "".join(json.dumps(line) + "\n" for line in lines).encode()
@@ -198,14 +220,18 @@ def _run(args: argparse.Namespace, batch: tuple[str, Upload], deployment: Deploy
     store.put(f"{layout.INCOMING}/{batch_id}/{layout.MANIFEST_NAME}", upload.manifest, "application/x-ndjson")
     console.print(f"uploaded {len(upload.files)} file(s) and the manifest")
     summary = _watch(batch_id, store, args.timeout)
-    _report(batch_id, summary, store, upload)
-    if args.output:
-        _download(batch_id, store, args.output)
+    _report(batch_id, summary, store, upload, deployment)
+    output = args.output or (None if deployment.lasting else Path("out") / f"batch-{batch_id}")
+    if output:
+        _download(batch_id, store, output)
     if summary is None or not summary["finished"]:
-        raise CliError(
-            f"batch {batch_id} did not finish within --timeout {args.timeout:g} s: "
+        later = (
             f"`editgate batch status {batch_id}` shows it later"
+            if deployment.lasting
+            else "the local stack of this command stops now, and the batch with it: give a longer "
+            "--timeout, or run it on `editgate serve`"
         )
+        raise CliError(f"batch {batch_id} did not finish within --timeout {args.timeout:g} s: {later}")
     return FAILED_ITEMS if summary["error"] or summary["counts"]["failed"] else 0
 
 
@@ -236,12 +262,14 @@ def _live_bar(batch_id: str) -> Iterator[Show]:
         TaskProgressColumn(),
         TextColumn(
             "{task.completed:.0f}/{task.fields[items]} done · {task.fields[failed]} failed · "
-            "{task.fields[images]} images · ${task.fields[cost]:.2f} · {task.fields[rate]:.1f} items/s"
+            "{task.fields[images]} · ${task.fields[cost]:.2f} · {task.fields[rate]:.1f} items/s"
         ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(batch_id, total=None, items="?", failed=0, images=0, cost=0.0, rate=0.0)
+        task = progress.add_task(
+            batch_id, total=None, items="?", failed=0, images="0 images", cost=0.0, rate=0.0
+        )
 
         def show(summary: dict[str, Any], elapsed: float) -> None:
             done = summary["counts"]["succeeded"] + summary["counts"]["failed"]
@@ -251,7 +279,7 @@ def _live_bar(batch_id: str) -> Iterator[Show]:
                 total=summary["items"] if summary["manifest_read"] else None,
                 items=_items(summary),
                 failed=summary["counts"]["failed"],
-                images=summary["images"],
+                images=counted(summary["images"], "image"),
                 cost=summary["cost"]["usd"],
                 rate=done / max(elapsed, 1e-6),
             )
@@ -272,8 +300,8 @@ def _plain_lines(batch_id: str) -> Iterator[Show]:
         done = summary["counts"]["succeeded"] + summary["counts"]["failed"]
         print(
             f"{batch_id}: {done}/{_items(summary)} done · {summary['counts']['failed']} failed · "
-            f"{summary['images']} images · ${summary['cost']['usd']:.2f} · {done / max(elapsed, 1e-6):.1f} "
-            f"items/s · {elapsed:.0f} s",
+            f"{counted(summary['images'], 'image')} · ${summary['cost']['usd']:.2f} · "
+            f"{done / max(elapsed, 1e-6):.1f} items/s · {elapsed:.0f} s",
             flush=True,
         )
 
@@ -292,7 +320,9 @@ def read_summary(batch_id: str, store: ObjectStore) -> dict[str, Any] | None:
     return summary
 
 
-def _report(batch_id: str, summary: dict[str, Any] | None, store: ObjectStore, upload: Upload) -> None:
+def _report(
+    batch_id: str, summary: dict[str, Any] | None, store: ObjectStore, upload: Upload, deployment: Deployment
+) -> None:
     if summary is None:
         console.print("[red]no summary yet: the batch has not started (is the manifest where it should be?)")
         return
@@ -301,7 +331,7 @@ def _report(batch_id: str, summary: dict[str, Any] | None, store: ObjectStore, u
     counts = summary["counts"]
     console.print(
         f"{counts['succeeded']} succeeded, {counts['failed']} failed, {counts['pending']} pending; "
-        f"{summary['images']} images, ${summary['cost']['usd']:.2f}"
+        f"{counted(summary['images'], 'image')}, ${summary['cost']['usd']:.2f}"
     )
     rows = [
         (upload.images_by_line.get(r.get("line") or 0, ""), r["id"], str(r.get("line") or ""),
@@ -317,6 +347,8 @@ def _report(batch_id: str, summary: dict[str, Any] | None, store: ObjectStore, u
         print(f"failed: {file or '-'} (item {item}, line {line or '-'}): {code}: {message}")
     for name in upload.strays:
         console.print(f"[yellow]not in the manifest, so not edited: {name}")
+    if not deployment.lasting:  # the bucket dies with this command: only the copies are named
+        return
     folder = layout.output_key(batch_id)
     console.print(f"results: s3://{store.bucket}/{folder}/results/")
     console.print(f"records: s3://{store.bucket}/{folder}/items/ and summary.json")
@@ -366,11 +398,22 @@ def _redrive(batch_id: str, deployment: Deployment) -> int:
 
 
 def _worker(concurrency: int, function_timeout: float) -> int:
-    """The batch function's execution environments on a local stack another process runs."""
+    """The batch function's execution environments on the stack a running ``editgate serve``
+    holds, with the settings its functions have (its state file keeps them)."""
+    serve = running_serve()
+    if serve is None or "function_environment" not in serve:
+        raise CliError("no running editgate serve found: start one with `editgate serve` in another terminal")
+    os.environ.update(serve["function_environment"])
+    use_local_stack()
     with batch_driver(concurrency, function_timeout):
         print("ready", flush=True)
         threading.Event().wait()
     return 0
+
+
+def counted(number: int, thing: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _batch_id(folder: Path) -> str:
@@ -389,5 +432,5 @@ def _sample(folder: Path, count: int) -> int:
         image = image.rotate((index // 2) * 7, expand=False, fillcolor=(255, 255, 255))
         image = ImageEnhance.Color(image).enhance(0.4 + (index % 5) * 0.3)
         image.save(folder / f"photo-{index:03d}.png")
-    console.print(f"wrote {count} images to {folder}/")
+    console.print(f"wrote {counted(count, 'image')} to {folder}/")
     return 0

@@ -11,6 +11,8 @@ import json
 import os
 import socket
 import sys
+import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,75 @@ class CliError(Exception):
 
 
 class Help(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and examples (epilogs) printed as written."""
+    """Descriptions and examples (epilogs) printed as written; option help wrapped at spaces only,
+    never inside a hyphenated name such as ``editgate-local-api-keys``."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:  # argparse's one wrapping hook
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535 (a usage error otherwise)."""
+    number = whole_number(text)
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port: give 1-65535")
+    return number
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    number = whole_number(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number}: give 1 or more")
+    return number
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{text}: give a number above 0")
+    return number
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a number of 0 or more."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 or more")
+    return number
+
+
+def http_url(text: str) -> str:
+    """An argparse type: an http(s) URL whose port, if given, is one (1-65535)."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - urllib checks the port when it is read
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: its port is not 1-65535") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+    return text
+
+
+def not_blank(text: str) -> str:
+    """An argparse type: some text, not only spaces."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("it is empty: give a name")
+    return text
 
 
 def add_command(
@@ -52,18 +122,20 @@ def key_from_environment(default: str = "sk-local") -> str:
 # --- the running `editgate serve`, found through the state file it leaves -----------------------
 
 
-def state_file() -> Path:
-    """Where a running ``editgate serve`` leaves its endpoints (removed when it stops)."""
+def state_folder() -> Path:
+    """Where each running ``editgate serve`` leaves its endpoints, one file per port (removed when
+    it stops)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "editgate" / "serve.json"
+    return Path(cache) / "editgate"
 
 
 @contextlib.contextmanager
-def serve_state(state: dict[str, Any]) -> Iterator[Path]:
-    """The state file for as long as the block runs (another serve's later file is left alone)."""
-    path = state_file()
+def serve_state(state: dict[str, Any], port: int) -> Iterator[Path]:
+    """This serve's state file for as long as the block runs: its own, by port, so another serve
+    on another port neither overwrites it nor loses its own when this one stops."""
+    path = state_folder() / f"serve-{port}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**state, "pid": os.getpid()}, indent=2) + "\n")
+    path.write_text(json.dumps({**state, "pid": os.getpid(), "started": time.time()}, indent=2) + "\n")
     try:
         yield path
     finally:
@@ -72,18 +144,23 @@ def serve_state(state: dict[str, Any]) -> Iterator[Path]:
 
 
 def running_serve() -> dict[str, Any] | None:
-    """The state of the running ``editgate serve``, if one is (a stale file is ignored)."""
-    state = _read(state_file())
+    """The state of the running ``editgate serve`` (the newest, if several run); files left by
+    one that died (its process gone) are ignored."""
+    live = [state for path in state_folder().glob("serve-*.json") if _alive(state := _read(path))]
+    return max(live, key=lambda state: float(state.get("started", 0)), default=None)
+
+
+def _alive(state: dict[str, Any]) -> bool:
     pid = state.get("pid")
     if not isinstance(pid, int):
-        return None
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:  # alive, another user's
         pass
-    return state
+    return True
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -94,14 +171,16 @@ def _read(path: Path) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def use_local_stack() -> str:
+def use_local_stack() -> dict[str, Any]:
     """Point boto3 at a local stack's moto: ``AWS_ENDPOINT_URL`` if set, else the running
     ``editgate serve``'s. A loopback endpoint gets dummy credentials and the stack's region (moto
-    takes any; real credentials are never sent to it). Returns the endpoint."""
+    takes any; real credentials are never sent to it). Returns the serve's state ({} when
+    ``AWS_ENDPOINT_URL`` named the endpoint)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    state: dict[str, Any] = {}
     if not endpoint:
-        state = running_serve()
-        if state is None:
+        state = running_serve() or {}
+        if not state:
             raise CliError(
                 "no running editgate serve found: start one with `editgate serve` in another terminal "
                 "(or set AWS_ENDPOINT_URL to a moto endpoint)"
@@ -113,7 +192,53 @@ def use_local_stack() -> str:
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.pop("AWS_PROFILE", None)
         os.environ["AWS_DEFAULT_REGION"] = os.environ["AWS_REGION"] = LOCAL_REGION
-    return endpoint
+    return state
+
+
+def local_or_deployed(stack: str | None, local_name: str | None, option: str) -> bool:
+    """Whether a command's target is a local stack (``option``, e.g. ``--table``, given, or no
+    ``--stack`` and a running serve) rather than the deployed ``--stack``; a usage error when it
+    is neither or both."""
+    if stack and local_name:
+        raise CliError(
+            f"give --stack (a deployed stack) or {option} (a running editgate serve), not both", USAGE
+        )
+    if stack:
+        return False
+    if local_name or os.environ.get("AWS_ENDPOINT_URL") or running_serve():
+        return True
+    raise CliError(
+        "say which stack: --stack NAME (a deployed stack), or start `editgate serve` (found by itself)",
+        USAGE,
+    )
+
+
+def check_local_name(given: str | None, local: str, option: str) -> None:
+    """A local stack has one keys table and one batch bucket: another name is a usage error."""
+    if given and given != local:
+        raise CliError(f"{option} {given}: the local stack's is {local} (or leave {option} out)", USAGE)
+
+
+def add_aws_options(parser: argparse.ArgumentParser, argparse_default: Any = None) -> None:
+    """``--region`` and ``--profile`` for a deployed stack (``--stack``)."""
+    parser.add_argument(
+        "--region",
+        default=argparse_default,
+        help="the deployed stack's AWS region (default: $AWS_REGION, else your AWS config's)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=argparse_default,
+        help="the AWS CLI profile to use (default: $AWS_PROFILE, else the default profile)",
+    )
+
+
+def use_aws(region: str | None, profile: str | None) -> None:
+    """boto3's default session, with the region and profile given (else boto3's own lookup)."""
+    if region or profile:
+        import boto3
+
+        boto3.setup_default_session(region_name=region, profile_name=profile)
 
 
 def is_loopback(url: str) -> bool:
@@ -143,7 +268,12 @@ def explain(error: BaseException) -> str | None:
             return f"cannot reach AWS ({error}): check the network, AWS_ENDPOINT_URL and the region"
         if isinstance(error, aws.ClientError):
             details = error.response.get("Error", {})
-            return f"AWS refused: {details.get('Code')}: {details.get('Message')}"
+            hint = (
+                " (check the name given: --stack, --table, --bucket; and --region)"
+                if details.get("Code") in ("ResourceNotFoundException", "NoSuchBucket", "ValidationError")
+                else ""
+            )
+            return f"AWS refused: {details.get('Code')}: {details.get('Message')}{hint}"
     if isinstance(error, FileNotFoundError):
         return f"no such file or folder: {error.filename}"
     return None

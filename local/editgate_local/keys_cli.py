@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from editgate_local.cli_support import USAGE, CliError, add_command, stack_outputs, use_local_stack
+from editgate_local.cli_support import (
+    CliError,
+    add_aws_options,
+    add_command,
+    check_local_name,
+    local_or_deployed,
+    not_blank,
+    positive,
+    stack_outputs,
+    use_aws,
+    use_local_stack,
+)
 
 if TYPE_CHECKING:
     from editgate.adapters.keys import KeyRecord, KeyTable
@@ -32,25 +43,44 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         commands,
         "keys",
         "create, list and revoke the gateway's API keys",
-        f"  editgate keys --table {LOCAL_TABLE} create --owner alice   (a running editgate serve)\n"
-        "  editgate keys create --owner team-a --stack editgate          (a deployed stack)\n"
-        "  editgate keys list --stack editgate --json\n"
+        "  editgate keys create --owner alice                    (the running editgate serve)\n"
+        "  editgate keys create --owner team-a --stack editgate  (a deployed stack)\n"
+        "  editgate keys list --stack editgate --region eu-west-1 --json\n"
         "  editgate keys revoke key_0123456789abcdef --stack editgate",
     )
     _where(parser, argparse_default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    create = verbs.add_parser("create", help="a new key, shown once", description="a new key, shown once")
-    create.add_argument("--owner", required=True, help="who the key is for: a team, a service (required)")
+    create = add_command(
+        verbs,
+        "create",
+        "a new key, shown once (only its hash is kept)",
+        "  editgate keys create --owner alice\n"
+        "  editgate keys create --owner team-a --expires-days 90 --stack editgate",
+    )
+    create.add_argument(
+        "--owner", required=True, type=not_blank, help="who the key is for: a team, a service (required)"
+    )
     create.add_argument(
         "--expires-days",
-        type=float,
+        type=positive,
         default=None,
         metavar="DAYS",
-        help="days until it stops working (default: never)",
+        help="days until it stops working, above 0 (default: never)",
     )
-    listing = verbs.add_parser("list", help="every key's id, owner, dates and state (never the key)")
+    listing = add_command(
+        verbs,
+        "list",
+        "every key's id, owner, dates and state (never the key)",
+        "  editgate keys list\n  editgate keys list --stack editgate --json",
+    )
     listing.add_argument("--json", action="store_true", help="one JSON array, for scripts (default: a table)")
-    revoke = verbs.add_parser("revoke", help="refuse a key from now on")
+    revoke = add_command(
+        verbs,
+        "revoke",
+        "refuse a key from now on",
+        "  editgate keys revoke key_0123456789abcdef\n"
+        "  editgate keys revoke key_0123456789abcdef --stack editgate",
+    )
     revoke.add_argument("key_id", help="the key's id, as create and list show it (key_...)")
     for verb in (create, listing, revoke):
         _where(verb, argparse_default=argparse.SUPPRESS)  # also accepted after the verb
@@ -62,18 +92,19 @@ def _where(parser: argparse.ArgumentParser, argparse_default: Any) -> None:
         "--stack",
         default=argparse_default,
         metavar="NAME",
-        help="a deployed editgate stack's name (this or --table is required)",
+        help="a deployed editgate stack's name (default: the running editgate serve)",
     )
     parser.add_argument(
         "--table",
         default=argparse_default,
         metavar="TABLE",
-        help=f"a running editgate serve's keys table, {LOCAL_TABLE} (this or --stack is required)",
+        help=f"the local stack's keys table, {LOCAL_TABLE} (default: the running editgate serve's)",
     )
+    add_aws_options(parser, argparse_default)
 
 
 def main(args: argparse.Namespace) -> int:
-    place = key_place(args.stack, args.table)
+    place = key_place(args.stack, args.table, args.region, args.profile)
     if args.verb == "create":
         expires = int(time.time() + args.expires_days * 86400) if args.expires_days else None
         key, record = create_key(place, args.owner, expires)
@@ -87,18 +118,18 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def key_place(stack: str | None, table: str | None) -> KeyPlace:
-    if bool(stack) == bool(table):
-        raise CliError(
-            f"say which keys: --stack NAME (a deployed stack) or --table {LOCAL_TABLE} (a running "
-            "editgate serve), one of the two",
-            USAGE,
-        )
+def key_place(
+    stack: str | None, table: str | None, region: str | None = None, profile: str | None = None
+) -> KeyPlace:
+    """A deployed stack's keys (``stack``), or the local stack's (``table``, or a running serve)."""
+    local = local_or_deployed(stack, table, "--table")
     from editgate.adapters.keys import KeyTable
 
-    if table:
+    if local:
+        check_local_name(table, LOCAL_TABLE, "--table")
         use_local_stack()
-        return KeyPlace(KeyTable(table), None)
+        return KeyPlace(KeyTable(LOCAL_TABLE), None)
+    use_aws(region, profile)
     outputs = stack_outputs(str(stack), "ApiKeysTableName", "UsagePlanId")
     return KeyPlace(KeyTable(outputs["ApiKeysTableName"]), outputs["UsagePlanId"])
 

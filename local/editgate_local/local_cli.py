@@ -9,6 +9,7 @@ import base64
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -16,7 +17,18 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from editgate_local.cli_support import CliError, add_command, key_from_environment, reachable, serve_state
+from editgate_local.cli_support import (
+    USAGE,
+    CliError,
+    add_command,
+    at_least_one,
+    http_url,
+    key_from_environment,
+    non_negative,
+    port,
+    reachable,
+    serve_state,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -32,6 +44,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "run the API on the embedded local stack (moto, the fal emulator, the API Gateway front)",
         "  editgate serve\n"
         "  editgate serve --port 9000 --fal-latency 2\n"
+        "  editgate serve --cors-origin http://localhost:5173   (a browser app on that origin)\n"
         "  EDITGATE_API_KEY=sk-mine editgate serve      (the key clients send)\n"
         "  FAL_KEY=... editgate serve                   (real fal: edits are billed)",
     )
@@ -40,10 +53,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="127.0.0.1",
         help="the API's address; moto and the fal emulator stay on 127.0.0.1 (default: %(default)s)",
     )
-    serve.add_argument("--port", type=int, default=8000, help="the API's port (default: %(default)s)")
+    serve.add_argument("--port", type=port, default=8000, help="the API's port (default: %(default)s)")
     serve.add_argument(
         "--fal-latency",
-        type=float,
+        type=non_negative,
         default=0.0,
         metavar="SECONDS",
         help="the fal emulator's run time per edit (default: %(default)s)",
@@ -54,6 +67,14 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=None,
         metavar="KEY",
         help="a key the API accepts, repeatable (default: $EDITGATE_API_KEY, else sk-local)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="a browser app's origin allowed to call the API (CORS), e.g. http://localhost:5173, "
+        "repeatable (default: none, CORS off)",
     )
     serve.set_defaults(run=_serve)
 
@@ -79,12 +100,15 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--output",
         type=Path,
         default=Path("out/edit.png"),
-        help="where the result is saved; more images get -1, -2... (default: %(default)s)",
+        help="where the result is saved, in the format its suffix names (.png, .jpg, .jpeg, .webp); "
+        "more images get -1, -2... (default: %(default)s)",
     )
     edit.add_argument(
         "--size", default=None, help="WxH, a ratio such as 16:9, or auto (default: the API's, auto)"
     )
-    edit.add_argument("--n", type=int, default=1, help="how many images, 1-10 (default: %(default)s)")
+    edit.add_argument(
+        "--n", type=at_least_one, default=1, help="how many images, 1-10 (default: %(default)s)"
+    )
     edit.add_argument("--model", default="hidream-e1-1", help="the model (default: %(default)s)")
     edit.add_argument(
         "--response-format",
@@ -94,6 +118,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     edit.add_argument(
         "--base-url",
+        type=http_url,
         default=os.environ.get("OPENAI_BASE_URL") or None,
         metavar="URL",
         help="an editgate API, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, "
@@ -115,10 +140,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "  editgate fal-emulator\n  editgate fal-emulator --port 8010 --latency 2 --key my-test-key",
     )
     emulator.add_argument("--host", default="127.0.0.1", help="its address (default: %(default)s)")
-    emulator.add_argument("--port", type=int, default=8010, help="its port (default: %(default)s)")
+    emulator.add_argument("--port", type=port, default=8010, help="its port (default: %(default)s)")
     emulator.add_argument(
         "--latency",
-        type=float,
+        type=non_negative,
         default=0.0,
         metavar="SECONDS",
         help="seconds before a request completes (default: %(default)s)",
@@ -153,43 +178,62 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.port)
-    from editgate_local.stack import BATCH_BUCKET, KEYS_TABLE, LocalStack
+    from editgate_local.stack import BATCH_BUCKET, LocalStack
 
     # `kill` (SIGTERM) ends it as Ctrl-C does: the with-blocks close and the state file goes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    cors = {"CORS_ALLOW_ORIGINS": ",".join(args.cors_origin)} if args.cors_origin else {}
     stack = LocalStack(
-        host=args.host, port=args.port, api_keys=_serve_keys(args.api_key), fal_latency=args.fal_latency
+        host=args.host,
+        port=args.port,
+        api_keys=_serve_keys(args.api_key),
+        fal_latency=args.fal_latency,
+        settings_env=cors,
     )
     with stack:
         api = stack.base_url
         state = {
             "base_url": f"{api}/v1",
             "aws_endpoint_url": stack.env["AWS_ENDPOINT_URL"],
-            "keys_table": KEYS_TABLE,
-            "batch_bucket": BATCH_BUCKET,
+            "function_environment": stack.env,  # the batch worker's settings (no secret: fal's is in moto)
         }
+        editgate = command_name()
         print(
             "editgate local stack (S3, SQS, DynamoDB, Secrets Manager: moto; "
             "API Gateway: local front, authorizer and usage plan)"
         )
         print(f"fal:        {stack.fal_description}")
         print(f"base URL:   {api}/v1")
-        print(f"API key:    {stack.api_key}  (more: editgate keys --table {KEYS_TABLE} create --owner NAME)")
+        print(f"API key:    {stack.api_key}  (more: {editgate} keys create --owner NAME)")
         print(f"playground: {api}/playground")
         print(f"docs:       {api}/docs")
-        print(
-            f"batch:      s3://{BATCH_BUCKET}/incoming/<batch id>/ "
-            f"(editgate batch run DIR --bucket {BATCH_BUCKET})"
+        allowed = (
+            f"on for {', '.join(args.cors_origin)}" if cors else "off (--cors-origin ORIGIN turns it on)"
         )
+        print(f"CORS:       {allowed}")
+        print(f'batch:      {editgate} batch run DIR --prompt "..." (bucket s3://{BATCH_BUCKET}/incoming/)')
         print(
             f"AWS:        moto at {stack.env['AWS_ENDPOINT_URL']} "
-            "(the keys and batch commands find it by themselves)"
+            "(the keys, batch and smoke commands find it by themselves)"
         )
-        with serve_state(state) as path, stack.batch_driver(concurrency=4):
+        with serve_state(state, args.port) as path, stack.batch_driver(concurrency=4):
             print(f"state:      {path} (removed when this stops)")
             print("ready", flush=True)
             _wait_forever()
     return 0
+
+
+def command_name() -> str:
+    """How to run ``editgate`` from this shell: ``editgate`` when it is on PATH, else the path of
+    this one (``.venv/bin/editgate``: a new shell has not activated the venv), else ``python -m``."""
+    if shutil.which("editgate"):
+        return "editgate"
+    running = Path(sys.argv[0])
+    if running.name == "editgate":
+        with contextlib.suppress(ValueError):
+            return str(running.resolve().relative_to(Path.cwd()))
+        return str(running)
+    return f"{sys.executable} -m editgate_local.cli"
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -208,9 +252,16 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
 def _edit(args: argparse.Namespace) -> int:
+    if args.image.is_dir():
+        raise CliError(f"{args.image} is a folder: give an image file (editgate batch run edits a folder)")
     if not args.image.is_file():
         raise CliError(f"image not found: {args.image} (give a PNG, JPEG or WebP file that exists)")
+    if args.output.suffix.lower() not in OUTPUT_FORMATS:
+        raise CliError(f"-o {args.output}: end it in .png, .jpg, .jpeg or .webp (the format saved)", USAGE)
     if args.base_url:
         key = (
             args.api_key
@@ -253,6 +304,7 @@ def _run_edit(args: argparse.Namespace, base_url: str, api_key: str, *, keep_url
     # The embedded stack has nothing transient to retry; a remote API gets the SDK's retries.
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2 if keep_urls else 0)
     extra: dict[str, Any] = {"size": args.size} if args.size else {}
+    extra["output_format"] = OUTPUT_FORMATS[args.output.suffix.lower()]
     try:
         with args.image.open("rb") as image:
             answer = client.images.edit(

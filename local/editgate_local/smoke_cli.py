@@ -15,10 +15,12 @@ from editgate_local.cli_support import (
     FAILED_ITEMS,
     USAGE,
     CliError,
+    add_aws_options,
     add_command,
     reachable,
     running_serve,
     stack_outputs,
+    use_aws,
 )
 from editgate_local.keys_cli import LOCAL_TABLE, KeyPlace, create_key, key_place, revoke_key
 
@@ -37,6 +39,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "smoke",
         "check that a stack answers: health, docs, models and a dry-run edit, with a temporary key",
         "  editgate smoke --stack editgate                   (a deployed stack; nothing billed)\n"
+        "  editgate smoke --stack editgate --region eu-west-1 --profile deployer\n"
         "  editgate smoke --stack editgate --paid            (and one real edit, about $0.06)\n"
         "  editgate smoke                                    (the running editgate serve)\n"
         "  editgate smoke --base-url https://<api>/api/v1 --api-key sk-eg-...",
@@ -64,6 +67,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=LOCAL_TABLE,
         help="with --base-url: the local stack's keys table for the temporary key (default: %(default)s)",
     )
+    add_aws_options(parser)
     parser.add_argument("--paid", action="store_true", help="also run one real edit, billed by fal")
     parser.add_argument(
         "--key-wait",
@@ -99,8 +103,9 @@ def main(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace) -> tuple[str, KeyPlace | None]:
     """The API's base URL, and where a temporary key goes (None: ``--api-key`` is used)."""
     if args.stack:
+        use_aws(args.region, args.profile)
         outputs = stack_outputs(args.stack, "ApiUrl")
-        place = None if args.api_key else key_place(args.stack, None)
+        place = None if args.api_key else key_place(args.stack, None, args.region, args.profile)
         return (args.base_url or outputs["ApiUrl"]).rstrip("/"), place
     base_url = args.base_url
     if base_url is None:
@@ -209,6 +214,15 @@ def _json(answer: Any, status: int) -> dict[str, Any]:
     except ValueError:
         body = None
     if answer.status_code != status or not isinstance(body, dict):
-        detail = body.get("error", body) if isinstance(body, dict) else answer.text[:200]
-        raise Failed(f"{answer.request.method} {answer.url} answered {answer.status_code}: {detail}")
+        raise Failed(f"{answer.request.method} {answer.url} answered {_error_line(answer, body)}")
     return body
+
+
+def _error_line(answer: Any, body: Any) -> str:
+    """``401 invalid_api_key (param x): message``: an OpenAI-shaped error's fields, else the text."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return f"{answer.status_code}: {answer.text[:200]}"
+    code = f" {error['code']}" if error.get("code") else ""
+    param = f" (param {error['param']})" if error.get("param") else ""
+    return f"{answer.status_code}{code}{param}: {error.get('message')}"
