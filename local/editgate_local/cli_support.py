@@ -66,10 +66,7 @@ def at_least_one(text: str) -> int:
 
 def positive(text: str) -> float:
     """An argparse type: a number above 0."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    number = _number(text)
     if not number > 0:
         raise argparse.ArgumentTypeError(f"{text}: give a number above 0")
     return number
@@ -77,13 +74,17 @@ def positive(text: str) -> float:
 
 def non_negative(text: str) -> float:
     """An argparse type: a number of 0 or more."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    number = _number(text)
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"{text}: give 0 or more")
     return number
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def http_url(text: str) -> str:

@@ -89,11 +89,11 @@ def served(cache: Path) -> Iterator[tuple[str, list[str], dict[str, str]]]:
 def test_given_the_keys_command_serve_prints_when_run_as_printed_with_no_aws_variable_then_it_makes_a_key(
     served: tuple[str, list[str], dict[str, str]],
 ) -> None:
-    """Finding: the printed ``editgate keys --table … create --owner NAME`` died with NoRegionError,
+    """Finding: the printed ``editgate keys … create --owner NAME`` died with NoRegionError,
     then NoCredentialsError. Given a running serve and no AWS variable, when run as printed (NAME
     filled in), then it makes a key that the API accepts, and ``keys list --json`` lists it."""
     base_url, lines, env = served
-    printed = next(line for line in lines if "editgate keys" in line)
+    printed = next(line for line in lines if "keys create" in line)
     command = re.search(r" (keys .*create --owner) NAME", printed)
     assert command is not None, printed
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from editgate_local.stack import free_port
 from tests.integration.test_cli import clean_env, editgate, one_line_error
+from tests.integration.test_serve_command import until_ready
 
 SAMPLE = Path(__file__).parents[2] / "local" / "editgate_local" / "sample.png"
 VENV_EDITGATE = Path(sys.executable).with_name("editgate")  # the console script pip installed
@@ -32,25 +33,9 @@ APP_ORIGIN = "http://app.example"
 def running(
     command: list[str], env: dict[str, str], cwd: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    """A long-running ``editgate`` command, from start until it prints "ready" (its readiness
-    signal), then the process and what it printed; stopped on exit, its output checked for a
-    traceback."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in process.stdout:
-            lines.append(line.rstrip())
-            if line.strip() == "ready":
-                break
-        assert lines[-1:] == ["ready"], "\n".join(lines)
+    """A long-running ``editgate`` command, ready; what it printed, start to end, holds no traceback."""
+    with until_ready(command, env, cwd) as (process, lines):
         yield process, lines
-    finally:
-        process.terminate()
-        rest, _ = process.communicate(timeout=30)
-        lines.extend(rest.splitlines())
     assert "Traceback" not in "\n".join(lines), "\n".join(lines)
 
 

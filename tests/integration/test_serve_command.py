@@ -19,16 +19,14 @@ from tests.conftest import open_image, sdk_client
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
-    """``editgate serve`` in its own process, from start until it says "ready" (its readiness
-    signal: no sleeping), then its base URL and what it printed; stopped on exit."""
-    port = free_port()
+def until_ready(
+    command: list[str], env: dict[str, str], cwd: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """A long-running command in its own process, from start until it prints "ready" (its
+    readiness signal: no sleeping), then the process and what it printed; stopped on exit, what it
+    printed after "ready" added to the lines."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "editgate_local.cli", "serve", "--host", host, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -38,10 +36,20 @@ def serving(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[tuple[str,
             if line.strip() == "ready":
                 break
         assert lines[-1:] == ["ready"], "\n".join(lines)
-        yield f"http://127.0.0.1:{port}", lines
+        yield process, lines
     finally:
         process.terminate()
-        process.wait(timeout=30)  # a loaded machine stops the stack slower
+        rest, _ = process.communicate(timeout=30)  # a loaded machine stops the stack slower
+        lines.extend(rest.splitlines())
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
+    """``editgate serve`` in its own process, ready, then its base URL and what it printed."""
+    port = free_port()
+    command = [sys.executable, "-m", "editgate_local.cli", "serve", "--host", host, "--port", str(port)]
+    with until_ready(command, env) as (_, lines):
+        yield f"http://127.0.0.1:{port}", lines
 
 
 @pytest.fixture(scope="module")
