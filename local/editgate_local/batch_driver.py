@@ -7,8 +7,10 @@ dead-letter queue after ``maxReceiveCount``, as SQS does)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -67,6 +69,9 @@ class QueueDriver:
         self.batch_size = batch_size
         self.failures_reported = 0
         self.received: list[str] = []  # every message body delivered, redeliveries included
+        # Each invocation's kind of message and duration in seconds, as Lambda bills it (benchmarks
+        # price them).
+        self.durations: list[tuple[str, float]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
@@ -125,16 +130,30 @@ class QueueDriver:
             with self._lock:
                 self.received.extend(message["Body"] for message in messages)
             context = LambdaContext(function_name="BatchFunction", timeout_seconds=self.function_timeout)
+            started = time.perf_counter()
             try:
                 answer = handler(sqs_event(messages, self.queue_arn), context)
             except Exception:  # a function error: Lambda leaves every message of the batch to SQS
                 answer = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
+            with self._lock:
+                self.durations.append((message_kind(messages[0]["Body"]), time.perf_counter() - started))
             failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
             with self._lock:
                 self.failures_reported += len(failed)
             for message in messages:
                 if message["MessageId"] not in failed:
                     sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def message_kind(body: str) -> str:
+    """What a queue message is: a batch message's or the collect step's ``kind``, else ``other``
+    (S3's notifications)."""
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return "other"
+    kind = document.get("kind") if isinstance(document, dict) else None
+    return kind if isinstance(kind, str) else "other"
 
 
 def scheduled_event(rule: str = "editgate-local-sweep") -> dict[str, Any]:
@@ -159,7 +178,7 @@ class Schedule:
         self.handler = handler
         self.every = every
         self.function_timeout = function_timeout
-        self.invocations = 0
+        self.durations: list[tuple[str, float]] = []  # as QueueDriver's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="schedule", daemon=True)
 
@@ -177,8 +196,11 @@ class Schedule:
     def invoke(self) -> Any:
         """One scheduled invocation, now."""
         context = LambdaContext(function_name="BatchFunction", timeout_seconds=self.function_timeout)
-        self.invocations += 1
-        return self.handler(scheduled_event(), context)
+        started = time.perf_counter()
+        try:
+            return self.handler(scheduled_event(), context)
+        finally:
+            self.durations.append(("schedule", time.perf_counter() - started))
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):

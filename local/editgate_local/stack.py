@@ -212,7 +212,8 @@ class LocalStack:
         self.collect_queue_url = sqs.create_queue(
             QueueName=COLLECT_QUEUE, Attributes={"RedrivePolicy": redrive}
         )["QueueUrl"]
-        jwks = {"FAL_JWKS_URL": self.emulator.jwks_url} if self.emulator is not None else {}
+        jwks_url = self.emulator.jwks_url if self.emulator is not None else self._environ.get("FAL_JWKS_URL")
+        jwks = {"FAL_JWKS_URL": jwks_url} if jwks_url else {}
         return {**jwks, "COLLECT_QUEUE_URL": self.collect_queue_url}
 
     def _provision(self, fal_key: str) -> None:

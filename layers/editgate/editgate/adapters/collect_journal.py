@@ -55,30 +55,18 @@ class CollectJournal:
         """Take the edit's submit lease for ``lease_seconds`` and write its work: the journal as
         it is then, or None while another attempt holds the lease (two deliveries at once)."""
         now = time.time()
-        try:
-            answer = dynamodb_client().update_item(
-                TableName=self._table,
-                Key={"id": {"S": journal_item_id(edit_key)}},
-                UpdateExpression="SET #work = :work, #lease = :until, #expiration = :expiration",
-                ConditionExpression="attribute_not_exists(#lease) OR #lease < :now",
-                ExpressionAttributeNames={
-                    "#work": "work",
-                    "#lease": "lease_until",
-                    "#expiration": "expiration",
-                },
-                ExpressionAttributeValues={
-                    ":work": {"S": json_text(work)},
-                    ":until": {"N": str(now + lease_seconds)},
-                    ":now": {"N": str(now)},
-                    ":expiration": {"N": str(int(now) + ttl_seconds)},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if conditional_failure(exc):
-                return None
-            raise
-        return _state(dict(answer.get("Attributes", {})))
+        return self._update_if(
+            edit_key,
+            "SET #work = :work, #lease = :until, #expiration = :expiration",
+            "attribute_not_exists(#lease) OR #lease < :now",
+            {"#work": "work", "#lease": "lease_until", "#expiration": "expiration"},
+            {
+                ":work": {"S": json_text(work)},
+                ":until": {"N": str(now + lease_seconds)},
+                ":now": {"N": str(now)},
+                ":expiration": {"N": str(int(now) + ttl_seconds)},
+            },
+        )
 
     def reopen(self, edit_key: str, calls: Sequence[int]) -> None:
         """Calls recorded not collected (fal made their images; a redrive collects them now)."""
@@ -99,25 +87,13 @@ class CollectJournal:
     def mark(self, edit_key: str, call: int, outcome: dict[str, Any]) -> CollectState | None:
         """Call ``call`` collected with ``outcome``: the journal after it, or None when it was
         collected before (a redelivery, a sweep and a webhook both)."""
-        try:
-            answer = dynamodb_client().update_item(
-                TableName=self._table,
-                Key={"id": {"S": journal_item_id(edit_key)}},
-                UpdateExpression="SET #done = :outcome ADD #collected :one",
-                ConditionExpression="attribute_exists(#work) AND attribute_not_exists(#done)",
-                ExpressionAttributeNames={
-                    "#done": f"done_{call}",
-                    "#collected": "collected",
-                    "#work": "work",
-                },
-                ExpressionAttributeValues={":outcome": {"S": json_text(outcome)}, ":one": {"N": "1"}},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if conditional_failure(exc):
-                return None
-            raise
-        return _state(dict(answer.get("Attributes", {})))
+        return self._update_if(
+            edit_key,
+            "SET #done = :outcome ADD #collected :one",
+            "attribute_exists(#work) AND attribute_not_exists(#done)",
+            {"#done": f"done_{call}", "#collected": "collected", "#work": "work"},
+            {":outcome": {"S": json_text(outcome)}, ":one": {"N": "1"}},
+        )
 
     def forget(self, edit_key: str) -> None:
         """An edit that made nothing: a later attempt (a redrive) submits it anew (fal bills none)."""
@@ -164,6 +140,26 @@ class CollectJournal:
                 break
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return found
+
+    def _update_if(
+        self, edit_key: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> CollectState | None:
+        """The journal after ``update``, or None when ``condition`` did not hold."""
+        try:
+            answer = dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": journal_item_id(edit_key)}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if conditional_failure(exc):
+                return None
+            raise
+        return _state(dict(answer.get("Attributes", {})))
 
 
 def _state(item: dict[str, Any]) -> CollectState | None:
