@@ -76,26 +76,34 @@ def requests_cost() -> float:
     )  # fmt: skip
 
 
-def handler_seconds(latencies: list[float], runs: int) -> dict[float, float]:
+def handler_seconds(
+    fal: FalApart, stack: LocalStack, latencies: list[float], runs: int
+) -> dict[float, float]:
     """The edit API handler's median duration at each emulator latency."""
     measured = {}
-    with FalApart() as fal, LocalStack(environ=fal.environ, usage_plan=ROOMY, concurrency=1) as stack:
-        assert stack.front is not None
-        client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=stack.api_key, max_retries=0)
-        image = photo_like(1024, "png")
-        for latency in latencies:
-            fal.set_latency(latency)
-            stack.front.durations.clear()
-            for _ in range(runs + 1):
-                client.images.edit(image=("in.png", image), prompt="x",
-                                   extra_headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
-            measured[latency] = statistics.median(list(stack.front.durations)[1:])
+    assert stack.front is not None
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=stack.api_key, max_retries=0)
+    image = photo_like(1024, "png")
+    for latency in latencies:
+        fal.set_latency(latency)
+        stack.front.durations.clear()
+        for _ in range(runs + 1):
+            client.images.edit(image=("in.png", image), prompt="x",
+                               extra_headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+        measured[latency] = statistics.median(list(stack.front.durations)[1:])
     return measured
 
 
 def measure(args: argparse.Namespace) -> Section:
     section = Section("AWS cost per edit")
-    measured = handler_seconds(args.latencies, args.runs)
+    with FalApart() as fal, LocalStack(environ=fal.environ, usage_plan=ROOMY, concurrency=1) as stack:
+        measured = handler_seconds(fal, stack, args.latencies, args.runs)
+        measure_prices(measured, section)
+        measure_batch(args, fal, stack, section)
+    return section
+
+
+def measure_prices(measured: dict[float, float], section: Section) -> None:
     for latency, seconds in measured.items():
         section.say(f"measured: fal latency {latency:4.1f} s -> handler {seconds * 1000:7.0f} ms")
     # The function's own time beyond fal's: what the handler adds at latency 0 (polling included).
@@ -114,8 +122,6 @@ def measure(args: argparse.Namespace) -> Section:
         if latency == 20:
             section.target("AWS cost per edit at 20 s of fal latency", f"{share:.2%} of $0.06", "<= 1 %",
                            share <= 0.01)  # fmt: skip
-    measure_batch(args, section)
-    return section
 
 
 def batch_requests_cost(counts: dict[str, int]) -> float:
@@ -144,35 +150,33 @@ def task_event(key: str) -> dict[str, Any]:
             "job": {"id": uuid.uuid4().hex[:12], "userArguments": {"prompt": "x"}}}  # fmt: skip
 
 
-def batch_item_seconds(runs: int, latency: float) -> dict[str, list[float]]:
+def batch_item_seconds(fal: FalApart, stack: LocalStack, runs: int, latency: float) -> dict[str, list[float]]:
     """Handler durations of batch items at fal latency ``latency``: ``waiting`` (an item's
     invocation that waits on fal), ``item`` (one that submits), ``webhook`` and ``collect``."""
     seconds: dict[str, list[float]] = {"waiting": [], "webhook": []}
     image = photo_like(1024, "png")
-    with FalApart(latency=latency) as fal, LocalStack(environ=fal.environ, usage_plan=ROOMY) as stack:
-        assert stack.front is not None
-        webhook = stack.front.open_functions[FAL_WEBHOOK_PATH]
-        stack.front.open_functions[FAL_WEBHOOK_PATH] = timed(webhook, seconds["webhook"])
-        s3 = boto3.client("s3", region_name=REGION)
-        waiting = timed(batch_handlers(1, first=100)[0], seconds["waiting"])
-        for _ in range(runs):
-            key = f"bench/{uuid.uuid4().hex}.png"
-            s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=image)
-            answer = waiting(task_event(key), LambdaContext("BatchFunction", timeout_seconds=900))
-            assert answer["results"][0]["resultCode"] == "Succeeded", answer
-        batch_id = f"bench-{uuid.uuid4().hex[:8]}"
-        for index in range(runs):
-            s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/{index}.png", Body=image)
-        manifest = "".join(
-            json.dumps({"id": f"i{k}", "image": f"{k}.png", "prompt": "x"}) + "\n" for k in range(runs)
-        )
-        with stack.batch_driver(runs) as driver:
-            s3.put_object(
-                Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/manifest.jsonl", Body=manifest.encode()
-            )
-            _until(lambda: _finished(s3, batch_id) and driver.idle())
-        seconds["item"] = [d for kind, d in driver.durations if kind == "item"]
-        seconds["collect"] = [d for kind, d in driver.companions[0].durations if kind == "collect"]
+    fal.set_latency(latency)
+    assert stack.front is not None
+    webhook = stack.front.open_functions[FAL_WEBHOOK_PATH]
+    stack.front.open_functions[FAL_WEBHOOK_PATH] = timed(webhook, seconds["webhook"])
+    s3 = boto3.client("s3", region_name=REGION)
+    waiting = timed(batch_handlers(1, first=100)[0], seconds["waiting"])
+    for _ in range(runs):
+        key = f"bench/{uuid.uuid4().hex}.png"
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=image)
+        answer = waiting(task_event(key), LambdaContext("BatchFunction", timeout_seconds=900))
+        assert answer["results"][0]["resultCode"] == "Succeeded", answer
+    batch_id = f"bench-{uuid.uuid4().hex[:8]}"
+    for index in range(runs):
+        s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/{index}.png", Body=image)
+    manifest = "".join(
+        json.dumps({"id": f"i{k}", "image": f"{k}.png", "prompt": "x"}) + "\n" for k in range(runs)
+    )
+    with stack.batch_driver(runs) as driver:
+        s3.put_object(Bucket=BATCH_BUCKET, Key=f"incoming/{batch_id}/manifest.jsonl", Body=manifest.encode())
+        _until(lambda: _finished(s3, batch_id) and driver.idle())
+    seconds["item"] = [d for kind, d in driver.durations if kind == "item"]
+    seconds["collect"] = [d for kind, d in driver.companions[0].durations if kind == "collect"]
     return seconds
 
 
@@ -192,8 +196,8 @@ def _until(condition: Callable[[], bool], timeout: float = 300.0) -> None:
         threading.Event().wait(0.2)
 
 
-def measure_batch(args: argparse.Namespace, section: Section) -> None:
-    seconds = batch_item_seconds(args.batch_runs, args.batch_latency)
+def measure_batch(args: argparse.Namespace, fal: FalApart, stack: LocalStack, section: Section) -> None:
+    seconds = batch_item_seconds(fal, stack, args.batch_runs, args.batch_latency)
     median = {kind: statistics.median(values) for kind, values in seconds.items()}
     per_item = {kind: len(values) / args.batch_runs for kind, values in seconds.items()}
     before = MEMORY_GB * median["waiting"]

@@ -20,6 +20,7 @@ from editgate.adapters.journal import (
     PENDING,
     PENDING_INDEX,
     PENDING_SINCE,
+    EditJournal,
     SubmittedRequest,
     journal_item_id,
     request_item_id,
@@ -67,6 +68,11 @@ class CollectJournal:
                 ":expiration": {"N": str(int(now) + ttl_seconds)},
             },
         )
+
+    def edit_journal(self, edit_key: str, state: CollectState, ttl_seconds: int) -> EditJournal:
+        """The edit's journal of calls as ``begin`` answered it (no second read)."""
+        entries = {str(call): entry for call, entry in state.entries.items()}
+        return EditJournal(self._table, journal_item_id(edit_key), ttl_seconds, entries)
 
     def reopen(self, edit_key: str, calls: Sequence[int]) -> None:
         """Calls recorded not collected (fal made their images; a redrive collects them now)."""

@@ -10,11 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from editgate.adapters.aws import dynamodb_client, get_item
+from botocore.exceptions import ClientError
+
+from editgate.adapters.aws import dynamodb_client, error_code, get_item
 from editgate.domain.json_values import json_text
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
+
+
+# Tries of a journal write whose transaction another write to the same journal cancelled.
+_TRANSACTION_ATTEMPTS = 3
 
 
 def request_item_id(request_id: str) -> str:
@@ -129,4 +135,13 @@ class EditJournal:
                 "call": {"N": str(index)}, "expiration": expiration, **waiting}}}
             for request_id, index in requests.items()
         ]  # fmt: skip
-        dynamodb_client().transact_write_items(TransactItems=[{"Update": update}, *lookups])
+        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
+            try:
+                dynamodb_client().transact_write_items(TransactItems=[{"Update": update}, *lookups])
+                return
+            except ClientError as exc:
+                # A collect step marking a call of the same edit at that moment (a webhooked edit
+                # of several calls) cancels the transaction: fal accepted the request, so it must
+                # be journaled, or a retry of the edit would pay for it again.
+                if error_code(exc) != "TransactionCanceledException" or attempt == _TRANSACTION_ATTEMPTS:
+                    raise

@@ -40,7 +40,7 @@ def submit_item(
     if state is None:
         raise RequestInProgress("The item is being submitted by another delivery.", retry_after=2)
     _collect_again(edit.key, state, runtime)
-    journal = services.journal.open(edit.key, ttl)
+    journal = collecting.journal.edit_journal(edit.key, state, ttl)
     submitted = 0
     for index, payload in enumerate(plan.payloads(prepared.image_uri)):
         digest = payload_digest(payload)
