@@ -1,5 +1,6 @@
 """The batch queue's door: each message (an S3 notification, a manifest chunk, an item) routed
-to what it starts."""
+to what it starts; and the collect queue's (a fal request to collect), which the batch function
+consumes too."""
 
 from __future__ import annotations
 
