@@ -22,7 +22,9 @@ class FalApart:
         self.latency = latency
         self.url = f"http://127.0.0.1:{free_port()}"
         self.key = f"bench-{secrets.token_hex(8)}"
-        self.environ = {"FAL_KEY": self.key, "FAL_QUEUE_URL": self.url}
+        # Its webhooks are signed with its own key, whose JWKS it serves.
+        self.environ = {"FAL_KEY": self.key, "FAL_QUEUE_URL": self.url,
+                        "FAL_JWKS_URL": f"{self.url}/.well-known/jwks.json"}  # fmt: skip
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> FalApart:

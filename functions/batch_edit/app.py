@@ -1,6 +1,6 @@
-"""Batch edits: the batch queue's messages (S3 notifications, manifest chunks, items) through
-Powertools' BatchProcessor, and S3 Batch Operations tasks. Wiring only: one call into
-``editgate.app.batch`` per record or task."""
+"""Batch edits: the batch queue's messages (S3 notifications, manifest chunks, items) and the
+collect queue's (fal's webhooks) through Powertools' BatchProcessor, S3 Batch Operations tasks,
+and the sweeper's schedule. Wiring only: one call into ``editgate.app.batch`` per record or task."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from editgate import wiring
-from editgate.app.batch import door, operations
+from editgate.app.batch import door, operations, sweeper
 
 logger = Logger()
 tracer = Tracer()
@@ -49,6 +49,8 @@ def s3_batch_operations(event: S3BatchOperationEvent, context: LambdaContext) ->
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="BatchInvocations", unit=MetricUnit.Count, value=1)
     runtime.edits.register(context)
+    if event.get("detail-type") == "Scheduled Event":  # EventBridge's schedule: the sweeper
+        return {"queued": sweeper.sweep(runtime, door.deadline_for(context.get_remaining_time_in_millis()))}
     if "invocationSchemaVersion" in event:
         return s3_batch_operations(S3BatchOperationEvent(event), context)
     partial = process_partial_response(

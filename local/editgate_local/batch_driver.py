@@ -7,8 +7,13 @@ dead-letter queue after ``maxReceiveCount``, as SQS does)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import threading
+import time
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -53,13 +58,20 @@ class QueueDriver:
         *,
         function_timeout: float,
         batch_size: int = 1,
+        companions: Sequence[QueueDriver | Schedule] = (),
     ) -> None:
+        """``companions``: the function's other event sources, started and stopped with this one
+        (and, for queues, idle with it)."""
+        self.companions = tuple(companions)
         self.queue_url = queue_url
         self.queue_arn = queue_arn
         self.function_timeout = function_timeout
         self.batch_size = batch_size
         self.failures_reported = 0
         self.received: list[str] = []  # every message body delivered, redeliveries included
+        # Each invocation's kind of message and duration in seconds, as Lambda bills it (benchmarks
+        # price them).
+        self.durations: list[tuple[str, float]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
@@ -70,12 +82,16 @@ class QueueDriver:
     def start(self) -> QueueDriver:
         for thread in self._threads:
             thread.start()
+        for companion in self.companions:
+            companion.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+        for companion in self.companions:
+            companion.stop()
 
     def __enter__(self) -> QueueDriver:
         return self.start()
@@ -91,7 +107,8 @@ class QueueDriver:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         waiting = int(counts.get("ApproximateNumberOfMessages", "0"))
-        return waiting + int(counts.get("ApproximateNumberOfMessagesNotVisible", "0")) == 0
+        mine = waiting + int(counts.get("ApproximateNumberOfMessagesNotVisible", "0")) == 0
+        return mine and all(companion.idle() for companion in self.companions)
 
     def _poll(self, handler: Handler) -> None:
         """One execution environment's loop: one invocation at a time."""
@@ -113,13 +130,81 @@ class QueueDriver:
             with self._lock:
                 self.received.extend(message["Body"] for message in messages)
             context = LambdaContext(function_name="BatchFunction", timeout_seconds=self.function_timeout)
+            started = time.perf_counter()
             try:
                 answer = handler(sqs_event(messages, self.queue_arn), context)
             except Exception:  # a function error: Lambda leaves every message of the batch to SQS
                 answer = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
+            with self._lock:
+                self.durations.append((message_kind(messages[0]["Body"]), time.perf_counter() - started))
             failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
             with self._lock:
                 self.failures_reported += len(failed)
             for message in messages:
                 if message["MessageId"] not in failed:
                     sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def message_kind(body: str) -> str:
+    """What a queue message is: a batch message's or the collect step's ``kind``, else ``other``
+    (S3's notifications)."""
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return "other"
+    kind = document.get("kind") if isinstance(document, dict) else None
+    return kind if isinstance(kind, str) else "other"
+
+
+def scheduled_event(rule: str = "editgate-local-sweep") -> dict[str, Any]:
+    """The event EventBridge's schedule hands a function."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/{rule}"],
+        "detail": {},
+    }
+
+
+class Schedule:
+    """A stand-in for EventBridge's schedule: invokes ``handler`` every ``every`` seconds."""
+
+    def __init__(self, handler: Handler, every: float, function_timeout: float) -> None:
+        self.handler = handler
+        self.every = every
+        self.function_timeout = function_timeout
+        self.durations: list[tuple[str, float]] = []  # as QueueDriver's
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="schedule", daemon=True)
+
+    def start(self) -> Schedule:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def idle(self) -> bool:
+        return True
+
+    def invoke(self) -> Any:
+        """One scheduled invocation, now."""
+        context = LambdaContext(function_name="BatchFunction", timeout_seconds=self.function_timeout)
+        started = time.perf_counter()
+        try:
+            return self.handler(scheduled_event(), context)
+        finally:
+            self.durations.append(("schedule", time.perf_counter() - started))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.invoke()
+            except Exception:  # a function error: EventBridge tries the next minute
+                logging.getLogger(__name__).exception("scheduled invocation failed")

@@ -19,11 +19,12 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
+from editgate.adapters.journal import PENDING, PENDING_INDEX, PENDING_SINCE
 from editgate.adapters.keys import KeyRecord, KeyTable, new_record
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-from editgate_local.batch_driver import QueueDriver
+from editgate_local.batch_driver import QueueDriver, Schedule
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import ApiFront, Gate, Handler, UsagePlan, load_handler
 
@@ -186,13 +187,18 @@ class LocalStack:
         os.environ.update(self.env)
         os.environ.pop("FAL_KEY", None)  # the function reads the key from Secrets Manager only
         self._provision(fal_key)
+        webhook_env = self._webhook_environment()
         self._provision_batch()
         environments = [load_handler(EDIT_API, environment=n) for n in range(self.concurrency)]
-        webhook = load_handler(FAL_WEBHOOK, env=self._webhook_environment())
+        webhook = load_handler(FAL_WEBHOOK, env=webhook_env)
         self.front = ApiFront(
             environments, host=self.host, port=self.port, gate=self.gate(),
             open_functions={FAL_WEBHOOK_PATH: webhook},
         ).start()  # fmt: skip
+        # As template.yaml: batch items submit with the API's webhook route (the batch function
+        # reads it from its environment; a worker process is given the stack's).
+        self.env["FAL_WEBHOOK_URL"] = f"{self.front.url}{FAL_WEBHOOK_PATH}"
+        os.environ["FAL_WEBHOOK_URL"] = self.env["FAL_WEBHOOK_URL"]
         return self
 
     def _webhook_environment(self) -> dict[str, str]:
@@ -206,18 +212,31 @@ class LocalStack:
         self.collect_queue_url = sqs.create_queue(
             QueueName=COLLECT_QUEUE, Attributes={"RedrivePolicy": redrive}
         )["QueueUrl"]
-        jwks = {"FAL_JWKS_URL": self.emulator.jwks_url} if self.emulator is not None else {}
+        jwks_url = self.emulator.jwks_url if self.emulator is not None else self._environ.get("FAL_JWKS_URL")
+        jwks = {"FAL_JWKS_URL": jwks_url} if jwks_url else {}
         return {**jwks, "COLLECT_QUEUE_URL": self.collect_queue_url}
 
     def _provision(self, fal_key: str) -> None:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
+        # As template.yaml's BatchIdempotencyTable (the local stack has one for both functions),
+        # with the sparse index of fal requests whose webhook has not come.
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName=IDEMPOTENCY_TABLE,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            AttributeDefinitions=[
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": PENDING, "AttributeType": "S"},
+                {"AttributeName": PENDING_SINCE, "AttributeType": "N"},
+            ],
+            GlobalSecondaryIndexes=[{
+                "IndexName": PENDING_INDEX,
+                "KeySchema": [{"AttributeName": PENDING, "KeyType": "HASH"},
+                              {"AttributeName": PENDING_SINCE, "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["edit_key", "call"]},
+            }],
             BillingMode="PAY_PER_REQUEST",
-        )
+        )  # fmt: skip
         manager = boto3.client("secretsmanager", region_name=REGION)
         manager.create_secret(Name=FAL_KEY_SECRET, SecretString=fal_key)
         boto3.client("dynamodb", region_name=REGION).create_table(
@@ -299,9 +318,12 @@ class LocalStack:
             Attributes={"VisibilityTimeout": str(int(6 * seconds))},
         )
 
-    def batch_driver(self, concurrency: int, settings_env: Mapping[str, str] | None = None) -> QueueDriver:
-        """Lambda's SQS event source for the batch function: ``concurrency`` environments."""
-        return batch_driver(concurrency, self.batch_timeout, settings_env)
+    def batch_driver(
+        self, concurrency: int, settings_env: Mapping[str, str] | None = None, *, sweep_every: float = 60.0
+    ) -> QueueDriver:
+        """Lambda's event sources for the batch function: the batch and collect queues
+        (``concurrency`` environments each) and the sweeper's schedule (every ``sweep_every`` s)."""
+        return batch_driver(concurrency, self.batch_timeout, settings_env, sweep_every=sweep_every)
 
     def stop(self) -> None:
         for service in (self.front, self.emulator, self.moto):
@@ -340,24 +362,45 @@ def batch_environment() -> dict[str, str]:
         "BATCH_DEAD_LETTER_QUEUE_URL": sqs.get_queue_url(QueueName=BATCH_DEAD_LETTER_QUEUE)["QueueUrl"],
         "BATCH_MAX_RECEIVES": str(BATCH_MAX_RECEIVES),
         "SOURCE_BUCKET": SOURCE_BUCKET,
+        "COLLECT_QUEUE_URL": sqs.get_queue_url(QueueName=COLLECT_QUEUE)["QueueUrl"],
+        "FAL_WEBHOOK_URL": os.environ.get("FAL_WEBHOOK_URL", ""),
     }
 
 
-def batch_handlers(count: int, settings_env: Mapping[str, str] | None = None) -> list[Handler]:
-    """The batch function, imported ``count`` times (one per execution environment) with its
-    own settings, as its deployment gives them (and ``settings_env`` over them)."""
+def batch_handlers(
+    count: int, settings_env: Mapping[str, str] | None = None, *, first: int = 0
+) -> list[Handler]:
+    """The batch function, imported ``count`` times (one per execution environment, numbered
+    from ``first``) with its own settings, as its deployment gives them (and ``settings_env``
+    over them)."""
     env = {**batch_environment(), **(settings_env or {})}
-    return [load_handler(BATCH_EDIT, environment=n, env=env) for n in range(count)]
+    return [load_handler(BATCH_EDIT, environment=first + n, env=env) for n in range(count)]
 
 
 def batch_driver(
-    concurrency: int, function_timeout: float, settings_env: Mapping[str, str] | None = None
+    concurrency: int,
+    function_timeout: float,
+    settings_env: Mapping[str, str] | None = None,
+    *,
+    sweep_every: float = 60.0,
 ) -> QueueDriver:
-    """Lambda's SQS event source for the batch function of a running local stack."""
-    queue_url = batch_environment()["BATCH_QUEUE_URL"]
-    queue_arn = _queue_arn(boto3.client("sqs", region_name=REGION), queue_url)
-    handlers = batch_handlers(concurrency, settings_env)
-    return QueueDriver(queue_url, queue_arn, handlers, function_timeout=function_timeout)
+    """Lambda's event sources for the batch function of a running local stack: the batch queue,
+    the collect queue (``concurrency`` environments each, as the template's two mappings) and the
+    sweeper's schedule (every ``sweep_every`` seconds, as EventBridge's rate(1 minute))."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    env = batch_environment()
+    collect_url = env["COLLECT_QUEUE_URL"]
+    collect = QueueDriver(
+        collect_url, _queue_arn(sqs, collect_url),
+        batch_handlers(concurrency, settings_env, first=concurrency), function_timeout=function_timeout,
+    )  # fmt: skip
+    sweeper = batch_handlers(1, settings_env, first=2 * concurrency)[0]
+    schedule = Schedule(sweeper, sweep_every, function_timeout)
+    queue_url = env["BATCH_QUEUE_URL"]
+    return QueueDriver(
+        queue_url, _queue_arn(sqs, queue_url), batch_handlers(concurrency, settings_env),
+        function_timeout=function_timeout, companions=(collect, schedule),
+    )  # fmt: skip
 
 
 def _queue_arn(sqs: SQSClient, url: str) -> str:

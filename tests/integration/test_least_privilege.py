@@ -36,6 +36,7 @@ import urllib3
 from botocore.exceptions import ClientError
 
 from editgate.settings import KeySettings, Settings, WebhookSettings
+from editgate_local.batch_driver import scheduled_event
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.fal_webhooks import webhook_body
 from editgate_local.front import proxy_event
@@ -213,7 +214,9 @@ def on_paper(parameters: dict[str, str]) -> Deployment:
     """The deployment's statements with nothing deployed (the names ``run`` gives), for the IAM
     evaluator alone."""
     stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/6a1f0c2e-0000-4000-8000-000000000000"
-    deployment = Deployment(translate(parameters), parameters, stack_id, names={"ApiUsagePlan": "plan"})
+    deployment = Deployment(
+        translate(parameters), parameters, stack_id, names={"ApiUsagePlan": "plan", "Api": "lpapi"}
+    )
     name_resources(deployment, {logical: f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
                                 for logical, name in QUEUES.items()})  # fmt: skip
     return deployment
@@ -233,7 +236,9 @@ def provision(url: str, emulator: FalEmulator) -> Run:
     )["StackId"]
     parameters = {"SourceBucketName": SOURCE_BUCKET, "FalQueueUrl": emulator.url, "PublicDocs": "false",
                   "FalJwksUrl": emulator.jwks_url}  # fmt: skip
-    deployment = Deployment(translate(parameters), parameters, stack_id, names={"ApiUsagePlan": plan})
+    deployment = Deployment(
+        translate(parameters), parameters, stack_id, names={"ApiUsagePlan": plan, "Api": "lpapi"}
+    )
     dynamodb, s3, sqs = (aws(name, url) for name in ("dynamodb", "s3", "sqs"))
     name_resources(
         deployment,
@@ -241,11 +246,19 @@ def provision(url: str, emulator: FalEmulator) -> Run:
     )
     for logical in NAMES:
         if logical.endswith("Table"):
+            # As the template defines it (its key, and its indexes: the batch journal's "pending").
+            table = deployment.template["Resources"][logical]["Properties"]
+            indexes = (
+                {"GlobalSecondaryIndexes": table["GlobalSecondaryIndexes"]}
+                if "GlobalSecondaryIndexes" in table
+                else {}
+            )
             dynamodb.create_table(
                 TableName=deployment.names[logical],
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                KeySchema=table["KeySchema"],
+                AttributeDefinitions=table["AttributeDefinitions"],
                 BillingMode="PAY_PER_REQUEST",
+                **indexes,
             )
     for logical in ("ResultsBucket", "BatchBucket"):
         s3.create_bucket(Bucket=deployment.names[logical])
@@ -356,9 +369,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 [{"drain": done.deployment.names["BatchQueue"]}, {"event": operations}],
                 tmp,
             )
-            # fal's webhook about the batch's last request (journaled by the batch function), twice.
-            webhook = _webhook_event(emulator, emulator.request_ids[-1])
-            done.answers["fal_webhook"] = invoke(done, "fal_webhook", [{"event": webhook}] * 2, tmp)
+            # fal's webhooks about the batch's requests (journaled by the batch function), the
+            # first twice; then the collect steps they queued, and the sweeper's schedule.
+            # (The batch's are the last three: the HTTPS edits' are journaled in their own table.)
+            webhooks = [_webhook_event(emulator, request_id) for request_id in emulator.request_ids[-3:]]
+            done.answers["fal_webhook"] = invoke(
+                done, "fal_webhook", [{"event": e} for e in [webhooks[0], *webhooks]], tmp
+            )
+            done.answers["collect"] = invoke(
+                done,
+                "batch_edit",
+                [{"drain": done.deployment.names["CollectQueue"]}, {"event": scheduled_event()}],
+                tmp,
+            )
             done.answers["keys"] = [keys_cli(done, "list"), keys_cli(done, "revoke", done.key_id)]
             done.calls = requests.get(f"{url}/_recorded", timeout=10).json()
             yield done
@@ -383,6 +406,10 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
         for item in s3.list_objects_v2(Bucket=bucket, Prefix="batches/")["Contents"]
         if "/items/" in item["Key"]
     }
+    collected, swept = run.answers["collect"]
+    assert all(answer == {"batchItemFailures": []} for answer in collected)
+    assert len(collected) == 3  # the manifest's, the upload's and the task's request (journaled, not awaited)
+    assert swept == {"queued": 0}  # every webhook came
     assert sorted(states.values()) == ["succeeded"] * 3, states  # the manifest's, the upload's, the task's
     assert any(key.startswith("batches/single/items/IMG_0001-") for key in states)
     # The results' presigned URLs carry the batch role's authority: it may read each result.
@@ -390,9 +417,14 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
     as_batch = run.client("s3", "BatchFunctionRole")
     assert as_batch.get_object(Bucket=bucket, Key=record["results"][0]["key"])["Body"].read()
     assert "revoked" in run.answers["keys"][1]
-    taken, again = run.answers["fal_webhook"]
-    assert [taken["statusCode"], again["statusCode"]] == [200, 200]
-    assert [json.loads(a["body"])["duplicate"] for a in (taken, again)] == [False, True]
+    taken, again, *others = run.answers["fal_webhook"]
+    assert [answer["statusCode"] for answer in (taken, again, *others)] == [200] * 4
+    assert [json.loads(a["body"])["duplicate"] for a in (taken, again, *others)] == [
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_given_the_template_statements_when_every_success_path_runs_then_moto_denies_no_call(
@@ -433,6 +465,7 @@ def test_given_the_template_statements_then_iam_allows_every_call_the_functions_
         ("BatchFunctionRole", "dynamodb:PutItem"),  # the journal's falreq# lookups
         ("FalWebhookFunctionRole", "dynamodb:GetItem"), ("FalWebhookFunctionRole", "dynamodb:PutItem"),
         ("FalWebhookFunctionRole", "sqs:SendMessage"),
+        ("BatchFunctionRole", "dynamodb:Query"),  # the sweeper's pending index
         (KEYS_ADMIN, "cloudformation:DescribeStacks"), (KEYS_ADMIN, "apigateway:POST"),
         (KEYS_ADMIN, "dynamodb:PutItem"), (KEYS_ADMIN, "dynamodb:Scan"),
     } <= made  # fmt: skip
@@ -553,7 +586,8 @@ def iam_actions(call: dict[str, Any], run: Run) -> list[tuple[str, str]]:
             }
             return [(f"dynamodb:{kinds[kind]}", table + spec["TableName"])
                     for item in params["TransactItems"] for kind, spec in item.items()]  # fmt: skip
-        return [(f"dynamodb:{operation}", table + params["TableName"])]
+        index = f"/index/{params['IndexName']}" if "IndexName" in params else ""
+        return [(f"dynamodb:{operation}", table + params["TableName"] + index)]
     if service == "secretsmanager":
         return [(f"secretsmanager:{operation}", run.secret_arn)]
     if service == "sqs":

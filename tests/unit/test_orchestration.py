@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from editgate.adapters.collect_journal import CollectJournal
 from editgate.adapters.fal import FalClient, FalImage, FalOutput, FalSubmission
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
@@ -19,10 +20,11 @@ from editgate.adapters.journal import EditJournal, SubmissionJournal
 from editgate.adapters.ledger import BatchLedger, Settled, Tally
 from editgate.adapters.objects import ObjectHead, ObjectNotFound, ObjectStore
 from editgate.adapters.queue import WorkQueue
+from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch import items
 from editgate.app.batch.layout import ImageRules, output_key
 from editgate.app.batch.messages import ItemMessage
-from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.batch.runtime import BatchRuntime, Collecting
 from editgate.app.edit_service import EditCall, EditOutcome, EditService
 from editgate.app.preparing import Prepared
 from editgate.app.services import EditLimits, Services
@@ -127,8 +129,9 @@ class FakeJournals(SubmissionJournal):
 
         class Journal(EditJournal):
             def _write(
-                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None
-            ) -> None:
+                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None,
+                *, pending: bool = False,
+            ) -> None:  # fmt: skip
                 journals.entries.setdefault(edit_key, {}).update({str(k): v for k, v in entries.items()})
                 self._entries.update({str(k): v for k, v in entries.items()})
 
@@ -248,8 +251,18 @@ def batch(fal: FalClient | None = None) -> tuple[BatchRuntime, FakeLedger, FakeS
         edits=EditService(wired), store=store, ledger=ledger, queue=WorkQueue("https://sqs.invalid/q"),
         rules=ImageRules("batch-bucket", None), max_receives=3, chunk_lines=1000,
         defaults={}, max_image_bytes=1024 * 1024,
+        # Unused by these tests' items, which wait on fal (as an S3 Batch Operations task does).
+        collecting=Collecting(
+            webhook_url="https://api.invalid/v1/fal/webhook", journal=CollectJournal("idem"),
+            queue=WorkQueue("https://sqs.invalid/c"), receipts=WebhookReceipts("idem", 86400),
+            sweep_after_seconds=180,
+        ),
     )  # fmt: skip
     return runtime, ledger, store
+
+
+def soon() -> float:
+    return time.monotonic() + 20
 
 
 ITEM = ItemMessage(batch_id="b1", item_id="cat", line=1, image_bucket="batch-bucket",
@@ -259,8 +272,8 @@ ITEM = ItemMessage(batch_id="b1", item_id="cat", line=1, image_bucket="batch-buc
 def test_given_a_batch_item_then_its_record_is_written_and_it_is_counted_once() -> None:
     fal = FakeFal()
     runtime, ledger, store = batch(fal)
-    first = items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
-    again = items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    first = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
+    again = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
     assert (first.state, again.state) == ("succeeded", "skipped")
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
     assert ("results-bucket", output_key("b1", "items", "cat.json")) in store.objects
@@ -272,7 +285,7 @@ def test_given_a_batch_item_delivered_once_or_twice_then_its_state_is_never_read
     before gets its edit's record and settles unchanged: skipped, without that read."""
     runtime, ledger, _store = batch()
     for _ in range(2):
-        items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+        items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
     assert ledger.state_reads == 0
 
 
@@ -282,14 +295,16 @@ def test_given_a_repeat_after_the_edits_record_expired_then_the_ledger_skips_it_
     """As a redrive or a redelivery after the records' TTL: no record, no journal, but the ledger."""
     fal = FakeFal()
     runtime, ledger, _store = batch(fal)
-    items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
     wired = runtime.edits.services
     assert isinstance(wired.deduplicator, FakeDeduplicator)
     assert isinstance(wired.journal, FakeJournals)
     wired.deduplicator.records.clear()
     wired.journal.entries.clear()
     repeat = ITEM.model_copy(update={"repeat": True})
-    outcome = items.process_item(repeat, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    outcome = items.process_item(
+        repeat, runtime, last_attempt=False, deadline=time.monotonic() + 20, wait=True
+    )
     assert outcome.state == "skipped"
     assert len(fal.submitted) == 1
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
@@ -299,11 +314,13 @@ def test_given_a_succeeded_item_when_a_duplicate_fails_then_the_item_is_not_reco
     """A duplicate delivery whose image changed since fails its edit's check (another request
     under the item's name): the item that succeeded stays succeeded, its record untouched."""
     runtime, ledger, store = batch()
-    items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
     record_key = ("results-bucket", output_key("b1", "items", "cat.json"))
     record = store.objects[record_key]
     changed = ITEM.model_copy(update={"params": {"prompt": "make it blue"}})
-    outcome = items.process_item(changed, runtime, last_attempt=True, deadline=time.monotonic() + 20)
+    outcome = items.process_item(
+        changed, runtime, last_attempt=True, deadline=time.monotonic() + 20, wait=True
+    )
     assert (outcome.state, outcome.detail) == ("skipped", "already succeeded")
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
     assert store.objects[record_key] == record
@@ -312,9 +329,9 @@ def test_given_a_succeeded_item_when_a_duplicate_fails_then_the_item_is_not_reco
 def test_given_a_batch_item_fal_fails_then_sqs_retries_it_until_its_last_attempt_records_it_failed() -> None:
     runtime, ledger, store = batch(FakeFal(failing=2))
     with pytest.raises(items.RetryLater):
-        items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+        items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
     assert ledger.counted == []
     assert ("results-bucket", output_key("b1", "items", "cat.json")) not in store.objects
-    outcome = items.process_item(ITEM, runtime, last_attempt=True, deadline=time.monotonic() + 20)
+    outcome = items.process_item(ITEM, runtime, last_attempt=True, deadline=soon(), wait=True)
     assert outcome.state == "failed"
     assert ledger.counted == [("cat", "failed", 0, 0.0)]

@@ -21,7 +21,7 @@ from tests.template_iam import Deployment, translate
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/editgate/6a1f0c2e-0000-4000-8000-000000000000"
 RESOURCES = ("ResultsBucket", "IdempotencyTable", "BatchIdempotencyTable", "ApiKeysTable", "BatchTable",
              "BatchQueue", "BatchDeadLetterQueue", "CollectQueue", "CollectDeadLetterQueue")  # fmt: skip
-NAMES = {name: name.lower() for name in RESOURCES}
+NAMES = {name: name.lower() for name in RESOURCES} | {"Api": "a1b2c3"}
 
 
 def deployed(**parameters: str) -> Deployment:
@@ -113,6 +113,53 @@ def test_given_the_template_then_fals_webhook_route_needs_no_key_and_is_post_onl
     [route] = events.values()
     assert (route["Properties"]["Path"], route["Properties"]["Method"]) == ("/v1/fal/webhook", "POST")
     assert route["Properties"]["Auth"] == {"Authorizer": "NONE", "ApiKeyRequired": False}
+
+
+def test_given_the_template_then_batch_items_submit_with_the_apis_webhook_route_and_collect_its_queue() -> (
+    None
+):
+    """Nothing waits on fal: items submit with fal_webhook=<the API's route> (the FalWebhookUrl
+    output), and the batch function consumes the collect queue the webhook function fills."""
+    deployment = deployed()
+    environment = deployment.environment("BatchFunction")
+    webhook_url = deployment.resolve(yaml_parse(TEMPLATE.read_text())["Outputs"]["FalWebhookUrl"]["Value"])
+    assert environment["FAL_WEBHOOK_URL"] == webhook_url
+    assert webhook_url == "https://a1b2c3.execute-api.us-east-1.amazonaws.com/api/v1/fal/webhook"
+    assert environment["COLLECT_QUEUE_URL"] == "collectqueue"
+    mappings = [
+        resource["Properties"] for resource in deployment.template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]  # fmt: skip
+    collect = [m for m in mappings if m["EventSourceArn"] == {"Fn::GetAtt": ["CollectQueue", "Arn"]}]
+    assert len(collect) == 1
+    assert collect[0]["FunctionName"] == {"Ref": "BatchFunction"}
+    assert collect[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_given_the_template_then_the_sweeper_runs_every_minute_on_the_batch_function() -> None:
+    resources = deployed().template["Resources"]
+    rules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    assert [rule["ScheduleExpression"] for rule in rules] == ["rate(1 minute)"]
+    [target] = rules[0]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["BatchFunction", "Arn"]}
+
+
+def test_given_the_template_then_a_sparse_index_finds_pending_fal_requests_the_batch_role_may_query() -> None:
+    deployment = deployed()
+    deployment.arns.update(
+        {name: f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}" for name in RESOURCES}
+    )
+    table = deployment.template["Resources"]["BatchIdempotencyTable"]["Properties"]
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "pending"
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["pending", "pending_since"]
+    queries = [
+        statement["Resource"]
+        for document in deployment.policies("BatchFunctionRole")
+        for statement in document["Statement"]
+        if "dynamodb:Query" in statement["Action"]
+    ]
+    assert queries == ["arn:aws:dynamodb:us-east-1:123456789012:table/BatchIdempotencyTable/index/pending"]
 
 
 EDIT_PATHS = ("/v1/images/edits", "/images/edits")

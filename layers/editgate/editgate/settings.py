@@ -103,6 +103,14 @@ class Settings(EnvSettings):
     batch_max_receives: int = Field(default=3, ge=1)
     # Manifest lines fanned out by one invocation before it hands the rest to the next message.
     batch_chunk_lines: int = Field(default=1000, ge=1, le=100_000)
+    # The batch function: fal tells of an item's end by webhook at this URL (the API's
+    # /v1/fal/webhook), whose function queues the collect step on the collect queue; the sweeper
+    # queues there too the requests whose webhook has not come after sweep_after_seconds.
+    fal_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    collect_queue_url: str | None = None
+    sweep_after_seconds: int = Field(default=180, ge=0)
+    # How long a taken webhook (or swept request) is remembered: past fal's 2 hours of retries.
+    fal_webhook_receipt_ttl_seconds: int = Field(default=24 * 3600, ge=3 * 3600)
     # How long fal's CDN keeps an edit's output files (X-Fal-Object-Lifecycle-Preference): as long
     # as a later attempt may still collect them (a keyed retry, a batch item's redelivery); fal
     # keeps no copy of the payloads at all.

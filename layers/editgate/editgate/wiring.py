@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from editgate.adapters import secrets
+from editgate.adapters.collect_journal import CollectJournal
 from editgate.adapters.fal import FalClient
 from editgate.adapters.fal_jwks import FalSigningKeys
 from editgate.adapters.fetch import ImageFetcher
@@ -19,7 +20,7 @@ from editgate.adapters.objects import ObjectStore
 from editgate.adapters.queue import WorkQueue
 from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch.layout import ImageRules
-from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.batch.runtime import BatchRuntime, Collecting
 from editgate.app.edit_service import EditService
 from editgate.app.fal_webhooks import WebhookReceiver
 from editgate.app.services import EditLimits, Services
@@ -69,7 +70,18 @@ def batch_door(settings: Settings | None = None) -> BatchRuntime:
     settings = settings or Settings.from_env()
     if not (settings.batch_table and settings.batch_queue_url):
         raise RuntimeError("editgate is misconfigured: batch edits need BATCH_TABLE and BATCH_QUEUE_URL")
+    if not (settings.fal_webhook_url and settings.collect_queue_url):
+        raise RuntimeError(
+            "editgate is misconfigured: batch edits need FAL_WEBHOOK_URL and COLLECT_QUEUE_URL"
+        )
     services = edit_services(settings)
+    collecting = Collecting(
+        webhook_url=settings.fal_webhook_url,
+        journal=CollectJournal(settings.idempotency_table),
+        queue=WorkQueue(settings.collect_queue_url),
+        receipts=WebhookReceipts(settings.idempotency_table, settings.fal_webhook_receipt_ttl_seconds),
+        sweep_after_seconds=settings.sweep_after_seconds,
+    )
     return BatchRuntime(
         edits=EditService(services),
         store=services.store,
@@ -80,6 +92,7 @@ def batch_door(settings: Settings | None = None) -> BatchRuntime:
         chunk_lines=settings.batch_chunk_lines,
         defaults=settings.batch_defaults,
         max_image_bytes=settings.max_image_bytes,
+        collecting=collecting,
     )
 
 

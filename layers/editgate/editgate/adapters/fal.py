@@ -143,8 +143,17 @@ class FalClient:
         running (a later attempt of the same edit collects it); ``FalRequestEnded`` when fal will
         never answer it with images."""
         retries = _Retries(submission.retries)
-        request_id = submission.request_id
         self._wait(submission, deadline, retries)
+        return self.result(submission, deadline, retries)
+
+    @tracer.capture_method(capture_response=False)
+    def result(
+        self, submission: FalSubmission, deadline: float, retries: _Retries | None = None
+    ) -> FalOutput:
+        """The result of a request fal has ended (its webhook came, or its status said so):
+        ``FalRequestEnded`` when it has no images, ``ProviderRejected`` when fal refused the input."""
+        retries = retries or _Retries(submission.retries)
+        request_id = submission.request_id
         result = self._call("GET", submission.response_url, deadline, retries,
                             accept={200, 422, *_ENDED_RESULT_STATUSES})  # fmt: skip
         if result.status_code == 422:
@@ -164,6 +173,15 @@ class FalClient:
             raise UpstreamError("The provider finished without returning an image.")
         logger.info("fal request completed", extra={"fal_request_id": request_id, "retries": retries.count})
         return output
+
+    def ended(self, submission: FalSubmission, deadline: float) -> bool:
+        """Whether fal has ended the request (one status call, no waiting): COMPLETED (failed ones
+        too), or unknown to fal (the result call then says it ended without images)."""
+        status = self._call("GET", submission.status_url, deadline, _Retries(), params={"logs": "0"},
+                            poll=True, accept={200, 202, 404})  # fmt: skip
+        return status.status_code == 404 or (
+            status.status_code == 200 and fal_answers.json_body(status).get("status") == "COMPLETED"
+        )
 
     def download(self, url: str, deadline: float) -> bytes:
         """The bytes of a result image: a ``data:`` URI or an http(s) URL."""

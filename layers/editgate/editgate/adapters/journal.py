@@ -10,15 +10,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from editgate.adapters.aws import dynamodb_client, get_item
+from botocore.exceptions import ClientError
+
+from editgate.adapters.aws import dynamodb_client, error_code, get_item
 from editgate.domain.json_values import json_text
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
 
+# Tries of a journal write whose transaction another write to the same journal cancelled.
+_TRANSACTION_ATTEMPTS = 3
+
+
 def request_item_id(request_id: str) -> str:
     return f"falreq#{request_id}"
+
+
+def journal_item_id(edit_key: str) -> str:
+    return f"journal#{edit_key}"
+
+
+# A fal request submitted with a webhook and not yet collected carries these two attributes: the
+# sparse index PENDING_INDEX (partition: the constant, sort: when) finds those a webhook missed.
+PENDING_INDEX = "pending"
+PENDING = "pending"
+PENDING_SINCE = "pending_since"
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,7 @@ class SubmissionJournal:
         self._table = table_name
 
     def open(self, edit_key: str, ttl_seconds: int) -> EditJournal:
-        item_id = f"journal#{edit_key}"
+        item_id = journal_item_id(edit_key)
         item = get_item(self._table, item_id)
         entries = {
             name.removeprefix("call_"): json.loads(value["S"])
@@ -72,11 +89,12 @@ class EditJournal:
     def get(self, index: int) -> dict[str, Any] | None:
         return self._entries.get(str(index))
 
-    def record(self, index: int, entry: dict[str, Any]) -> None:
+    def record(self, index: int, entry: dict[str, Any], *, awaits_webhook: bool = False) -> None:
         """A call's new fal request (``entry["submission"]``, a ``FalSubmission``), journaled with
-        the lookup from its request id back to this edit, in one transaction."""
+        the lookup from its request id back to this edit, in one transaction. ``awaits_webhook``:
+        fal will tell of its end by a webhook, so the lookup is pending until it is collected."""
         request_id = str(entry.get("submission", {}).get("request_id", ""))
-        self._write({index: entry}, {request_id: index} if request_id else {})
+        self._write({index: entry}, {request_id: index} if request_id else {}, pending=awaits_webhook)
 
     def mark_counted(self, indexes: Sequence[int]) -> None:
         """The calls whose cost an attempt counted although its answer was not final: the attempt
@@ -84,7 +102,13 @@ class EditJournal:
         if indexes:
             self._write({index: {**self._entries[str(index)], "counted": True} for index in indexes})
 
-    def _write(self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None) -> None:
+    def _write(
+        self,
+        entries: dict[int, dict[str, Any]],
+        requests: dict[str, int] | None = None,
+        *,
+        pending: bool = False,
+    ) -> None:
         """Entries written in one update, and the journal's life extended from now; with
         ``requests`` (fal request id -> call), their lookups too, in the same transaction."""
         self._entries.update({str(index): entry for index, entry in entries.items()})
@@ -104,10 +128,20 @@ class EditJournal:
             dynamodb_client().update_item(**update)
             return
         edit_key = self._item_id.removeprefix("journal#")
+        waiting = {PENDING: {"S": "falreq"}, PENDING_SINCE: {"N": str(int(time.time()))}} if pending else {}
         lookups: list[TransactWriteItemTypeDef] = [
             {"Put": {"TableName": self._table, "Item": {
                 "id": {"S": request_item_id(request_id)}, "edit_key": {"S": edit_key},
-                "call": {"N": str(index)}, "expiration": expiration}}}
+                "call": {"N": str(index)}, "expiration": expiration, **waiting}}}
             for request_id, index in requests.items()
         ]  # fmt: skip
-        dynamodb_client().transact_write_items(TransactItems=[{"Update": update}, *lookups])
+        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
+            try:
+                dynamodb_client().transact_write_items(TransactItems=[{"Update": update}, *lookups])
+                return
+            except ClientError as exc:
+                # A collect step marking a call of the same edit at that moment (a webhooked edit
+                # of several calls) cancels the transaction: fal accepted the request, so it must
+                # be journaled, or a retry of the edit would pay for it again.
+                if error_code(exc) != "TransactionCanceledException" or attempt == _TRANSACTION_ATTEMPTS:
+                    raise

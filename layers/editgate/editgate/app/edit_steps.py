@@ -85,11 +85,16 @@ def _failures(
     ]
     flagged = sum(outcome.flagged for outcome in outcomes)
     if flagged:
-        failures.append(CallFailure(images=flagged, code="content_policy_violation",
-                                    message="flagged by the provider's safety checker"))  # fmt: skip
+        failures.append(flagged_failure(flagged))
     if failures:
         logger.warning("partial answer", extra={"failures": [f.code for f in failures]})
     return failures
+
+
+def flagged_failure(flagged: int) -> CallFailure:
+    """The images the provider's safety checker flagged, as the answer reports them."""
+    return CallFailure(images=flagged, code="content_policy_violation",
+                       message="flagged by the provider's safety checker")  # fmt: skip
 
 
 def _count_cost(
@@ -109,7 +114,11 @@ def _nothing_made(
     """With nothing made there is no answer: the first error, or the safety checker's refusal."""
     if errors:
         return errors[0][1]
-    flagged = sum(outcome.flagged for outcome in outcomes)
+    return all_flagged(any(outcome.flagged for outcome in outcomes))
+
+
+def all_flagged(flagged: bool) -> ContentPolicyViolation:
+    """No image to answer with: the provider's safety checker flagged them all."""
     return ContentPolicyViolation(
         "The edited image was flagged by the provider's safety checker and is not returned.",
         param="prompt" if flagged else None,
@@ -119,12 +128,13 @@ def _nothing_made(
 def _store_all(made: Sequence[bytes], folder: str, plan: Plan, store: ObjectStore) -> list[EditedImage]:
     """The images put in the results bucket side by side, like the downloads."""
     with ThreadPoolExecutor(max_workers=len(made)) as puts:
-        putting = [puts.submit(timing.carried(_store), data, f"{folder}/{index}", plan, store)
+        putting = [puts.submit(timing.carried(store_image), data, f"{folder}/{index}", plan, store)
                    for index, data in enumerate(made)]  # fmt: skip
     return [put.result() for put in putting]
 
 
-def _store(data: bytes, stem: str, plan: Plan, store: ObjectStore) -> EditedImage:
+def store_image(data: bytes, stem: str, plan: Plan, store: ObjectStore) -> EditedImage:
+    """An image put in the results bucket at ``<stem>.<format>`` (and presigned, for url answers)."""
     key = f"{stem}.{plan.output_format}"
     with timing.phase("store"):
         store.put(key, data, CONTENT_TYPES[plan.output_format])

@@ -39,8 +39,9 @@ class CollectMessage(BaseModel):
     request_id: str
     edit_key: str
     call: int
-    status: Literal["OK", "ERROR"]
-    received_at: float  # time.time() when the webhook was taken
+    # POLLED: no webhook came; the sweeper found the request ended by asking fal its status.
+    status: Literal["OK", "ERROR", "POLLED"]
+    received_at: float  # time.time() when the webhook was taken (or the sweep queued it)
 
 
 class WebhookNotQueued(EditgateError):

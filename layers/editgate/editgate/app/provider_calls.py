@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from PIL import Image
 
 from editgate.adapters.fal import FalClient, FalOutput, FalSubmission
 from editgate.adapters.fal_answers import FalRequestEnded, ProviderRejected
@@ -25,6 +26,7 @@ from editgate.app.services import Services
 from editgate.domain import images
 from editgate.domain.catalog import ModelSpec
 from editgate.domain.errors import EditgateError, InvalidRequest, UpstreamError, UpstreamTimeout
+from editgate.domain.models import Plan
 
 logger = Logger(child=True)
 
@@ -96,29 +98,48 @@ class ProviderCalls:
         return CallOutcome(index, output, made, len(output.images) - len(kept), unfinished, counted_earlier)
 
     def _finish(self, url: str) -> bytes:
-        plan = self.prepared.plan
-        with timing.phase("download"):
-            data = self.services.fal.download(url, self.deadline)
-        with self.finishing:
-            if self.deadline - time.monotonic() < plan.finish_seconds_per_image:
-                raise UpstreamTimeout(
-                    "The edited images were made but could not be finished in time; retrying the same "
-                    "request collects them from the provider without a second charge.",
-                    retry_after=1,
+        prepared = self.prepared
+        return finish_download(
+            self.services.fal, url, prepared.plan, prepared.alpha, self.deadline, self.finishing
+        )
+
+
+def finish_download(
+    fal: FalClient,
+    url: str,
+    plan: Plan,
+    alpha: Image.Image | None,
+    deadline: float,
+    finishing: threading.BoundedSemaphore,
+) -> bytes:
+    """One image fal made, downloaded and finished as the plan asks (one of ``finishing`` slots)."""
+    with timing.phase("download"):
+        data = fal.download(url, deadline)
+    with finishing:
+        if deadline - time.monotonic() < plan.finish_seconds_per_image:
+            raise UpstreamTimeout(
+                "The edited images were made but could not be finished in time; retrying the same "
+                "request collects them from the provider without a second charge.",
+                retry_after=1,
+            )
+        try:
+            with timing.phase("finish"):
+                return images.finish(
+                    data,
+                    plan.target,
+                    plan.output_format,
+                    compression=plan.output_compression,
+                    alpha=alpha,
+                    # Its presence in Server-Timing counts re-encodes.
+                    encoding=partial(timing.phase, "encode-output"),
                 )
-            try:
-                with timing.phase("finish"):
-                    return images.finish(
-                        data,
-                        plan.target,
-                        plan.output_format,
-                        compression=plan.output_compression,
-                        alpha=self.prepared.alpha,
-                        # Its presence in Server-Timing counts re-encodes.
-                        encoding=partial(timing.phase, "encode-output"),
-                    )
-            except ValueError:
-                raise UpstreamError("The provider returned an unreadable image.") from None
+        except ValueError:
+            raise UpstreamError("The provider returned an unreadable image.") from None
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """What names a call's payload in the journal: the same payload is the same fal request."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _journaled_output(
@@ -132,7 +153,7 @@ def _journaled_output(
     """Call ``index`` of an edit: collected from the request an earlier attempt submitted for the
     same payload, or submitted (once) and journaled before waiting on it; and whether an earlier
     attempt already counted its cost."""
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    digest = payload_digest(payload)
     with timing.phase("journal"):
         known = journal.get(index)
     if known is not None and known.get("payload") == digest:

@@ -1,5 +1,6 @@
 """The batch queue's door: each message (an S3 notification, a manifest chunk, an item) routed
-to what it starts."""
+to what it starts; and the collect queue's (a fal request to collect), which the batch function
+consumes too."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger
 
 from editgate.adapters.objects import ObjectNotFound
+from editgate.app.batch.collect import collect
 from editgate.app.batch.items import RetryLater, process_item
 from editgate.app.batch.layout import (
     IMAGE_SUFFIXES,
@@ -24,6 +26,7 @@ from editgate.app.batch.layout import (
 from editgate.app.batch.manifest import fan_out_or_stop
 from editgate.app.batch.messages import ChunkMessage, ItemMessage, validated
 from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.fal_webhooks import CollectMessage
 from editgate.domain import envelope
 from editgate.domain.errors import RequestInProgress
 
@@ -68,13 +71,27 @@ def handle_message(body: str, runtime: BatchRuntime, *, receive_count: int, dead
         chunk = _valid_chunk(document, runtime)
         if chunk is not None:
             fan_out_or_stop(chunk.model_copy(update={"repeat": repeat}), runtime, last_attempt=last_attempt)
-    elif document.get("kind") == "item":
-        item = validated(ItemMessage, document)
-        if item is not None:
-            item = item.model_copy(update={"repeat": repeat})
-            _run_item(item, runtime, last_attempt=last_attempt, deadline=deadline)
+    elif document.get("kind") in ("item", "collect"):
+        _edit_message(document, runtime, last_attempt=last_attempt, repeat=repeat, deadline=deadline)
     else:
         logger.warning("a message of unknown kind on the batch queue: dropped")
+
+
+def _edit_message(
+    document: dict[str, Any], runtime: BatchRuntime, *, last_attempt: bool, repeat: bool, deadline: float
+) -> None:
+    """An item to submit, or (from the collect queue: fal's webhook, the sweeper) a fal request
+    of an item to collect."""
+    if document["kind"] == "collect":
+        message = validated(CollectMessage, document)
+        if message is not None:
+            outcome = collect(message, runtime, deadline, last_attempt=last_attempt)
+            logger.info("fal request", extra={"fal_request_id": message.request_id, "outcome": outcome})
+        return
+    item = validated(ItemMessage, document)
+    if item is not None:
+        item = item.model_copy(update={"repeat": repeat})
+        _run_item(item, runtime, last_attempt=last_attempt, deadline=deadline)
 
 
 def _run_item(item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, deadline: float) -> None:

@@ -12,6 +12,7 @@ from editgate.adapters.objects import ObjectNotFound, ObjectStore
 from editgate.app.batch.layout import output_key
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.batch.submit import submit_item
 from editgate.app.batch.summary import publish_progress
 from editgate.domain.errors import EditgateError, InvalidRequest, RequestInProgress, UpstreamTimeout
 from editgate.domain.models import EditRequest, EditResult
@@ -27,17 +28,19 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    state: Literal["succeeded", "failed", "skipped"]
+    state: Literal["submitted", "succeeded", "failed", "skipped"]
     detail: str
 
 
 def process_item(
-    item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, deadline: float
+    item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, deadline: float, wait: bool = False
 ) -> ItemOutcome:
-    """Edit one item and record its outcome, once: an item that succeeded before is skipped, and
-    an attempt after a crash collects the fal requests the crashed one submitted. A failure
-    another attempt may fix raises ``RetryLater``, unless this is the last attempt (and while
-    another attempt edits the item, always).
+    """Hand one item to fal and return (its webhook, or the sweeper, has it collected: see
+    ``editgate.app.batch.collect``); with ``wait`` (an S3 Batch Operations task, which answers its
+    outcome), edit it and record its outcome. Once: an item that succeeded before is skipped, and
+    an attempt after a crash collects (or leaves to its webhook) the fal requests the crashed one
+    submitted. A failure another attempt may fix raises ``RetryLater``, unless this is the last
+    attempt (and while another attempt edits the item, always).
 
     Nothing is read first: an item edited before gets its edit's record (no fal call) and is
     skipped when it settles unchanged. A message that may ``repeat`` one handled longer ago than
@@ -45,7 +48,11 @@ def process_item(
     if item.repeat and _succeeded_before(item, runtime):
         return _ALREADY_SUCCEEDED
     try:
-        result = _edit(item, runtime, deadline)
+        request, image = _request(item, runtime), _image(item, runtime)
+        if not wait:
+            submitted = submit_item(item, request, image, runtime, deadline)
+            return ItemOutcome("submitted", f"{submitted} fal request(s) submitted")
+        result = _edit(item, request, image, runtime, deadline)
         if not result.complete:
             raise _missing_images(result)
     except EditgateError as exc:
@@ -57,7 +64,7 @@ def process_item(
         record = {**failed_record(exc), "message": item.model_dump()}
         settle(runtime, item.batch_id, item.item_id, item.line, record, 0, 0.0)
         return ItemOutcome("failed", exc.message)
-    record = _succeeded_record(result)
+    record = succeeded_record(result)
     images, cost = len(result.images), result.cost_usd
     if not settle(runtime, item.batch_id, item.item_id, item.line, record, images, cost).changed:
         return _ALREADY_SUCCEEDED
@@ -79,15 +86,23 @@ def _missing_images(result: EditResult) -> EditgateError:
     return UpstreamTimeout(failure.message, code=failure.code)
 
 
-def _edit(item: ItemMessage, runtime: BatchRuntime, deadline: float) -> EditResult:
+def _request(item: ItemMessage, runtime: BatchRuntime) -> EditRequest:
     # The stack's BATCH_DEFAULTS under the item's own parameters. Results are always stored and
     # presigned: a batch answers in records, not in the response.
-    request = EditRequest.from_values({**runtime.defaults, **item.params, "response_format": "url"})
-    image = _image(item, runtime)
-    folder = output_key(item.batch_id, "results", item.item_id)
+    return EditRequest.from_values({**runtime.defaults, **item.params, "response_format": "url"})
+
+
+def _edit(
+    item: ItemMessage, request: EditRequest, image: bytes, runtime: BatchRuntime, deadline: float
+) -> EditResult:
+    folder = results_folder(item)
     return runtime.edits.edit_item(
         item.batch_id, item.item_id, request, image, deadline=deadline, folder=folder
     )
+
+
+def results_folder(item: ItemMessage) -> str:
+    return output_key(item.batch_id, "results", item.item_id)
 
 
 def _image(item: ItemMessage, runtime: BatchRuntime) -> bytes:
@@ -147,7 +162,7 @@ def failed_record(error: EditgateError) -> dict[str, Any]:
     return {"state": "failed", **error.body()}
 
 
-def _succeeded_record(result: EditResult) -> dict[str, Any]:
+def succeeded_record(result: EditResult) -> dict[str, Any]:
     return {
         "state": "succeeded",
         "results": [{"key": image.key, "url": image.url} for image in result.images],

@@ -34,7 +34,8 @@ def run_task(
         item = _task_item(event)
         runtime.ledger.count_items(item.batch_id, 1, chunk=item.item_id, last=True)
         deadline = time.monotonic() + envelope.batch_seconds(remaining_ms)
-        outcome = process_item(item, runtime, last_attempt=False, deadline=deadline)
+        # A task answers its item's outcome: it waits on fal (S3 Batch Operations has no webhook).
+        outcome = process_item(item, runtime, last_attempt=False, deadline=deadline, wait=True)
     except RetryLater as exc:
         # S3 may try the task again, or give up without telling: the item is recorded failed
         # meanwhile, so that its batch finishes; a later try that succeeds records it succeeded.

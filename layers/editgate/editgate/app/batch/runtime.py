@@ -5,11 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from editgate.adapters.collect_journal import CollectJournal
 from editgate.adapters.ledger import BatchLedger
 from editgate.adapters.objects import ObjectStore
 from editgate.adapters.queue import WorkQueue
+from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch.layout import ImageRules
 from editgate.app.edit_service import EditService
+
+
+@dataclass(frozen=True)
+class Collecting:
+    """How batch items are told that fal has finished: fal's webhook (``webhook_url``, the API's
+    ``/v1/fal/webhook``) queues the collect step on ``queue``; the sweeper finds the requests
+    whose webhook has not come after ``sweep_after_seconds`` and queues them too."""
+
+    webhook_url: str
+    journal: CollectJournal
+    queue: WorkQueue
+    receipts: WebhookReceipts
+    sweep_after_seconds: int
+    # The most requests one sweep looks at (the rest wait for the next minute's).
+    sweep_limit: int = 200
 
 
 @dataclass
@@ -28,5 +45,7 @@ class BatchRuntime:
     # The stack's BATCH_DEFAULTS, under every item's own parameters.
     defaults: dict[str, Any]
     max_image_bytes: int
+    # How items learn that fal has finished (webhooks, the sweeper).
+    collecting: Collecting
     # When this environment last wrote each batch's summary (time.monotonic()).
     summaries_written: dict[str, float] = field(default_factory=dict)

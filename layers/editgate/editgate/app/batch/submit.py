@@ -1,0 +1,85 @@
+"""A batch item handed to fal: prepared (normalized and checked, as any edit), each provider call
+submitted with fal's webhook and journaled with what collecting it needs. Nothing waits on fal:
+the collect step (``editgate.app.batch.collect``) finishes the item when fal says it is done."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from editgate.adapters.collect_journal import CollectState
+from editgate.app.batch.messages import ItemMessage
+from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.fal_webhooks import CollectMessage
+from editgate.app.preparing import prepare
+from editgate.app.provider_calls import payload_digest
+from editgate.domain import identity
+from editgate.domain.errors import RequestInProgress
+from editgate.domain.models import EditRequest, Plan
+
+logger = Logger(child=True)
+
+
+def submit_item(
+    item: ItemMessage, request: EditRequest, image: bytes, runtime: BatchRuntime, deadline: float
+) -> int:
+    """Submit the item's provider calls (those its journal does not already hold: a redelivery
+    pays nothing again); how many were submitted now. ``RequestInProgress`` while another
+    delivery of the item is submitting."""
+    services, collecting = runtime.edits.services, runtime.collecting
+    edit = identity.for_item(item.batch_id, item.item_id, request, [image])
+    prepared = prepare(request, [image], services, deadline)
+    plan = prepared.plan
+    work = {"item": item.model_dump(mode="json"), "calls": len(plan.calls), "model": plan.model.id,
+            "alpha": prepared.alpha is not None, "plan": compact_plan(plan)}  # fmt: skip
+    ttl = services.deduplicator.ttl_seconds(edit)
+    lease = max(1.0, deadline - time.monotonic())
+    state = collecting.journal.begin(edit.key, work, lease_seconds=lease, ttl_seconds=ttl)
+    if state is None:
+        raise RequestInProgress("The item is being submitted by another delivery.", retry_after=2)
+    _collect_again(edit.key, state, runtime)
+    journal = collecting.journal.edit_journal(edit.key, state, ttl)
+    submitted = 0
+    for index, payload in enumerate(plan.payloads(prepared.image_uri)):
+        digest = payload_digest(payload)
+        known = journal.get(index)
+        if known is not None and known.get("payload") == digest:
+            continue  # submitted by an earlier delivery: its webhook (or the sweeper) collects it
+        submission = services.fal.submit(
+            plan.model.endpoint_id, payload, deadline, webhook_url=collecting.webhook_url
+        )
+        entry = {"payload": digest, "submission": submission.model_dump(mode="json")}
+        journal.record(index, entry, awaits_webhook=True)
+        submitted += 1
+    logger.info("batch item submitted", extra={"item": item.item_id, "calls": len(plan.calls)})
+    return submitted
+
+
+def _collect_again(edit_key: str, state: CollectState, runtime: BatchRuntime) -> None:
+    """A redrive of an item whose calls fal made but could not be collected: collected now, from
+    the same fal requests (nothing paid again)."""
+    again = [call for call, outcome in state.done.items() if any(f["retryable"] for f in outcome["failures"])]
+    if not again:
+        return
+    runtime.collecting.journal.reopen(edit_key, again)
+    messages = [
+        CollectMessage(request_id=state.entries[call]["submission"]["request_id"], edit_key=edit_key,
+                       call=call, status="POLLED", received_at=time.time()).model_dump(mode="json")
+        for call in again
+    ]  # fmt: skip
+    runtime.collecting.queue.send(messages)
+
+
+def compact_plan(plan: Plan) -> dict[str, Any]:
+    """The plan as the journal keeps it: without the model (named in the work) and the payloads."""
+    return plan.model_dump(mode="json", exclude={"model": True, "calls": {"__all__": {"payload"}}})
+
+
+def plan_from(work: dict[str, Any], runtime: BatchRuntime) -> Plan:
+    """The plan ``compact_plan`` kept, whole again (the payloads empty: they were sent)."""
+    compact = work["plan"]
+    calls = [{**call, "payload": {}} for call in compact["calls"]]
+    spec = runtime.edits.services.model(work["model"])
+    return Plan.model_validate({**compact, "model": spec, "calls": calls})

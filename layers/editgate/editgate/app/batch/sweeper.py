@@ -1,0 +1,60 @@
+"""The sweeper (an EventBridge schedule, every minute): the fal requests of batch items whose
+webhook has not come ``sweep_after_seconds`` after their submit are asked about, once each, by
+fal's status; those fal has ended get the collect step queued, as their webhook would have. A
+lost webhook delays an item, never loses it. A webhook that comes after all is taken for a
+duplicate (the sweep claimed its request), and a sweep after the webhook finds nothing pending."""
+
+from __future__ import annotations
+
+import time
+
+from aws_lambda_powertools import Logger
+
+from editgate.adapters.fal import FalSubmission
+from editgate.adapters.journal import SubmittedRequest
+from editgate.app import metrics
+from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.fal_webhooks import CollectMessage
+
+logger = Logger(child=True)
+
+
+def sweep(runtime: BatchRuntime, deadline: float, now: float | None = None) -> int:
+    """How many requests this sweep queued for collecting."""
+    collecting = runtime.collecting
+    submitted_before = (time.time() if now is None else now) - collecting.sweep_after_seconds
+    queued = 0
+    for request in collecting.journal.pending(submitted_before, collecting.sweep_limit):
+        if time.monotonic() >= deadline:
+            break  # the next minute's sweep goes on
+        if _ended(request, runtime, deadline) and collecting.receipts.claim(request.request_id):
+            message = CollectMessage(request_id=request.request_id, edit_key=request.edit_key,
+                                     call=request.call, status="POLLED", received_at=time.time())  # fmt: skip
+            try:
+                collecting.queue.send([message.model_dump(mode="json")])
+            except Exception:
+                collecting.receipts.release(request.request_id)
+                raise
+            queued += 1
+    if queued:
+        logger.warning("fal requests collected without their webhook", extra={"queued": queued})
+        metrics.add("WebhooksMissed", queued)
+    return queued
+
+
+def _ended(request: SubmittedRequest, runtime: BatchRuntime, deadline: float) -> bool:
+    """Whether fal has ended the request; a request its journal no longer waits for (collected,
+    submitted anew, or its journal expired) is no longer pending."""
+    journal = runtime.collecting.journal
+    state = journal.state(request.edit_key)
+    entry = state.entries.get(request.call) if state else None
+    submission = FalSubmission.model_validate(entry["submission"]) if entry else None
+    if (
+        state is None
+        or submission is None
+        or request.call in state.done
+        or submission.request_id != request.request_id
+    ):
+        journal.collected(request.request_id)
+        return False
+    return runtime.edits.services.fal.ended(submission, deadline)
