@@ -19,7 +19,6 @@ from html.parser import HTMLParser
 from importlib import resources
 from typing import Any
 
-
 # What both pages' <head> holds besides their own: phones lay them out at their width, and the
 # icon is in the page (a browser asks for /favicon.ico without a key otherwise, and logs the 401).
 _ICON = (
@@ -27,7 +26,9 @@ _ICON = (
     "height='32' rx='7' fill='%232458d6'/%3E%3Cpath d='M9 23l3.5-1 9-9-2.5-2.5-9 9zM20.5 9.5l2.5 2.5 "
     "1.5-1.5-2.5-2.5z' fill='%23fff'/%3E%3C/svg%3E"
 )
-_HEAD = f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<link rel="icon" href="{_ICON}">'
+_HEAD = (
+    f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<link rel="icon" href="{_ICON}">'
+)
 
 # Swagger UI on a phone: no "Links" column (this API has none), and anything still wider than
 # the screen (a schema, a long example) scrolls inside its operation instead of widening the page.
