@@ -285,7 +285,8 @@ function showResults(body, seed, requestId, serverTiming) {
     ["size", body.size],
     ["format", body.output_format],
     ["cost", meta.cost ? `$${meta.cost.usd.toFixed(3)} for ${body.data.length} image(s)` : ""],
-    ["seed", seed],
+    // fal answers one seed for a call, not one an image: the set is made again from the same seed.
+    ["seed", seed && body.data.length > 1 ? `${seed} (for this set of ${body.data.length})` : seed],
     ["request id", requestId || meta.request_id || ""],
     ["timings", timings(serverTiming)],
   ]);
