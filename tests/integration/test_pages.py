@@ -4,7 +4,9 @@ edit, errors. Swagger UI: the document rendered, a request tried from it."""
 
 from __future__ import annotations
 
+import ast
 import base64
+import inspect
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
@@ -67,8 +70,10 @@ class Console:
     """What a page's console and policy said: every CSP violation, and every error that is not
     the browser's note of an HTTP error answer (which some tests cause on purpose)."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, *, failed_loads: bool = False) -> None:
+        """``failed_loads``: a resource the page asked for and was refused is an error too."""
         self.page = page
+        self.failed_loads = failed_loads
         self.errors: list[str] = []
         page.add_init_script(RECORD_VIOLATIONS)
         page.on("console", self._message)
@@ -77,7 +82,8 @@ class Console:
     def _message(self, message: ConsoleMessage) -> None:
         text = message.text
         if "Content Security Policy" in text or (
-            message.type == "error" and not text.startswith("Failed to load resource: the server responded")
+            message.type == "error"
+            and (self.failed_loads or not text.startswith("Failed to load resource: the server responded"))
         ):
             self.errors.append(text)
 
@@ -360,7 +366,7 @@ def test_given_a_slow_edit_when_edit_is_clicked_again_then_no_second_request_is_
     try:
         page.click("#edit")
         expect(page.locator("#edit")).to_be_disabled()
-        expect(page.locator("#status")).to_contain_text("Editing at fal")
+        expect(page.locator("#status")).to_contain_text("Editing 1 image at fal")
         page.click("#edit", force=True)  # a second click while it runs
         page.evaluate("document.getElementById('edit').onclick()")  # even past the disabled button
 
@@ -384,6 +390,7 @@ def test_given_a_result_when_new_variation_then_a_new_seed_is_sent_and_new_image
     posted = edit_posts(page)
     page.click("#edit")
     expect(page.locator(".result img.after")).to_have_count(1)
+    first_seed = int(page.locator('[data-fact="seed"]').inner_text())
     page.click("#edit")  # the same request again: its answer is replayed, and the page says so
     expect(page.locator("#replayed")).to_be_visible()
     assert len(emulator.request_ids) == 1
@@ -394,7 +401,8 @@ def test_given_a_result_when_new_variation_then_a_new_seed_is_sent_and_new_image
     expect(page.locator('[data-fact="seed"]')).to_have_text(re.compile(r"^\d+$"))
     assert len(emulator.request_ids) == 2  # made anew at fal, not replayed
     shown_seed = int(page.locator('[data-fact="seed"]').inner_text())
-    assert [payload.get("seed") for payload in emulator.payloads] == [None, shown_seed]
+    assert shown_seed != first_seed
+    assert [payload.get("seed") for payload in emulator.payloads] == [first_seed, shown_seed]
     assert len(posted) == 3
     assert console.problems() == []
     page.context.close()
@@ -429,16 +437,13 @@ def test_given_a_result_when_edit_again_then_the_result_is_the_next_edits_input(
 def test_given_the_form_then_the_code_view_shows_calls_that_make_the_same_edit(
     browser: Browser, stack: LocalStack, emulator: FalEmulator, tmp_path: Path
 ) -> None:
-    """Issue 18: the page showed no way to make its call from code. Each snippet is run as shown."""
+    """Issue 18: the page showed no way to make its call from code. Each snippet is run as shown
+    (the JavaScript one: below, under Node)."""
     page, console = open_playground(browser, stack, "desktop")
     ready_to_edit(page, "it's a snowy evening")  # a quote the shell must keep
     page.click("#advanced summary")
     page.fill("#param-seed", "11")
-    page.click("#code summary")
-    snippets = {}
-    for lang in ("curl", "python", "javascript"):
-        page.click(f".tab[data-lang={lang}]")
-        snippets[lang] = page.locator("#code-text").inner_text()
+    snippets = code_snippets(page)
     assert console.problems() == []
     page.context.close()
     shutil.copy(SAMPLE_IMAGE, tmp_path / SAMPLE_IMAGE.name)
@@ -455,18 +460,7 @@ def test_given_the_form_then_the_code_view_shows_calls_that_make_the_same_edit(
     assert python.returncode == 0, python.stderr
     assert python.stdout.strip()
     assert '"seed": 11' in snippets["python"]  # in extra_body: not a parameter the SDK knows
-    node = shutil.which("node")
-    if node:  # the JavaScript snippet under Node, with the file and key it expects
-        script = tmp_path / "edit.mjs"
-        script.write_text(
-            'import fs from "node:fs";\nconst apiKey = process.env.EDITGATE_API_KEY;\n'
-            f"const file = new Blob([fs.readFileSync({json.dumps(SAMPLE_IMAGE.name)})]);\n"
-            + snippets["javascript"]
-        )
-        ran = subprocess.run([node, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=60)
-        assert ran.returncode == 0, ran.stderr
-        assert b"768x512" in ran.stdout
-    assert len(emulator.request_ids) == 1  # one edit, answered twice more as the same request
+    assert len(emulator.request_ids) == 1  # one edit, answered once more as the same request
 
 
 def test_given_the_page_then_it_has_an_icon_links_the_docs_and_picks_only_what_the_server_reads(
@@ -482,3 +476,185 @@ def test_given_the_page_then_it_has_an_icon_links_the_docs_and_picks_only_what_t
 
     expect(page.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
     assert page.url == f"{stack.base_url}/docs"
+
+
+# --- Issue 18, a newcomer's review: what the playground shows while and after it works ---------
+
+# Whether something is shown whole inside the window (not below the fold): an element the
+# selector matches, or (with a text) such an element of its own (no child elements) that says it.
+ON_SCREEN = """([selector, text]) => [...document.querySelectorAll(selector)].some((element) => {
+    if (text && (element.children.length || !element.textContent.includes(text))) return false;
+    const box = element.getBoundingClientRect();
+    return element.checkVisibility() && box.height > 0 && box.top >= 0 && box.bottom <= innerHeight
+        && box.left >= 0 && box.right <= innerWidth;
+})"""
+
+
+def wait_on_screen(page: Page, selector: str, text: str = "") -> None:
+    page.wait_for_function(ON_SCREEN, arg=[selector, text], polling="raf", timeout=10_000)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_given_a_slow_edit_then_its_progress_is_on_screen_where_the_user_clicked(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator, size: str
+) -> None:
+    """Issue 18 (review): with an image chosen, Edit sat at the bottom of the window (1280x800:
+    y 750-792; 390x844: 802-844) and the status and progress below the fold, the result column
+    still saying "Results appear here.": for the whole wait only a greyed-out button changed."""
+    page, console = open_playground(browser, stack, size)
+    ready_to_edit(page, f"a slow {size} edit")
+    emulator.latency = 2.5  # within the tests' 4 s request deadline
+    try:
+        if size == "phone":
+            page.locator("#edit").tap()
+        else:
+            page.click("#edit")
+        wait_on_screen(page, "progress")
+        wait_on_screen(page, "body *", "Editing")
+        expect(page.get_by_text("Results appear here.")).to_be_hidden()
+        page.screenshot(path=str(REPO_ROOT / "out" / f"playground-{size}-editing.png"))
+
+        expect(page.locator(".result img.after")).to_have_count(1)
+    finally:
+        emulator.latency = 0.0
+    # The outcome is where the user looks too: the result's heading comes into view.
+    wait_on_screen(page, "#outcome h2")
+    page.screenshot(path=str(REPO_ROOT / "out" / f"playground-{size}-edited.png"))
+    assert console.problems() == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_given_the_docs_page_on_a_phone_or_a_desktop_then_it_fits_the_screen_and_logs_no_error(
+    browser: Browser, stack: LocalStack, size: str
+) -> None:
+    """Issue 18 (review): /docs had no viewport meta (a phone laid it out 980 px wide) and no
+    favicon, so every load logged a console error (/favicon.ico answered 401)."""
+    context = browser.new_context(**SIZES[size])  # type: ignore[arg-type]
+    docs = context.new_page()
+    console = Console(docs, failed_loads=True)
+    refused: list[str] = []
+    docs.on("response", lambda answer: refused.append(answer.url) if answer.status >= 400 else None)
+
+    docs.goto(f"{stack.base_url}/docs")
+    expect(docs.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
+    docs.locator(".opblock-summary", has_text="/v1/images/edits").click()
+    expect(docs.locator(".opblock-body").first).to_be_visible()
+
+    assert docs.evaluate("window.innerWidth") == SIZES[size]["viewport"]["width"]  # type: ignore[index]
+    assert overflow(docs) == 0
+    assert (docs.locator("link[rel=icon]").get_attribute("href") or "").startswith("data:image/svg+xml")
+    docs.screenshot(path=str(REPO_ROOT / "out" / f"docs-{size}.png"))
+    assert refused == []
+    assert console.problems() == []
+    context.close()
+
+
+def code_snippets(page: Page) -> dict[str, str]:
+    page.click("#code summary")
+    snippets = {}
+    for lang in ("curl", "python", "javascript"):
+        page.click(f".tab[data-lang={lang}]")
+        snippets[lang] = page.locator("#code-text").inner_text()
+    return snippets
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_given_the_code_view_then_its_javascript_runs_as_shown_with_the_key_from_the_environment(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator, tmp_path: Path
+) -> None:
+    """Issue 18 (review): the JavaScript snippet used an ``apiKey`` (and a ``file``) it never
+    declared."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "it's a snowy evening")
+    script = code_snippets(page)["javascript"]
+    assert console.problems() == []
+    page.context.close()
+    shutil.copy(SAMPLE_IMAGE, tmp_path / SAMPLE_IMAGE.name)
+    (tmp_path / "edit.mjs").write_text(script)
+
+    ran = subprocess.run(
+        [shutil.which("node") or "node", "edit.mjs"], cwd=tmp_path, capture_output=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "EDITGATE_API_KEY": API_KEY},
+    )  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    assert b"768x512" in ran.stdout
+    assert len(emulator.request_ids) == 1
+
+
+def test_given_a_result_edited_again_then_the_code_names_its_file_as_the_download_saves_it(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator, tmp_path: Path
+) -> None:
+    """Issue 18 (review): after Edit again the curl and Python snippets sent ``edit-1.png``, a file
+    nothing said where to find."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "first step: snow")
+    page.click("#edit")
+    expect(page.locator(".result img.after")).to_have_count(1)
+    with page.expect_download() as downloading:
+        page.click(".result a[download]")
+    download = downloading.value
+    download.save_as(tmp_path / download.suggested_filename)
+    page.click(".result button.edit-again")
+    page.fill("#prompt", "second step: night")
+    snippets = code_snippets(page)
+    assert console.problems() == []
+    page.context.close()
+
+    for lang in ("curl", "python", "javascript"):
+        lines = snippets[lang].splitlines()
+        note = next((line for line in lines if line.lstrip("#/ ").startswith("edit-")), "")
+        assert download.suggested_filename in note, snippets[lang]
+        assert "Download" in note, snippets[lang]
+    curl = subprocess.run(
+        ["sh", "-c", snippets["curl"]], cwd=tmp_path, capture_output=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "EDITGATE_API_KEY": API_KEY},
+    )  # fmt: skip
+    assert json.loads(curl.stdout)["size"] == "768x512", curl.stderr
+    assert emulator.payloads[-1]["prompt"] == "second step: night"
+
+
+def test_given_settings_left_as_they_are_then_the_python_call_sends_only_what_differs_as_the_sdk_names_it(
+    browser: Browser, stack: LocalStack
+) -> None:
+    """Issue 18 (review): the Python snippet put default values (``fit``, ``output_format``) in
+    ``extra_body``; the SDK's own parameters belong in its keyword arguments, only the rest in
+    ``extra_body``."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "snow")
+    page.click("#advanced summary")
+    page.select_option("#output_format", "webp")
+    page.fill("#param-seed", "11")
+    python = code_snippets(page)["python"]
+    assert console.problems() == []
+    page.context.close()
+
+    call = next(
+        node for node in ast.walk(ast.parse(python))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "client.images.edit"
+    )  # fmt: skip
+    arguments = {keyword.arg: keyword.value for keyword in call.keywords}
+    sdk_parameters = set(inspect.signature(openai.OpenAI(api_key="x").images.edit).parameters)
+    assert set(arguments) <= sdk_parameters
+    assert ast.literal_eval(arguments["output_format"]) == "webp"
+    assert ast.literal_eval(arguments["response_format"]) == "b64_json"  # the page's choice, not the API's
+    assert ast.literal_eval(arguments["extra_body"]) == {"seed": 11}
+    assert "fit" not in python
+
+
+def test_given_no_seed_then_the_result_shows_the_seed_the_images_were_made_with(
+    browser: Browser, stack: LocalStack, emulator: FalEmulator
+) -> None:
+    """Issue 18 (review): the page said "seed: the model's choice" while fal used a specific seed."""
+    page, console = open_playground(browser, stack, "desktop")
+    ready_to_edit(page, "snow, any seed")
+
+    page.click("#edit")
+
+    expect(page.locator(".result img.after")).to_have_count(1)
+    shown = page.locator('[data-fact="seed"]').inner_text()
+    assert re.fullmatch(r"\d+", shown), shown
+    assert int(shown) == emulator.payloads[0].get("seed")  # the seed fal made the image with
+    assert console.problems() == []
+    page.context.close()

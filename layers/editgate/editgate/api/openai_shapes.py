@@ -141,8 +141,10 @@ def _capabilities(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _gateway_parameters(spec: ModelSpec) -> dict[str, dict[str, Any]]:
-    """OpenAI's parameters and the gateway's own, and what becomes of each at the provider."""
+    """OpenAI's parameters and the gateway's own, what becomes of each at the provider, and the
+    value a request that leaves one out gets."""
     prompt_behaviour = "passthrough" if spec.prompt_field == "prompt" else "renamed"
+    defaults = {name: field.default for name, field in EditRequest.model_fields.items()}
     return {
         "prompt": {
             "behaviour": prompt_behaviour,
@@ -154,14 +156,23 @@ def _gateway_parameters(spec: ModelSpec) -> dict[str, dict[str, Any]]:
         "size": {"behaviour": "converted", "field": spec.size_field},
         "aspect_ratio": {"behaviour": "converted"},
         "resolution": {"behaviour": "converted"},
-        "fit": {"behaviour": "emulated", "values": list(get_args(Fit))},
+        "fit": {"behaviour": "emulated", "values": list(get_args(Fit)), "default": defaults["fit"]},
         "n": {
             "behaviour": "emulated",
             "field": spec.num_images_field,
             "max_per_call": spec.max_images_per_call,
+            "default": defaults["n"],
         },
-        "response_format": {"behaviour": "emulated", "values": list(get_args(ResponseFormat))},
-        "output_format": {"behaviour": "converted", "field": spec.output_format_field},
+        "response_format": {
+            "behaviour": "emulated",
+            "values": list(get_args(ResponseFormat)),
+            "default": defaults["response_format"],
+        },
+        "output_format": {
+            "behaviour": "converted",
+            "field": spec.output_format_field,
+            "default": defaults["output_format"],
+        },
         "output_compression": {"behaviour": "emulated", "ge": 0, "le": MAX_COMPRESSION},
     }
 

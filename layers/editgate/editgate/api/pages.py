@@ -19,6 +19,25 @@ from html.parser import HTMLParser
 from importlib import resources
 from typing import Any
 
+# What both pages' <head> holds besides their own: phones lay them out at their width, and the
+# icon is in the page (a browser asks for /favicon.ico without a key otherwise, and logs the 401).
+_ICON = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E%3Crect width='32' "
+    "height='32' rx='7' fill='%232458d6'/%3E%3Cpath d='M9 23l3.5-1 9-9-2.5-2.5-9 9zM20.5 9.5l2.5 2.5 "
+    "1.5-1.5-2.5-2.5z' fill='%23fff'/%3E%3C/svg%3E"
+)
+_HEAD = (
+    f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<link rel="icon" href="{_ICON}">'
+)
+
+# Swagger UI on a phone: no "Links" column (this API has none), and anything still wider than
+# the screen (a schema, a long example) scrolls inside its operation instead of widening the page.
+_SWAGGER_NARROW = (
+    "<style>@media (max-width: 600px) { .swagger-ui .wrapper { padding: 0 8px; } "
+    ".swagger-ui .response-col_links { display: none; } "
+    ".swagger-ui .opblock-body, .swagger-ui section.models { overflow-x: auto; } }</style>"
+)
+
 
 @dataclass(frozen=True)
 class Page:
@@ -35,6 +54,7 @@ def swagger_page(document: dict[str, Any]) -> Page:
     spec = json.dumps(document).replace("</", "<\\/")
     script, style = _swagger_assets()
     html = generate_swagger_html(spec, script, style, "", None, persist_authorization=True)
+    html = html.replace("<head>", f"<head>\n{_HEAD}\n{_SWAGGER_NARROW}", 1)
     return Page(html, _policy(html, images_from=("data:",)))
 
 
@@ -47,6 +67,7 @@ def playground_page(results_origin: str) -> Page:
     html = (
         (static / "playground.html")
         .read_text("utf-8")
+        .replace("<!--PAGE_HEAD-->", _HEAD)
         .replace("/*PLAYGROUND_CSS*/", (static / "playground.css").read_text("utf-8"))
         .replace("/*PLAYGROUND_JS*/", (static / "playground.js").read_text("utf-8"))
     )

@@ -6,9 +6,11 @@ const KEY_STORE = "editgate.key";
 // Set by the form's own fields, not by a model's parameters.
 const FORM_FIELDS = new Set(["prompt", "image", "size", "aspect_ratio", "resolution", "fit", "n", "response_format", "output_format", "output_compression"]);
 const FORM_IDS = ["model", "n", "size", "aspect_ratio", "resolution", "fit", "output_format", "response_format"];
+// The parameters the openai Python SDK's images.edit takes by name; the others go in extra_body.
+const PYTHON_SDK_ARGUMENTS = new Set(["prompt", "model", "n", "size", "response_format", "output_format", "output_compression"]);
 // A model parameter's label and hint, in words (any other: its name).
 const PARAM_WORDS = {
-  seed: ["Seed", "The same seed and settings give the same images; New variation picks another."],
+  seed: ["Seed", "The same seed and settings give the same images. Left empty, Edit picks one; New variation picks another."],
   cfg_scale: ["Prompt strength", "How closely to follow what you asked"],
   image_guidance_scale: ["Image strength", "How much of the input to keep"],
   num_inference_steps: ["Steps", "More is slower and can be finer"],
@@ -20,11 +22,17 @@ const PARAM_WORDS = {
 };
 const $ = (id) => document.getElementById(id);
 let models = [];
-let input = null;      // the image to edit: { file, url } (url: an object URL for previews)
+let input = null;      // the image to edit: { file, url, fromResult } (url: an object URL for previews)
 let busy = false;      // a request of this page is running: no second one
 let codeLang = "curl";
 
-function setStatus(text) { $("status").textContent = text; }
+// Under the button, and (while a request runs) where the user looks.
+function setStatus(text) { $("status").textContent = text; $("activity-text").textContent = text; }
+
+function narrow() { return window.matchMedia("(max-width: 820px)").matches; }
+
+// Scrolls only as far as it takes to see the element whole.
+function reveal(element) { element.scrollIntoView({ block: "nearest", behavior: "smooth" }); }
 
 function showError(status, body) {
   const box = $("error");
@@ -120,10 +128,10 @@ function paramField(name, spec) {
   return wrap;
 }
 
-function chooseFile(file) {
+function chooseFile(file, fromResult = false) {
   if (!file) return;
   if (input) URL.revokeObjectURL(input.url);
-  input = { file, url: URL.createObjectURL(file) };
+  input = { file, url: URL.createObjectURL(file), fromResult };
   const preview = $("input-preview");
   preview.src = input.url;
   preview.alt = file.name;
@@ -131,12 +139,15 @@ function chooseFile(file) {
   formChanged();
 }
 
-// The form's fields that are set, in the order the API documents them: [name, value].
+// The form's fields that are set and differ from what the API would do without them, in the
+// order the API documents them: [name, value].
 function fields() {
+  const parameters = currentModel() ? currentModel().editgate.parameters : {};
   const values = [["prompt", $("prompt").value]];
   for (const id of FORM_IDS) {
     const value = $(id).value.trim();
-    if (value) values.push([id, value]);
+    const fallback = parameters[id] && parameters[id].default;
+    if (value && value !== String(fallback)) values.push([id, value]);
   }
   for (const field of $("model-params").querySelectorAll("[data-param]")) {
     if (field.value.trim()) values.push([field.dataset.param, field.value.trim()]);
@@ -158,65 +169,88 @@ async function preview() {
   if (busy) return;
   clearError();
   clearDryRun();
+  chooseSeed();
   start("Checking what the edit would do…");
   try {
     const response = await fetch(`${API}/images/edits?dry_run=true`, { method: "POST", headers: { Authorization: `Bearer ${key()}` }, body: form() });
     const body = await response.json().catch(() => null);
-    if (!response.ok) { setStatus(""); showError(response.status, body); return; }
-    $("dry-run-cost").textContent =
-      `Would cost $${body.cost.usd.toFixed(2)} for ${body.cost.images} image(s) of ${body.size} (${body.model} at fal: ${body.endpoint_id}).`;
+    if (!response.ok) { finish(); setStatus(""); showError(response.status, body); return; }
+    const cost = `Would cost $${body.cost.usd.toFixed(2)} for ${body.cost.images} image(s) of ${body.size}`;
+    $("dry-run-cost").textContent = `${cost} (${body.model} at fal: ${body.endpoint_id}).`;
     $("dry-run-body").textContent = JSON.stringify(body.provider_requests, null, 2);
     $("dry-run").hidden = false;
-    setStatus("Checked: nothing was paid. The details are with the results.");
+    finish();
+    setStatus(`${cost}: nothing was paid. The details are ${narrow() ? "below" : "beside"}.`);
+    reveal($("status"));
   } catch (_) {
+    finish();
     setStatus("");
     showError(0, null);
-  } finally {
-    finish();
   }
 }
 
 function start(text) {
   busy = true;
   for (const button of document.querySelectorAll("#edit, #preview, .result button")) button.disabled = true;
+  $("progress").removeAttribute("value");
+  $("activity").hidden = false;
+  $("empty").hidden = true;
   setStatus(text);
 }
 
 function finish() {
   busy = false;
   for (const button of document.querySelectorAll("#edit, #preview, .result button")) button.disabled = false;
+  $("activity").hidden = true;
+  $("empty").hidden = $("results").childElementCount > 0;
 }
+
+// The seed the edit is made with, in its field: shown with the result, and the same form again
+// makes the same images. (Left to fal, the seed is not in the answer: the page could not show it.)
+function chooseSeed() {
+  const field = $("param-seed");
+  if (!field) return "";
+  if (!field.value.trim()) {
+    field.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+    showCode();
+  }
+  return field.value.trim();
+}
+
+function images(count) { return `${count} image${count === 1 ? "" : "s"}`; }
 
 function edit() {
   if (busy) return;  // one edit at a time: a second click sends nothing
   clearError();
   clearDryRun();
-  start("Sending…");
-  const seed = $("param-seed") ? $("param-seed").value.trim() : "";
+  const seed = chooseSeed();
+  const asked = images(Number($("n").value) || 1);
+  start(`Editing ${asked}…`);
   const progress = $("progress");
-  progress.hidden = false;
-  progress.removeAttribute("value");
   const started = performance.now();
   const request = new XMLHttpRequest();
   let timer = null;
-  const waiting = () => setStatus(`Editing at fal… ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const waiting = () => setStatus(`Editing ${asked} at fal… ${((performance.now() - started) / 1000).toFixed(1)} s`);
   request.upload.onprogress = (event) => {
     if (!event.lengthComputable) return;
     progress.max = event.total;
     progress.value = event.loaded;
-    setStatus(`Uploading… ${Math.round((100 * event.loaded) / event.total)} %`);
+    setStatus(`Uploading the image… ${Math.round((100 * event.loaded) / event.total)} %`);
   };
   request.upload.onload = () => { progress.removeAttribute("value"); timer = setInterval(waiting, 100); waiting(); };
   request.onloadend = () => {
     clearInterval(timer);
-    progress.hidden = true;
     finish();
     let body = null;
     try { body = JSON.parse(request.responseText); } catch (_) { /* not JSON: shown as such */ }
-    if (request.status !== 200) { setStatus("Not edited: see why below."); showError(request.status, body); return; }
+    if (request.status !== 200) {
+      setStatus("Not edited: see why below.");
+      showError(request.status, body);
+      reveal($("error"));
+      return;
+    }
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    const count = body.data.length;
-    setStatus(`Done in ${seconds} s: ${count} image${count === 1 ? "" : "s"} ${window.matchMedia("(max-width: 820px)").matches ? "below" : "beside"}.`);
+    setStatus(`Done in ${seconds} s: ${images(body.data.length)} ${narrow() ? "below" : "beside"}.`);
     showResults(body, seed, request.getResponseHeader("x-request-id"), request.getResponseHeader("server-timing"));
   };
   request.open("POST", `${API}/images/edits`);
@@ -251,7 +285,8 @@ function showResults(body, seed, requestId, serverTiming) {
     ["size", body.size],
     ["format", body.output_format],
     ["cost", meta.cost ? `$${meta.cost.usd.toFixed(3)} for ${body.data.length} image(s)` : ""],
-    ["seed", seed || "the model's choice"],
+    // fal answers one seed for a call, not one an image: the set is made again from the same seed.
+    ["seed", seed && body.data.length > 1 ? `${seed} (for this set of ${body.data.length})` : seed],
     ["request id", requestId || meta.request_id || ""],
     ["timings", timings(serverTiming)],
   ]);
@@ -260,7 +295,8 @@ function showResults(body, seed, requestId, serverTiming) {
   $("empty").hidden = true;
   const before = input ? input.url : "";
   $("results").replaceChildren(...body.data.map((item, index) => resultCard(body, item, index, before)));
-  if (window.matchMedia("(max-width: 820px)").matches) $("outcome").scrollIntoView({ behavior: "smooth" });
+  if (narrow()) $("outcome").scrollIntoView({ behavior: "smooth" });
+  else reveal($("outcome").querySelector("h2"));
 }
 
 function resultCard(body, item, index, beforeUrl) {
@@ -320,7 +356,7 @@ function editAgain(item, format, index) {
     return;
   }
   const bytes = Uint8Array.from(atob(item.b64_json), (c) => c.charCodeAt(0));
-  chooseFile(new File([bytes], `edit-${index + 1}.${format}`, { type: `image/${format}` }));
+  chooseFile(new File([bytes], `edit-${index + 1}.${format}`, { type: `image/${format}` }), true);
   $("prompt").value = "";
   $("prompt").placeholder = "now say what to change next";
   setStatus("The result is the input now: say what to change next, then Edit.");
@@ -332,8 +368,7 @@ function editAgain(item, format, index) {
 function newVariation() {
   if (busy) return;
   const seed = $("param-seed");
-  if (seed) seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
-  showCode();
+  if (seed) seed.value = "";  // Edit picks a new one
   edit();
 }
 
@@ -342,37 +377,45 @@ function shellQuote(text) { return `'${text.replaceAll("'", "'\\''")}'`; }
 function code(lang) {
   const url = `${location.origin}${API}`;
   const name = input ? input.file.name : "input.png";
+  const type = input ? input.file.type : "image/png";
   const values = fields().filter(([, value]) => value !== "");
+  // A result edited again is a file only once the user saves it: say so where the call names it.
+  const note = (comment) => (input && input.fromResult
+    ? [`${comment} ${name}: the result you edit again, as its Download link saves it (save it here first).`] : []);
   if (lang === "curl") {
     const parts = [`curl -sS ${shellQuote(`${url}/images/edits`)}`, `-H "Authorization: Bearer $EDITGATE_API_KEY"`, `-F image=@${shellQuote(name)}`];
     for (const [field, value] of values) parts.push(`-F ${shellQuote(`${field}=${value}`)}`);
-    return parts.join(" \\\n  ");
+    return [...note("#"), parts.join(" \\\n  ")].join("\n");
   }
   const typed = (field, value) => (/^-?\d+(\.\d+)?$/.test(value) && field !== "size" && field !== "resolution" ? value : JSON.stringify(value));
   if (lang === "python") {
-    const sdk = new Set(["prompt", "model", "n", "size", "response_format"]);
     const py = (field, value) => (value === "true" ? "True" : value === "false" ? "False" : typed(field, value));
     const lines = [`    image=open(${JSON.stringify(name)}, "rb"),`];
     const extra = [];
     for (const [field, value] of values) {
-      if (sdk.has(field)) lines.push(`    ${field}=${py(field, value)},`);
+      if (PYTHON_SDK_ARGUMENTS.has(field)) lines.push(`    ${field}=${py(field, value)},`);
       else extra.push(`${JSON.stringify(field)}: ${py(field, value)}`);
     }
     if (extra.length) lines.push(`    extra_body={${extra.join(", ")}},`);
     return [
-      "import os", "from openai import OpenAI", "",
+      ...note("#"), "import os", "from openai import OpenAI", "",
       `client = OpenAI(base_url=${JSON.stringify(url)}, api_key=os.environ["EDITGATE_API_KEY"])`,
       "result = client.images.edit(", ...lines, ")", "print(result.data[0].url or len(result.data[0].b64_json))",
     ].join("\n");
   }
   const appends = values.map(([field, value]) => `form.append(${JSON.stringify(field)}, ${JSON.stringify(value)});`);
   return [
-    "// In a browser: `file` from an <input type=file>; in Node 20+: new File([fs.readFileSync(path)], name).",
+    ...note("//"),
+    "// Node 20+: save as edit.mjs beside the image, run `node edit.mjs` with the key in EDITGATE_API_KEY.",
+    "// (In a browser, the image is the File of an <input type=file>.)",
+    'import { readFile } from "node:fs/promises";',
+    "",
+    `const image = new Blob([await readFile(${JSON.stringify(name)})], { type: ${JSON.stringify(type)} });`,
     "const form = new FormData();",
-    `form.append("image", file, ${JSON.stringify(name)});`, ...appends,
+    `form.append("image", image, ${JSON.stringify(name)});`, ...appends,
     `const response = await fetch(${JSON.stringify(`${url}/images/edits`)}, {`,
     '  method: "POST",',
-    "  headers: { Authorization: `Bearer ${apiKey}` },",
+    "  headers: { Authorization: `Bearer ${process.env.EDITGATE_API_KEY}` },",
     "  body: form,",
     "});",
     "const result = await response.json();",
