@@ -1,5 +1,6 @@
 """The messages the batch queue carries besides S3's notifications: manifest chunks and items,
-validated like the manifest's lines (a message no line could have made is dropped)."""
+validated like the manifest's lines (a message no line could have made is dropped), and
+asynchronous jobs and their callbacks."""
 
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ class ItemMessage(BaseModel):
     image_key: str = Field(min_length=1)
     image_version: str | None = None
     params: dict[str, Any]
+
+
+class JobMessage(BaseModel):
+    """Run an asynchronous job (``app.batch.jobs``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["job"] = "job"
+    job_id: str = Field(pattern=r"^job_[0-9a-f]{32}$")
+
+
+class CallbackMessage(BaseModel):
+    """Deliver a job's end to its callback URL: attempt ``attempt`` (from 0)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["callback"] = "callback"
+    job_id: str = Field(pattern=r"^job_[0-9a-f]{32}$")
+    attempt: int = Field(ge=0, le=100)
 
 
 def validated(kind: type[MessageT], document: dict[str, Any]) -> MessageT | None:
