@@ -43,6 +43,10 @@ OPERATIONS = [
     ("/v1/models/{model_id}", "GET", POSITIVE),
     ("/v1/openapi.json", "GET", POSITIVE),
     ("/v1/health", "GET", POSITIVE),
+    ("/v1/images/edits/jobs", "GET", POSITIVE),
+    ("/v1/images/edits/jobs", "GET", NEGATIVE),
+    ("/v1/images/edits/jobs/{job_id}", "GET", POSITIVE),
+    ("/v1/images/edits/jobs/{job_id}", "DELETE", POSITIVE),
 ]
 
 
@@ -94,6 +98,21 @@ def test_given_the_served_document_then_it_is_valid_openapi_3_1_and_names_every_
     edit_body = document["paths"]["/v1/images/edits"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(edit_body)
     assert "image[]" in edit_body["multipart/form-data"]["schema"]["properties"]
+
+
+def test_given_the_document_then_it_offers_jobs_their_routes_their_202_and_their_schemas(
+    stack: LocalStack,
+) -> None:
+    """Issue 17: an edit can be a job (Prefer: respond-async, ?async=true, callback_url), answered
+    202 with an EditJob; the jobs are read, listed and cancelled at their own routes."""
+    document = requests.get(f"{stack.base_url}/v1/openapi.json", headers=AUTH, timeout=10).json()
+    edit = document["paths"]["/v1/images/edits"]["post"]
+
+    assert {"Prefer", "async"} <= {parameter["name"] for parameter in edit["parameters"]}
+    assert edit["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/EditJob")
+    assert "callback_url" in edit["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert set(document["paths"]["/v1/images/edits/jobs/{job_id}"]) == {"get", "delete"}
+    assert {"EditJob", "EditJobList"} <= set(document["components"]["schemas"])
 
 
 def test_given_a_browser_without_a_key_then_the_docs_the_document_the_playground_and_health_are_served(
