@@ -30,6 +30,7 @@ COMMANDS = [
     ["keys", "create"],
     ["keys", "list"],
     ["keys", "revoke"],
+    ["keys", "webhook-secret"],
     ["batch"],
     ["batch", "run"],
     ["batch", "status"],

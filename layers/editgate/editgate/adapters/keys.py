@@ -107,6 +107,10 @@ class KeyTable:
     def __init__(self, table_name: str) -> None:
         self._table = table_name
 
+    @property
+    def name(self) -> str:
+        return self._table
+
     def put(self, key_hash: str, record: dict[str, Any]) -> None:
         dynamodb_client().put_item(
             TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json_text(record)}}
