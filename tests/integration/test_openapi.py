@@ -8,6 +8,7 @@ import importlib.metadata
 import io
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
@@ -48,6 +49,22 @@ OPERATIONS = [
     ("/v1/images/edits/jobs/{job_id}", "GET", POSITIVE),
     ("/v1/images/edits/jobs/{job_id}", "DELETE", POSITIVE),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_job_left(stack: LocalStack) -> Iterator[None]:
+    """The jobs the generated edits queued (Prefer: respond-async, ?async=true) cancelled after
+    the module: no later test's batch function runs them."""
+    yield
+    while True:
+        page = requests.get(
+            f"{stack.base_url}/v1/images/edits/jobs?limit=100", headers=AUTH, timeout=30
+        ).json()
+        waiting = [job["id"] for job in page["data"] if job["status"] in ("queued", "in_progress")]
+        for job_id in waiting:
+            requests.delete(f"{stack.base_url}/v1/images/edits/jobs/{job_id}", headers=AUTH, timeout=30)
+        if not waiting:
+            return
 
 
 @pytest.fixture(scope="module")

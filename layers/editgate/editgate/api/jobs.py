@@ -11,7 +11,6 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from editgate.api import http_edge, openai_shapes
 from editgate.app.jobs import JobService, JobView
 from editgate.domain import jobs
-from editgate.domain.jobs import Job
 from editgate.domain.json_values import json_text
 
 JOBS_PATHS = ("/v1/images/edits/jobs", "/images/edits/jobs")
@@ -31,15 +30,16 @@ def job_object(view: JobView) -> dict[str, Any]:
     }
 
 
-def accepted(app: APIGatewayRestResolver, job: Job) -> Response[str]:
-    """``202 Accepted``: the job, where to read it, and that the preference was honoured."""
-    path = f"{http_edge.base_path(app)}/v1/images/edits/jobs/{job.id}"
+def accepted(app: APIGatewayRestResolver, view: JobView) -> Response[str]:
+    """``202 Accepted``: the job (a repeated Idempotency-Key's as it is now), where to read it,
+    and that the preference was honoured."""
+    path = f"{http_edge.base_path(app)}/v1/images/edits/jobs/{view.job.id}"
     headers = {
         **http_edge.answer_headers(app),
         "Location": path,
         "Preference-Applied": "respond-async",
     }
-    return Response(202, "application/json", json_text(job_object(JobView(job, None))), headers)
+    return Response(202, "application/json", json_text(job_object(view)), headers)
 
 
 def install(app: APIGatewayRestResolver, routes: http_edge.RouteTable, service: JobService) -> None:

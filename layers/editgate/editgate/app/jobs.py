@@ -45,7 +45,7 @@ class JobService:
     # The batch function's journal: the fal requests a running job submitted, to cancel them.
     journal: SubmissionJournal
 
-    def submit(self, call: EditCall) -> Job:
+    def submit(self, call: EditCall) -> JobView:
         """A new job queued, or, for an Idempotency-Key sent before, the job it made. Refused
         (400) as a synchronous edit would be, before anything is stored or paid."""
         key = identity.idempotency_key(call.idempotency_key)
@@ -63,7 +63,7 @@ class JobService:
         edit = identity.for_request(call.caller, key, call.request, call.inputs)
         job_id = jobs.job_id(edit.key if key else None)
         if key and (earlier := self.table.get(job_id)) is not None:
-            return _same_request(earlier, edit.digest)
+            return self._view(_same_request(earlier, edit.digest))
         stored = f"{jobs.folder(self.prefix, job_id)}/input/0"
         services.store.put(stored, image, "application/octet-stream")
         job = Job(
@@ -77,9 +77,9 @@ class JobService:
         )
         recorded = self.table.create(job)
         if recorded is not job:  # the same key's other request won the race
-            return _same_request(recorded, edit.digest)
+            return self._view(_same_request(recorded, edit.digest))
         self.queue.send([{"kind": "job", "job_id": job_id}])
-        return job
+        return JobView(job, None)
 
     def get(self, caller: str, job_id: str) -> JobView:
         return self._view(self._own(caller, job_id))
