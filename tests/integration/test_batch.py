@@ -8,7 +8,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -23,22 +23,11 @@ from editgate_local.fal_emulator import FalEmulator
 from editgate_local.front import LambdaContext
 from editgate_local.stack import BATCH_BUCKET, REGION, SOURCE_BUCKET, LocalStack, batch_handlers
 from tests.conftest import png_bytes
+from tests.integration.conftest import batch_driver
 
-FUNCTION_TIMEOUT = 20.0
-
-
-@pytest.fixture(scope="module")
-def driver(stack: LocalStack) -> Iterator[QueueDriver]:
-    """Ten execution environments of the batch function (MaximumConcurrency 10); manifests fan out
-    50 lines a message, so a few hundred lines take several chunks."""
-    stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    with stack.batch_driver(10, {"BATCH_CHUNK_LINES": "50"}) as running:
-        yield running
-
-
-@pytest.fixture
-def s3() -> Any:
-    return boto3.client("s3", region_name=REGION)
+# Ten execution environments of the batch function (MaximumConcurrency 10); manifests fan out
+# 50 lines a message, so a few hundred lines take several chunks.
+driver = batch_driver(10, {"BATCH_CHUNK_LINES": "50"})
 
 
 def until(condition: Callable[[], bool], timeout: float = 120.0) -> None:

@@ -18,8 +18,8 @@ from editgate_local import cli
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
+from tests.integration.conftest import batch_driver
 from tests.integration.test_batch import (
-    FUNCTION_TIMEOUT,
     drop_batch,
     finished,
     records,
@@ -32,16 +32,7 @@ from tests.integration.test_batch import (
 SOON = 60.0
 
 
-@pytest.fixture(scope="module")
-def driver(stack: LocalStack) -> Iterator[QueueDriver]:
-    stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    with stack.batch_driver(4) as running:
-        yield running
-
-
-@pytest.fixture
-def s3() -> Any:
-    return boto3.client("s3", region_name=REGION)
+driver = batch_driver(4)
 
 
 @pytest.fixture

@@ -8,18 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 
 from editgate_local.fal_emulator import FalEmulator, Fault
-from editgate_local.stack import BATCH_BUCKET, REGION, SOURCE_BUCKET, LocalStack, batch_handlers
+from editgate_local.stack import BATCH_BUCKET, SOURCE_BUCKET, LocalStack, batch_handlers
 from tests.conftest import png_bytes
 from tests.integration.test_batch import operations_task
-
-
-@pytest.fixture
-def s3() -> Any:
-    return boto3.client("s3", region_name=REGION)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ nothing outside ``batches/<batch id>/``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -16,20 +15,11 @@ from editgate.adapters.objects import ObjectStore
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
 from editgate_local.stack import BATCH_BUCKET, BUCKET, REGION, SOURCE_BUCKET, LocalStack
-from tests.integration.test_batch import FUNCTION_TIMEOUT, drop_batch, finished, records, tiny_png, until
+from tests.integration.conftest import batch_driver
+from tests.integration.test_batch import drop_batch, finished, records, tiny_png, until
 from tests.integration.test_hostile_batch import bucket_layout, outside_batches
 
-
-@pytest.fixture(scope="module")
-def driver(stack: LocalStack) -> Iterator[QueueDriver]:
-    stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    with stack.batch_driver(4) as running:
-        yield running
-
-
-@pytest.fixture
-def s3() -> Any:
-    return boto3.client("s3", region_name=REGION)
+driver = batch_driver(4)
 
 
 def a_victims_batch(s3: Any) -> None:

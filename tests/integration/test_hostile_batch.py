@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from editgate.adapters.objects import ObjectStore
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.stack import BATCH_BUCKET, BUCKET, REGION, SOURCE_BUCKET, LocalStack
-from tests.integration.test_batch import FUNCTION_TIMEOUT, records, summary, tiny_png
+from tests.integration.conftest import FUNCTION_TIMEOUT
+from tests.integration.test_batch import records, summary, tiny_png
 
 # Every key a batch writes: batches/<a batch id>/<plain names>, none of them '.' or '..'.
 BATCH_OUTPUT = re.compile(r"^batches/[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._~-]*)+$")

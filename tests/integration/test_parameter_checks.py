@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import openai
 import pytest
 import requests
@@ -19,9 +17,10 @@ import requests
 from editgate.domain.images import to_data_uri
 from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator
-from editgate_local.stack import BATCH_BUCKET, REGION, LocalStack
+from editgate_local.stack import BATCH_BUCKET, LocalStack
 from tests.conftest import AUTH, post_edit
-from tests.integration.test_batch import FUNCTION_TIMEOUT, drop_batch, finished, records, tiny_png, until
+from tests.integration.conftest import batch_driver
+from tests.integration.test_batch import drop_batch, finished, records, tiny_png, until
 
 EDITS = "/v1/images/edits"
 
@@ -187,16 +186,7 @@ def test_given_prose_with_a_word_and_a_colon_in_passthrough_and_model_fields_the
 # --- the same rules for batch manifests and single uploads -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def driver(stack: LocalStack) -> Iterator[QueueDriver]:
-    stack.set_batch_timeout(FUNCTION_TIMEOUT)
-    with stack.batch_driver(2) as running:
-        yield running
-
-
-@pytest.fixture
-def s3() -> Any:
-    return boto3.client("s3", region_name=REGION)
+driver = batch_driver(2)
 
 
 def test_a_manifest_line_with_a_number_that_overflows_fails_alone_naming_the_field_without_a_fal_call(

@@ -54,7 +54,7 @@ def test_given_a_new_item_when_it_settles_then_the_ledger_reads_nothing_and_make
     calls: list[str],
 ) -> None:
     ledger = BatchLedger(TABLE)
-    assert ledger.settle("b1", "cat", "succeeded", images=2, cost_usd=0.12)
+    assert ledger.settle("b1", "cat", "succeeded", images=2, cost_usd=0.12).changed
     assert calls == ["TransactWriteItems"]
     assert counts(ledger, calls) == (1, 0, 2)
 
@@ -62,7 +62,7 @@ def test_given_a_new_item_when_it_settles_then_the_ledger_reads_nothing_and_make
 def test_given_a_succeeded_item_when_it_settles_again_then_it_is_not_counted_twice(calls: list[str]) -> None:
     ledger = BatchLedger(TABLE)
     ledger.settle("b1", "cat", "succeeded", images=1)
-    assert not ledger.settle("b1", "cat", "succeeded", images=1)
+    assert not ledger.settle("b1", "cat", "succeeded", images=1).changed
     assert "GetItem" not in calls
     assert counts(ledger, calls) == (1, 0, 1)
 
@@ -73,9 +73,9 @@ def test_given_a_failed_item_when_a_later_attempt_succeeds_then_the_count_moves_
     """The refused condition answers with the item's state: the change is tried again from it."""
     ledger = BatchLedger(TABLE)
     ledger.settle("b1", "cat", "failed")
-    assert ledger.settle("b1", "cat", "succeeded", images=1)
+    assert ledger.settle("b1", "cat", "succeeded", images=1).changed
     assert counts(ledger, calls) == (1, 0, 1)
-    assert ledger.settle("b1", "cat", "queued")  # a redrive: pending again
+    assert ledger.settle("b1", "cat", "queued").changed  # a redrive: pending again
     assert counts(ledger, calls) == (0, 0, 1)
     assert "GetItem" not in calls
 
@@ -110,11 +110,8 @@ def test_given_a_batch_all_read_when_its_last_item_settles_then_only_that_settle
 ) -> None:
     ledger = BatchLedger(TABLE)
     ledger.count_items("b1", 2, chunk="0", last=True)
-    ledger.settle("b1", "a", "succeeded", images=1)
-    assert not ledger.finished_by_settling("b1")
-    ledger.settle("b1", "b", "failed")
-    assert ledger.finished_by_settling("b1")
-    assert not ledger.finished_by_settling("b1")  # said once
+    assert not ledger.settle("b1", "a", "succeeded", images=1).may_finish
+    assert ledger.settle("b1", "b", "failed").may_finish
     assert "GetItem" not in calls
     assert counts(ledger, calls) == (1, 1, 1)
 
@@ -124,11 +121,9 @@ def test_given_a_batch_still_being_read_when_every_item_counted_so_far_settles_t
 ) -> None:
     ledger = BatchLedger(TABLE)
     ledger.count_items("b1", 1, chunk="0", last=False)
-    ledger.settle("b1", "a", "succeeded")
-    assert not ledger.finished_by_settling("b1")
+    assert not ledger.settle("b1", "a", "succeeded").may_finish
     ledger.count_items("b1", 1, chunk="100", last=True)
-    ledger.settle("b1", "b", "succeeded")
-    assert ledger.finished_by_settling("b1")
+    assert ledger.settle("b1", "b", "succeeded").may_finish
 
 
 def test_given_a_finished_batch_when_a_failed_item_succeeds_later_then_its_summary_is_due_again(
@@ -137,10 +132,8 @@ def test_given_a_finished_batch_when_a_failed_item_succeeds_later_then_its_summa
     """As an S3 Batch Operations task recorded failed while S3 retries it."""
     ledger = BatchLedger(TABLE)
     ledger.count_items("b1", 1, chunk="task", last=True)
-    ledger.settle("b1", "a", "failed")
-    assert ledger.finished_by_settling("b1")
-    ledger.settle("b1", "a", "succeeded", images=1)
-    assert ledger.finished_by_settling("b1")
+    assert ledger.settle("b1", "a", "failed").may_finish
+    assert ledger.settle("b1", "a", "succeeded", images=1).may_finish
     assert counts(ledger, calls) == (1, 0, 1)
 
 
@@ -155,3 +148,30 @@ def test_given_a_finished_batch_when_marked_finished_then_its_counters_come_back
     assert (tally.succeeded, tally.images, tally.done) == (1, 2, True)
     assert tally.finished_at is not None
     assert "GetItem" not in calls
+
+
+@pytest.mark.parametrize(
+    ("counted", "all_read"),
+    [pytest.param(2, True, id="items pending"), pytest.param(1, False, id="manifest still being read")],
+)
+def test_given_a_batch_not_finished_when_marked_finished_then_nothing_is_written(
+    calls: list[str], counted: int, all_read: bool
+) -> None:
+    """A settle's ``may_finish`` is a hint: the batch is marked finished only if it has."""
+    ledger = BatchLedger(TABLE)
+    ledger.count_items("b1", counted, chunk="0", last=all_read)
+    ledger.settle("b1", "a", "succeeded", images=1)
+    assert ledger.mark_finished("b1") is None
+    tally = ledger.tally("b1")
+    assert tally is not None
+    assert (tally.succeeded, tally.finished_at) == (1, None)
+
+
+def test_given_a_manifest_refused_before_any_item_when_marked_finished_then_it_is(calls: list[str]) -> None:
+    """No item counted: nothing is pending."""
+    ledger = BatchLedger(TABLE)
+    ledger.stop_reading("b1", {"message": "not JSON Lines", "code": "invalid_manifest"})
+    tally = ledger.mark_finished("b1")
+    assert tally is not None
+    assert (tally.total, tally.done) == (0, True)
+    assert tally.finished_at is not None

@@ -16,7 +16,7 @@ from editgate.adapters.fal import FalClient, FalImage, FalOutput, FalSubmission
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
 from editgate.adapters.journal import EditJournal, SubmissionJournal
-from editgate.adapters.ledger import BatchLedger, Tally
+from editgate.adapters.ledger import BatchLedger, Settled, Tally
 from editgate.adapters.objects import ObjectHead, ObjectNotFound, ObjectStore
 from editgate.adapters.queue import WorkQueue
 from editgate.app.batch import items
@@ -27,7 +27,7 @@ from editgate.app.edit_service import EditCall, EditOutcome, EditService
 from editgate.app.preparing import Prepared
 from editgate.app.services import EditLimits, Services
 from editgate.domain import catalog
-from editgate.domain.errors import UpstreamError
+from editgate.domain.errors import IdempotencyKeyReused, UpstreamError
 from editgate.domain.identity import EditIdentity
 from editgate.domain.models import EditRequest
 from tests.conftest import open_image, png_bytes
@@ -108,8 +108,11 @@ class FakeDeduplicator(Deduplicator):
 
     def run(self, identity: EditIdentity, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if identity.key not in self.records:
-            self.records[identity.key] = work()
-        return self.records[identity.key]
+            self.records[identity.key] = {"digest": identity.digest, "answer": work()}
+        if identity.named and self.records[identity.key]["digest"] != identity.digest:
+            raise IdempotencyKeyReused("This Idempotency-Key was already used for a different request.")
+        answer: dict[str, Any] = self.records[identity.key]["answer"]
+        return answer
 
 
 class FakeJournals(SubmissionJournal):
@@ -139,18 +142,20 @@ class FakeLedger(BatchLedger):
         super().__init__("batches")
         self.states: dict[tuple[str, str], str] = {}
         self.counted: list[tuple[str, str, int, float]] = []
+        self.state_reads = 0
 
     def state(self, batch_id: str, item_id: str) -> str | None:
+        self.state_reads += 1
         return self.states.get((batch_id, item_id))
 
     def settle(
         self, batch_id: str, item_id: str, state: str, *, images: int = 0, cost_usd: float = 0
-    ) -> bool:
+    ) -> Settled:
         if self.states.get((batch_id, item_id)) == state:
-            return False
+            return Settled(changed=False, may_finish=False)
         self.states[(batch_id, item_id)] = state
         self.counted.append((item_id, state, images, cost_usd))
-        return True
+        return Settled(changed=True, may_finish=False)
 
     def tally(self, batch_id: str) -> Tally | None:
         return None  # no summary to write
@@ -260,6 +265,48 @@ def test_given_a_batch_item_then_its_record_is_written_and_it_is_counted_once() 
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
     assert ("results-bucket", output_key("b1", "items", "cat.json")) in store.objects
     assert len(fal.submitted) == 1
+
+
+def test_given_a_batch_item_delivered_once_or_twice_then_its_state_is_never_read_before_its_edit() -> None:
+    """Issue 16's finding: the item's state was read (a GetItem) before every edit. An item edited
+    before gets its edit's record and settles unchanged: skipped, without that read."""
+    runtime, ledger, _store = batch()
+    for _ in range(2):
+        items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    assert ledger.state_reads == 0
+
+
+def test_given_a_repeat_after_the_edits_record_expired_then_the_ledger_skips_it_and_fal_is_paid_once() -> (
+    None
+):
+    """As a redrive or a redelivery after the records' TTL: no record, no journal, but the ledger."""
+    fal = FakeFal()
+    runtime, ledger, _store = batch(fal)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    wired = runtime.edits.services
+    assert isinstance(wired.deduplicator, FakeDeduplicator)
+    assert isinstance(wired.journal, FakeJournals)
+    wired.deduplicator.records.clear()
+    wired.journal.entries.clear()
+    repeat = ITEM.model_copy(update={"repeat": True})
+    outcome = items.process_item(repeat, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    assert outcome.state == "skipped"
+    assert len(fal.submitted) == 1
+    assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
+
+
+def test_given_a_succeeded_item_when_a_duplicate_fails_then_the_item_is_not_recorded_failed() -> None:
+    """A duplicate delivery whose image changed since fails its edit's check (another request
+    under the item's name): the item that succeeded stays succeeded, its record untouched."""
+    runtime, ledger, store = batch()
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=time.monotonic() + 20)
+    record_key = ("results-bucket", output_key("b1", "items", "cat.json"))
+    record = store.objects[record_key]
+    changed = ITEM.model_copy(update={"params": {"prompt": "make it blue"}})
+    outcome = items.process_item(changed, runtime, last_attempt=True, deadline=time.monotonic() + 20)
+    assert (outcome.state, outcome.detail) == ("skipped", "already succeeded")
+    assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
+    assert store.objects[record_key] == record
 
 
 def test_given_a_batch_item_fal_fails_then_sqs_retries_it_until_its_last_attempt_records_it_failed() -> None:

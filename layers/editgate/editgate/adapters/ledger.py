@@ -38,6 +38,15 @@ class Tally:
         return self.manifest_done and self.succeeded + self.failed >= self.total
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What a settle did: ``changed`` (else the item already was in that state, nothing counted),
+    and whether the batch ``may_finish`` by it (or changed once finished): its summary is due."""
+
+    changed: bool
+    may_finish: bool
+
+
 class BatchLedger:
     """Per-batch counters (atomic ``ADD``) and per-item states in DynamoDB. An item's state
     changes together with the counters in one transaction, conditioned on the state it had, so a
@@ -45,8 +54,6 @@ class BatchLedger:
 
     def __init__(self, table_name: str) -> None:
         self._table = table_name
-        # Batches a settle of this ledger may have finished (or changed once finished).
-        self._finishing: set[str] = set()
 
     def count_items(self, batch_id: str, lines: int, *, chunk: str, last: bool) -> None:
         """Count ``lines`` items fanned out by ``chunk`` (a manifest offset, or a single item's id),
@@ -167,19 +174,19 @@ class BatchLedger:
 
     def settle(
         self, batch_id: str, item_id: str, state: str, *, images: int = 0, cost_usd: float = 0
-    ) -> bool:
+    ) -> Settled:
         """Move an item to ``succeeded``, ``failed`` or (a redrive) back to ``queued``, and count it
-        once: only settled states are counted. False when it already was in that state.
+        once: only settled states are counted. Unchanged when it already was in that state.
 
         Nothing is read first: the change is tried as from the state an item has until it first
         settles (none), and a refused condition answers with the state the item has, to try from.
         The batch's counters change on condition that the batch still runs after it; when it may
-        not, the change is made without, and ``finished_by_settling`` says so."""
+        not, the change is made without, and the answer says the batch may have finished."""
         before: str | None = None
         running = True  # the batch's condition, until refused
         for _ in range(6):  # a concurrent change of the same item: try again from what it is now
             if before == state:
-                return False
+                return Settled(changed=False, may_finish=False)
             change = _settling(self._table, batch_id, item_id, before, state, images, cost_usd, running)
             try:
                 dynamodb_client().transact_write_items(TransactItems=change)
@@ -192,31 +199,31 @@ class BatchLedger:
                 elif batch.get("Code") == "ConditionalCheckFailed":
                     running = False
                 continue
-            if not running:
-                self._finishing.add(batch_id)
-            return True
+            return Settled(changed=True, may_finish=not running)
         raise RuntimeError(f"item {item_id} of batch {batch_id} kept changing under this update")
-
-    def finished_by_settling(self, batch_id: str) -> bool:
-        """Whether a settle of this ledger may have finished the batch, or changed it once it had
-        finished, since last asked: its summary is due now."""
-        finishing = batch_id in self._finishing
-        self._finishing.discard(batch_id)
-        return finishing
 
     def tally(self, batch_id: str) -> Tally | None:
         return _tally(get_item(self._table, _batch_key(batch_id)))
 
     def mark_finished(self, batch_id: str) -> Tally | None:
-        """The batch finished (when it first did): its counters as they are now."""
-        written = dynamodb_client().update_item(
-            TableName=self._table,
-            Key={"id": {"S": _batch_key(batch_id)}},
-            UpdateExpression="SET #finished = if_not_exists(#finished, :now)",
-            ExpressionAttributeNames={"#finished": "finished_at"},
-            ExpressionAttributeValues={":now": {"S": now_text()}},
-            ReturnValues="ALL_NEW",
-        )
+        """The batch finished (when it first did): its counters, in one call; None (nothing written)
+        while its manifest is not all read or items are pending (no ``pending``: none counted)."""
+        names = {"#finished": "finished_at", "#done": "manifest_done", "#pending": "pending"}
+        values: dict[str, Any] = {":now": {"S": now_text()}, ":true": {"BOOL": True}, ":none": {"N": "0"}}
+        try:
+            written = dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": _batch_key(batch_id)}},
+                UpdateExpression="SET #finished = if_not_exists(#finished, :now)",
+                ConditionExpression="#done = :true AND (attribute_not_exists(#pending) OR #pending <= :none)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not conditional_failure(exc):
+                raise
+            return None
         return _tally(dict(written.get("Attributes", {})))
 
     def reopen(self, batch_id: str) -> None:

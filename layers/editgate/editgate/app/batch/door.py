@@ -57,19 +57,22 @@ def handle_message(body: str, runtime: BatchRuntime, *, receive_count: int, dead
     except json.JSONDecodeError:
         document = None
     last_attempt = receive_count >= runtime.max_receives
+    # A redelivered message, or one a redrive queued again.
+    repeat = receive_count > 1 or (isinstance(document, dict) and document.get("repeat") is True)
     if not isinstance(document, dict):
         logger.warning("a message on the batch queue that is no JSON object: dropped")
     elif document.get("Event") == "s3:TestEvent":
         logger.info("S3's test event: skipped")
     elif "Records" in document:
-        _notification(document["Records"], runtime, last_attempt=last_attempt)
+        _notification(document["Records"], runtime, last_attempt=last_attempt, repeat=repeat)
     elif document.get("kind") == "chunk":
         chunk = _valid_chunk(document, runtime)
         if chunk is not None:
-            fan_out_or_stop(chunk, runtime, last_attempt=last_attempt)
+            fan_out_or_stop(chunk.model_copy(update={"repeat": repeat}), runtime, last_attempt=last_attempt)
     elif document.get("kind") == "item":
         item = validated(ItemMessage, document)
         if item is not None:
+            item = item.model_copy(update={"repeat": repeat})
             _run_item(item, runtime, last_attempt=last_attempt, deadline=deadline)
     elif document.get("kind") in ("job", "callback"):
         _job_message(document, runtime, last_attempt=last_attempt, deadline=deadline)
@@ -127,7 +130,7 @@ def _valid_chunk(document: dict[str, Any], runtime: BatchRuntime) -> ChunkMessag
     return chunk
 
 
-def _notification(records: object, runtime: BatchRuntime, *, last_attempt: bool) -> None:
+def _notification(records: object, runtime: BatchRuntime, *, last_attempt: bool, repeat: bool) -> None:
     if not isinstance(records, list):
         logger.warning("an S3 notification without records: dropped")
         return
@@ -141,23 +144,25 @@ def _notification(records: object, runtime: BatchRuntime, *, last_attempt: bool)
         if bucket != runtime.rules.batch_bucket:
             logger.warning("a notification of another bucket: ignored", extra={"bucket": bucket})
             continue
-        _object_created(bucket, key, runtime, last_attempt=last_attempt)
+        _object_created(bucket, key, runtime, last_attempt=last_attempt, repeat=repeat)
 
 
-def _object_created(bucket: str, key: str, runtime: BatchRuntime, *, last_attempt: bool) -> None:
+def _object_created(
+    bucket: str, key: str, runtime: BatchRuntime, *, last_attempt: bool, repeat: bool
+) -> None:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] != INCOMING:
         logger.info("an object that starts nothing: ignored", extra={"key": key})
     elif parts[1] == SINGLE_BATCH:
-        _single(bucket, key, runtime)
+        _single(bucket, key, runtime, repeat=repeat)
     elif parts[2] == MANIFEST_NAME and manifest_batch_id(parts[1]):
-        chunk = ChunkMessage(batch_id=parts[1], bucket=bucket, key=key)
+        chunk = ChunkMessage(batch_id=parts[1], bucket=bucket, key=key, repeat=repeat)
         fan_out_or_stop(chunk, runtime, last_attempt=last_attempt)
     else:
         logger.info("an object that starts nothing: ignored", extra={"key": key})
 
 
-def _single(bucket: str, key: str, runtime: BatchRuntime) -> None:
+def _single(bucket: str, key: str, runtime: BatchRuntime, *, repeat: bool) -> None:
     """A single image, edited with its metadata as parameters. Its id is its name and a digest
     of its content and parameters: the same upload twice is one edit, a new prompt is another."""
     name = key.rsplit("/", 1)[-1]
@@ -176,6 +181,7 @@ def _single(bucket: str, key: str, runtime: BatchRuntime) -> None:
         image_bucket=bucket,
         image_key=key,
         params=head.metadata,
+        repeat=repeat,
     )
     runtime.ledger.count_items(SINGLE_BATCH, 1, chunk=item.item_id, last=True)
     runtime.queue.send([item.model_dump()])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from editgate.adapters.ledger import Settled
 from editgate.adapters.objects import ObjectNotFound, ObjectStore
 from editgate.app.batch.layout import output_key
 from editgate.app.batch.messages import ItemMessage
@@ -36,10 +37,13 @@ def process_item(
     """Edit one item and record its outcome, once: an item that succeeded before is skipped, and
     an attempt after a crash collects the fal requests the crashed one submitted. A failure
     another attempt may fix raises ``RetryLater``, unless this is the last attempt (and while
-    another attempt edits the item, always)."""
-    ledger = runtime.ledger
-    if ledger.state(item.batch_id, item.item_id) == "succeeded":
-        return ItemOutcome("skipped", "already succeeded")
+    another attempt edits the item, always).
+
+    Nothing is read first: an item edited before gets its edit's record (no fal call) and is
+    skipped when it settles unchanged. A message that may ``repeat`` one handled longer ago than
+    that record lives asks the ledger first."""
+    if item.repeat and _succeeded_before(item, runtime):
+        return _ALREADY_SUCCEEDED
     try:
         result = _edit(item, runtime, deadline)
         if not result.complete:
@@ -48,12 +52,23 @@ def process_item(
         # Another attempt editing the item right now is never this item's failure.
         if exc.retryable and (not last_attempt or isinstance(exc, RequestInProgress)):
             raise RetryLater(exc) from exc
+        if not item.repeat and _succeeded_before(item, runtime):  # a duplicate never undoes a success
+            return _ALREADY_SUCCEEDED
         record = {**failed_record(exc), "message": item.model_dump()}
         settle(runtime, item.batch_id, item.item_id, item.line, record, 0, 0.0)
         return ItemOutcome("failed", exc.message)
     record = _succeeded_record(result)
-    settle(runtime, item.batch_id, item.item_id, item.line, record, len(result.images), result.cost_usd)
-    return ItemOutcome("succeeded", f"{len(result.images)} image(s)")
+    images, cost = len(result.images), result.cost_usd
+    if not settle(runtime, item.batch_id, item.item_id, item.line, record, images, cost).changed:
+        return _ALREADY_SUCCEEDED
+    return ItemOutcome("succeeded", f"{images} image(s)")
+
+
+_ALREADY_SUCCEEDED = ItemOutcome("skipped", "already succeeded")
+
+
+def _succeeded_before(item: ItemMessage, runtime: BatchRuntime) -> bool:
+    return runtime.ledger.state(item.batch_id, item.item_id) == "succeeded"
 
 
 def _missing_images(result: EditResult) -> EditgateError:
@@ -112,7 +127,7 @@ def settle(
     record: dict[str, Any],
     images: int,
     cost: float,
-) -> None:
+) -> Settled:
     """The item's record first, then its state and counters: a crash between the two is repaired
     by the redelivery, which finds the edit done and settles it."""
     document = {
@@ -123,8 +138,9 @@ def settle(
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     runtime.store.put_json(output_key(batch_id, "items", f"{item_id}.json"), document)
-    runtime.ledger.settle(batch_id, item_id, record["state"], images=images, cost_usd=cost)
-    publish_progress(batch_id, runtime, due=runtime.ledger.finished_by_settling(batch_id))
+    settled = runtime.ledger.settle(batch_id, item_id, record["state"], images=images, cost_usd=cost)
+    publish_progress(batch_id, runtime, due=False, may_finish=settled.may_finish)
+    return settled
 
 
 def failed_record(error: EditgateError) -> dict[str, Any]:

@@ -4,6 +4,7 @@ every id claimed by the first line that names it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -24,7 +25,10 @@ logger = Logger(child=True)
 
 # How much of a manifest one read takes: a longer line cannot be an edit.
 WINDOW_BYTES = 8 * 1024 * 1024
-# Lines claimed (one ledger transaction) and queued together.
+# Lines claimed (one ledger transaction) and queued together: a chunk's first few, so that its
+# first items start at once (a transaction of a hundred takes longer: on moto, whose transactions
+# copy the table once per item, most of a second), then a hundred at a time.
+FIRST_CLAIM_LINES = 10
 CLAIM_LINES = 100
 # A manifest line (the defaults line too): its item's message must fit SQS's 256 KiB.
 _MAX_LINE_BYTES = 200 * 1024
@@ -77,9 +81,11 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
         stop_reading(pinned, runtime, exc.why)
         return
     runtime.ledger.count_items(pinned.batch_id, len(entries), chunk=str(pinned.offset), last=not more)
-    # A hundred lines at a time, claimed and queued: the first items start while the rest is claimed.
-    for start in range(0, len(entries), CLAIM_LINES):
-        items, failures = _claim_ids(pinned.batch_id, entries[start : start + CLAIM_LINES], runtime.ledger)
+    # A few lines, then a hundred at a time, claimed and queued: the first items start while the
+    # rest is claimed.
+    bounds = [0, *range(FIRST_CLAIM_LINES, len(entries), CLAIM_LINES), len(entries)] if entries else []
+    for start, end in pairwise(bounds):
+        items, failures = _claim_ids(pinned.batch_id, entries[start:end], runtime.ledger)
         for failure in failures:
             record = failed_record(failure.error)
             settle(runtime, pinned.batch_id, failure.item_id, failure.line, record, 0, 0.0)
@@ -90,8 +96,9 @@ def fan_out(chunk: ChunkMessage, runtime: BatchRuntime) -> None:
             update={"offset": offset, "line": pinned.line + len(lines), "defaults": defaults}
         )
         runtime.queue.send([rest.model_dump()])
-    # Due: the batch may have finished meanwhile (its manifest all read once its items had settled).
-    publish_progress(pinned.batch_id, runtime, due=True)
+    # Due: the first summary, or the batch may have finished (its manifest all read once its items
+    # had settled).
+    publish_progress(pinned.batch_id, runtime, due=True, may_finish=not more)
 
 
 def _pinned(chunk: ChunkMessage, runtime: BatchRuntime) -> ChunkMessage | None:
@@ -257,6 +264,7 @@ def _line_item(
         image_bucket=location[0],
         image_key=location[1],
         params={**defaults, **{k: v for k, v in value.items() if k not in ("id", "image")}},
+        repeat=chunk.repeat,
     )
     try:
         message_body(item.model_dump())

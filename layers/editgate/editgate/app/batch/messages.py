@@ -31,6 +31,10 @@ class ChunkMessage(BaseModel):
     line: int = Field(default=1, ge=1)
     defaults: dict[str, Any] = Field(default_factory=dict)
     etag: str = ""
+    # The message may repeat one handled before, maybe longer ago than an edit's record lives (a
+    # redelivery, a chunk's items queued again by its redelivery, a redrive): an item that may
+    # have succeeded already asks the ledger first, lest fal be paid again.
+    repeat: bool = False
 
 
 class ItemMessage(BaseModel):
@@ -46,6 +50,10 @@ class ItemMessage(BaseModel):
     image_key: str = Field(min_length=1)
     image_version: str | None = None
     params: dict[str, Any]
+    # The message may repeat one handled before, maybe longer ago than an edit's record lives (a
+    # redelivery, a chunk's items queued again by its redelivery, a redrive): an item that may
+    # have succeeded already asks the ledger first, lest fal be paid again.
+    repeat: bool = False
 
 
 class JobMessage(BaseModel):

@@ -75,6 +75,8 @@ def _task_item(event: S3BatchOperationEvent) -> ItemMessage:
             image_key=key,
             image_version=version,
             params=dict(event.job.user_arguments),
+            # S3 may invoke a task again, and says not how often nor how late: it asks the ledger.
+            repeat=True,
         )
     except ValidationError as exc:
         raise InvalidRequest(f"The task cannot be read: {exc.errors()[0]['msg']}.") from None

@@ -20,6 +20,7 @@ def redrive(
     how many failed items and dead letters were queued."""
     again = [record["message"] for record in failed_items(batch_id, store) if record.get("message")]
     dead = list(queue.drain(dead_letter_url)) if dead_letter_url else []
+    again, dead = _repeats(again), _repeats(dead)
     # An item both failed and dead-lettered goes once: two copies would only race each other.
     unique = {_message_name(message): message for message in again + dead}
     for message in again:
@@ -34,6 +35,12 @@ def failed_items(batch_id: str, store: ObjectStore) -> list[dict[str, Any]]:
     """The item records of a batch that failed."""
     records = (json.loads(store.get(key)) for key in store.keys(output_key(batch_id, "items") + "/"))
     return [record for record in records if record.get("state") == "failed"]
+
+
+def _repeats(messages: list[Any]) -> list[Any]:
+    """Messages queued again maybe long after their edits' records expired: each item asks the
+    ledger first whether it already succeeded (a dead letter that is no object goes as it is)."""
+    return [{**message, "repeat": True} if isinstance(message, dict) else message for message in messages]
 
 
 def _message_name(message: dict[str, Any]) -> str:

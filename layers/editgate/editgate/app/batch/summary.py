@@ -17,27 +17,36 @@ from editgate.domain.errors import InvalidRequest
 _SUMMARY_INTERVAL_SECONDS = 5.0
 
 
-def publish_progress(batch_id: str, runtime: BatchRuntime, *, due: bool) -> None:
-    """The summary after items settled or a chunk was fanned out: rewritten when it is ``due`` (the
-    batch may have finished, or changed once finished), else at most every few seconds by one
-    environment, counted from when it first saw the batch (the fan-out wrote one before any item
-    was queued). Deciding reads nothing."""
+def publish_progress(batch_id: str, runtime: BatchRuntime, *, due: bool, may_finish: bool = False) -> None:
+    """The summary after items settled or a chunk was fanned out: rewritten when it is ``due``, or
+    when the batch ``may_finish`` (it may have finished, or changed once finished), else at most
+    every few seconds by one environment, counted from when it first saw the batch (the fan-out
+    wrote one before any item was queued). Deciding reads nothing."""
     now = time.monotonic()
+    due = due or may_finish
     if not due and now - runtime.summaries_written.setdefault(batch_id, now) < _SUMMARY_INTERVAL_SECONDS:
         return
     runtime.summaries_written[batch_id] = now
-    publish_summary(batch_id, runtime.ledger, runtime.store)
+    publish_summary(batch_id, runtime.ledger, runtime.store, may_finish=may_finish)
 
 
-def publish_summary(batch_id: str, ledger: BatchLedger, store: ObjectStore) -> None:
-    """Write ``summary.json`` from the ledger's counters. Writers race, so one that wrote before the
-    batch finished looks again and, if it has finished meanwhile, writes the final summary."""
+def publish_summary(
+    batch_id: str, ledger: BatchLedger, store: ObjectStore, *, may_finish: bool = False
+) -> None:
+    """Write ``summary.json`` from the ledger's counters. A batch that ``may_finish`` is marked
+    finished first, which answers its counters (no read) when it has. Else they are read; writers
+    race, so one that wrote before the batch finished looks again and, if it has finished
+    meanwhile, writes the final summary."""
+    key = output_key(batch_id, "summary.json")
+    finished = ledger.mark_finished(batch_id) if may_finish else None
+    if finished is not None:
+        store.put_json(key, summary(batch_id, finished))
+        return
     tally = ledger.tally(batch_id)
     if tally is None:
         return
     if tally.done and tally.finished_at is None:
         tally = ledger.mark_finished(batch_id) or tally
-    key = output_key(batch_id, "summary.json")
     store.put_json(key, summary(batch_id, tally))
     if tally.finished_at is None:
         after = ledger.tally(batch_id)
