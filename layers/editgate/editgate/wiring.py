@@ -70,17 +70,21 @@ def https_door(settings: Settings | None = None) -> HttpsDoor:
 
 
 def job_service(settings: Settings, edits: EditService) -> JobService:
-    """The HTTPS door's jobs. Without a jobs' table (or queue) every job is refused, never lost:
-    the names below are empty and the first call to AWS fails."""
+    """The HTTPS door's jobs (the template always configures them)."""
+    if not (settings.jobs_table and settings.jobs_queue_url and settings.jobs_journal_table):
+        raise RuntimeError(
+            "editgate is misconfigured: the edit API's jobs need JOBS_TABLE, JOBS_QUEUE_URL "
+            "and JOBS_JOURNAL_TABLE"
+        )
     return JobService(
         edits=edits,
-        table=JobTable(settings.jobs_table or ""),
-        queue=WorkQueue(settings.jobs_queue_url or ""),
+        table=JobTable(settings.jobs_table),
+        queue=WorkQueue(settings.jobs_queue_url),
         prefix=settings.jobs_prefix,
         run_timeout_seconds=settings.jobs_run_timeout_seconds,
         callbacks=CallbackSender(allowed=allowing(settings.callback_allowed_networks)),
         secrets=WebhookSecrets(settings.api_keys_table or ""),
-        journal=SubmissionJournal(settings.jobs_journal_table or ""),
+        journal=SubmissionJournal(settings.jobs_journal_table),
     )
 
 
