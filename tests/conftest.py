@@ -34,7 +34,11 @@ API_KEY = "sk-local"
 def stack() -> Iterator[LocalStack]:
     # environ={}: a developer's own FAL_KEY must never send test traffic to real fal.
     # A short deadline and retry base keep timeouts and retry exhaustion quick to test.
-    fast = {"REQUEST_DEADLINE_SECONDS": "4", "FAL_RETRY_BASE_SECONDS": "0.01"}
+    fast = {"REQUEST_DEADLINE_SECONDS": "4", "FAL_RETRY_BASE_SECONDS": "0.01",
+            # Jobs are admitted with the batch function's longest timeout (the template allows 900 s;
+            # tests/integration/test_jobs.py gives its batch function as long), and their callbacks
+            # retried after 1 s, not 30.
+            "JOBS_RUN_TIMEOUT_SECONDS": "900", "CALLBACK_RETRY_SECONDS": "1"}  # fmt: skip
     # A usage plan no test run reaches: tests of throttling make their own front with a tight one.
     roomy = UsagePlan(rate=1e6, burst=10**6, daily_quota=10**9)
     with LocalStack(

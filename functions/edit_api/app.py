@@ -1,6 +1,4 @@
-"""The OpenAI Images API: edits (multipart or JSON, ``?dry_run=true``), models, and a clear
-answer for generations; its OpenAPI document, Swagger UI, playground page and health check.
-Wiring only: an edit is one call to ``editgate.app.edit_service``."""
+"""The OpenAI Images API (edits, jobs, models), its OpenAPI document, playground, health. Wiring only."""
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from editgate import wiring
-from editgate.api import docs, http_edge, openai_shapes
+from editgate.api import docs, http_edge, jobs, openai_shapes
 
 logger = Logger()
 tracer = Tracer()
@@ -22,12 +20,15 @@ door = wiring.https_door()
 app = APIGatewayRestResolver(cors=http_edge.cors(door.cors_allow_origin))
 routes = http_edge.RouteTable(app)
 http_edge.install(app, routes, doc_keys=door.doc_keys)
+jobs.install(app, routes, door.jobs)
 
 
 @routes.route("POST", "/v1/images/edits", "/images/edits")
 @http_edge.server_timed
 def create_edit() -> Response[str]:
     call = http_edge.read_edit(app, door.deadline_seconds)
+    if call.respond_async:
+        return jobs.accepted(app, door.jobs.submit(call))
     return http_edge.edit_response(app, call, door.edits.edit_now(call))
 
 

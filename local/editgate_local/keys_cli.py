@@ -1,6 +1,8 @@
-"""``editgate keys create|list|revoke``: the gateway's API keys, in a deployed stack (``--stack``:
-its keys table, and an API Gateway key in its usage plan for each) or in a running ``editgate
-serve`` (``--table``: found by itself). A new key is shown once; only its hash is kept."""
+"""``editgate keys create|list|revoke|webhook-secret``: the gateway's API keys, in a deployed
+stack (``--stack``: its keys table, and an API Gateway key in its usage plan for each) or in a
+running ``editgate serve`` (``--table``: found by itself). A new key is shown once; only its hash
+is kept. Each key has a webhook secret (``whsec_…``) that signs its jobs' callbacks: shown once by
+``create``, and made anew (the old one stops signing) by ``webhook-secret``."""
 
 from __future__ import annotations
 
@@ -46,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "  editgate keys create --owner alice                    (the running editgate serve)\n"
         "  editgate keys create --owner team-a --stack editgate  (a deployed stack)\n"
         "  editgate keys list --stack editgate --region eu-west-1 --json\n"
-        "  editgate keys revoke key_0123456789abcdef --stack editgate",
+        "  editgate keys revoke key_0123456789abcdef --stack editgate\n"
+        "  editgate keys webhook-secret --id key_0123456789abcdef --stack editgate",
     )
     _where(parser, argparse_default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -82,7 +85,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "  editgate keys revoke key_0123456789abcdef --stack editgate",
     )
     revoke.add_argument("key_id", help="the key's id, as create and list show it (key_...)")
-    for verb in (create, listing, revoke):
+    secret = verbs.add_parser(
+        "webhook-secret",
+        help="a new secret signing the key's job callbacks, shown once (the old one stops signing)",
+        description="a new secret signing the key's job callbacks, shown once (the old one stops signing)",
+    )
+    secret.add_argument("--id", required=True, dest="key_id", metavar="KEY_ID",
+                        help="the key's id, as create and list show it (key_...) (required)")  # fmt: skip
+    for verb in (create, listing, revoke, secret):
         _where(verb, argparse_default=argparse.SUPPRESS)  # also accepted after the verb
     parser.set_defaults(run=main)
 
@@ -108,11 +118,19 @@ def main(args: argparse.Namespace) -> int:
     if args.verb == "create":
         expires = int(time.time() + args.expires_days * 86400) if args.expires_days else None
         key, record = create_key(place, args.owner, expires)
-        print(f"key id: {record.key_id}\nowner:  {record.owner}\nkey:    {key}")
-        print("The key is shown only now: editgate keeps its hash alone.")
+        secret = rotate_webhook_secret(place, record.key_id)
+        print(f"key id: {record.key_id}\nowner:  {record.owner}\nkey:    {key}\nwebhook secret: {secret}")
+        print("The key is shown only now: editgate keeps its hash alone. The webhook secret signs the")
+        print("callbacks of this key's jobs (editgate keys webhook-secret --id KEY_ID makes a new one).")
         return 0
     if args.verb == "list":
         return _list(place, as_json=args.json)
+    if args.verb == "webhook-secret":
+        if not any(record.key_id == args.key_id for record in _records(place)):
+            raise CliError(f"no key {args.key_id} in this stack: `editgate keys list` shows the ids")
+        print(f"webhook secret: {rotate_webhook_secret(place, args.key_id)}")
+        print("Shown only now; the key's callbacks are signed with it from the next delivery on.")
+        return 0
     revoke_key(place, args.key_id)
     print(f"revoked {args.key_id} (API Gateway's cached answers for it end within 5 minutes)")
     return 0
@@ -147,6 +165,13 @@ def create_key(place: KeyPlace, owner: str, expires_at: int | None = None) -> tu
         gateway.create_usage_plan_key(usagePlanId=place.usage_plan, keyId=created["id"], keyType="API_KEY")
     place.table.put(record.key_hash, record.model_dump())
     return key, record
+
+
+def rotate_webhook_secret(place: KeyPlace, key_id: str) -> str:
+    """A new webhook secret for the key, replacing any earlier one."""
+    from editgate.adapters.keys import WebhookSecrets
+
+    return WebhookSecrets(place.table.name).rotate(key_id)
 
 
 def revoke_key(place: KeyPlace, key_id: str) -> None:

@@ -20,7 +20,7 @@ from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
 from editgate.adapters.journal import PENDING, PENDING_INDEX, PENDING_SINCE
-from editgate.adapters.keys import KeyRecord, KeyTable, new_record
+from editgate.adapters.keys import KeyRecord, KeyTable, WebhookSecrets, key_hash, new_record
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -49,6 +49,12 @@ SOURCE_BUCKET = "editgate-local-source"
 # As template.yaml: items are retried twice, then dead-lettered; visibility 6 x the timeout.
 BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
+# Asynchronous jobs (template.yaml: JobsTable, its index listing a key's jobs newest first).
+JOBS_TABLE = "editgate-local-jobs"
+JOBS_BY_CALLER = "by_caller"
+# Callback receivers of a local stack's tests listen on loopback: only here may a callback_url
+# reach it (template.yaml never sets CALLBACK_ALLOWED_NETWORKS: public addresses only).
+LOCAL_CALLBACK_NETWORKS = '["127.0.0.0/8"]'
 FAL_KEY_SECRET = "editgate/local/fal-key"  # noqa: S105 - a secret's name, not its value
 REGION = "us-east-1"
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -180,6 +186,14 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self._environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             "POWERTOOLS_METRICS_DISABLED": self._environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+            # Jobs: the API queues them on the batch queue (its URL once made, below) and admits
+            # them with the batch function's time; the batch function runs them into the API's
+            # bucket, with the journal a cancel reads (one idempotency table here for both).
+            "JOBS_TABLE": JOBS_TABLE,
+            "JOBS_BUCKET": BUCKET,
+            "JOBS_JOURNAL_TABLE": IDEMPOTENCY_TABLE,
+            "JOBS_RUN_TIMEOUT_SECONDS": str(int(self.batch_timeout)),
+            "CALLBACK_ALLOWED_NETWORKS": LOCAL_CALLBACK_NETWORKS,
             **self.settings_env,
         }
         # The handler reads settings and boto3 reads its endpoint from the process environment,
@@ -189,6 +203,8 @@ class LocalStack:
         self._provision(fal_key)
         webhook_env = self._webhook_environment()
         self._provision_batch()
+        self.env.setdefault("JOBS_QUEUE_URL", self.batch_env["BATCH_QUEUE_URL"])
+        os.environ["JOBS_QUEUE_URL"] = self.env["JOBS_QUEUE_URL"]
         environments = [load_handler(EDIT_API, environment=n) for n in range(self.concurrency)]
         webhook = load_handler(FAL_WEBHOOK, env=webhook_env)
         self.front = ApiFront(
@@ -245,16 +261,40 @@ class LocalStack:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=JOBS_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in ("id", "caller", "listed")
+            ],
+            GlobalSecondaryIndexes=[{
+                "IndexName": JOBS_BY_CALLER,
+                "KeySchema": [{"AttributeName": "caller", "KeyType": "HASH"},
+                              {"AttributeName": "listed", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }],
+            BillingMode="PAY_PER_REQUEST",
+        )  # fmt: skip
         for index, value in enumerate(self.api_keys):
             self.add_key(f"local-{index}", key=value)
 
     def add_key(
         self, owner: str, *, key: str | None = None, expires_at: int | None = None
     ) -> tuple[str, KeyRecord]:
-        """A key of this stack (as ``editgate keys create`` makes one): the key, and its record."""
+        """A key of this stack (as ``editgate keys create`` makes one, webhook secret included):
+        the key, and its record."""
         key, record = new_record(owner, key=key, expires_at=expires_at)
         KeyTable(KEYS_TABLE).put(record.key_hash, record.model_dump())
+        WebhookSecrets(KEYS_TABLE).rotate(record.key_id)
         return key, record
+
+    def webhook_secret(self, key: str) -> str:
+        """The webhook secret of one of this stack's keys (``editgate keys create`` shows it once)."""
+        digest = key_hash(key)
+        record = next(r for r in KeyTable(KEYS_TABLE).records() if r["key_hash"] == digest)
+        secret = WebhookSecrets(KEYS_TABLE).get(record["key_id"])
+        assert secret is not None, "every key of a local stack has a webhook secret"
+        return secret
 
     def gate(self, usage_plan: UsagePlan | None = None) -> Gate:
         """API Gateway's authorizer and usage plan, as the template configures them."""

@@ -31,6 +31,7 @@ COMMANDS = [
     ["keys", "create"],
     ["keys", "list"],
     ["keys", "revoke"],
+    ["keys", "webhook-secret"],
     ["batch"],
     ["batch", "run"],
     ["batch", "status"],

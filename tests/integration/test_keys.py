@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import pybase64
 import pytest
 
-from editgate.adapters.keys import KeyTable
+from editgate.adapters.keys import KeyTable, WebhookSecrets
 from editgate_local.cli import main
 from editgate_local.front import ApiFront, UsagePlan, load_handler
 from editgate_local.stack import EDIT_API, KEYS_TABLE, LocalStack
@@ -142,3 +143,30 @@ def test_given_keys_made_with_the_cli_then_a_new_key_works_and_a_revoked_one_get
     assert "revoked" in listed
     assert key not in listed
     assert gone_key not in listed
+
+
+def test_given_a_key_made_with_the_cli_then_its_webhook_secret_is_shown_once_and_webhook_secret_rotates_it(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given ``editgate keys create``
+    Then it shows the key's webhook secret (whsec_, 32 bytes), which signs the key's callbacks;
+    ``editgate keys webhook-secret --id`` shows a new one, which replaces it; an unknown id is a
+    one-line mistake."""
+    assert main(["keys", "--table", KEYS_TABLE, "create", "--owner", "team-hooks"]) == 0
+    created = capsys.readouterr().out
+    key_id = created.split("key id: ", 1)[1].split()[0]
+    first = created.split("webhook secret: ", 1)[1].split()[0]
+    assert first.startswith("whsec_")
+    assert len(pybase64.b64decode(first.removeprefix("whsec_"))) == 32
+    assert WebhookSecrets(KEYS_TABLE).get(key_id) == first
+
+    assert main(["keys", "--table", KEYS_TABLE, "webhook-secret", "--id", key_id]) == 0
+    second = capsys.readouterr().out.split("webhook secret: ", 1)[1].split()[0]
+    assert second != first
+    assert WebhookSecrets(KEYS_TABLE).get(key_id) == second
+    listed = capsys.readouterr()
+    assert main(["keys", "--table", KEYS_TABLE, "list"]) == 0
+    assert second not in capsys.readouterr().out + listed.out
+
+    assert main(["keys", "--table", KEYS_TABLE, "webhook-secret", "--id", "key_nosuchkey"]) != 0
+    assert "no key key_nosuchkey" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import pytest
@@ -56,6 +56,7 @@ SOURCE_BUCKET = "editgate-lp-source"
 NAMES = {
     "IdempotencyTable": "lp-edit-idempotency", "BatchIdempotencyTable": "lp-batch-idempotency",
     "ApiKeysTable": "lp-api-keys", "BatchTable": "lp-batch-ledger", "ResultsBucket": "editgate-lp-results",
+    "JobsTable": "lp-jobs",
 }  # fmt: skip
 QUEUES = {"BatchQueue": "lp-batch", "BatchDeadLetterQueue": "lp-batch-dlq",
           "CollectQueue": "lp-collect", "CollectDeadLetterQueue": "lp-collect-dlq"}  # fmt: skip
@@ -244,22 +245,19 @@ def provision(url: str, emulator: FalEmulator) -> Run:
         deployment,
         {logical: sqs.create_queue(QueueName=name)["QueueUrl"] for logical, name in QUEUES.items()},
     )
+    tables = deployment.template["Resources"]
     for logical in NAMES:
         if logical.endswith("Table"):
-            # As the template defines it (its key, and its indexes: the batch journal's "pending").
-            table = deployment.template["Resources"][logical]["Properties"]
-            indexes = (
-                {"GlobalSecondaryIndexes": table["GlobalSecondaryIndexes"]}
-                if "GlobalSecondaryIndexes" in table
-                else {}
-            )
+            # As the template declares it (the jobs' table has its index).
+            declared = tables[logical]["Properties"]
             dynamodb.create_table(
                 TableName=deployment.names[logical],
-                KeySchema=table["KeySchema"],
-                AttributeDefinitions=table["AttributeDefinitions"],
+                KeySchema=declared["KeySchema"],
+                AttributeDefinitions=declared["AttributeDefinitions"],
                 BillingMode="PAY_PER_REQUEST",
-                **indexes,
-            )
+                **({"GlobalSecondaryIndexes": declared["GlobalSecondaryIndexes"]}
+                   if "GlobalSecondaryIndexes" in declared else {}),
+            )  # fmt: skip
     for logical in ("ResultsBucket", "BatchBucket"):
         s3.create_bucket(Bucket=deployment.names[logical])
     secret = aws("secretsmanager", url).create_secret(
@@ -311,14 +309,19 @@ def _batch_inputs(s3: Any, batch_bucket: str, queue_arn: str) -> None:
     s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/shoe.png", Body=png_bytes((64, 48)))
 
 
-def _edit_event(key_id: str, fields: dict[str, str]) -> dict[str, Any]:
+def _edit_event(key_id: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> dict[str, Any]:
     body, content_type = urllib3.encode_multipart_formdata(
         {"image": ("image.png", png_bytes((64, 48)), "image/png"), "prompt": "add snow", **fields}
     )
     return proxy_event(
-        "POST", "/v1/images/edits", [("Content-Type", content_type)], body,
+        "POST", "/v1/images/edits", [("Content-Type", content_type), *(headers or {}).items()], body,
         authorizer={"principalId": key_id, "key_id": key_id, "owner": "lp"},
     )  # fmt: skip
+
+
+def _job_event(key_id: str, method: str, path: str) -> dict[str, Any]:
+    authorizer = {"principalId": key_id, "key_id": key_id, "owner": "lp"}
+    return proxy_event(method, path, [], b"", authorizer=authorizer)
 
 
 def _webhook_event(emulator: FalEmulator, request_id: str) -> dict[str, Any]:
@@ -353,6 +356,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 {"event": _edit_event(done.key_id, {"response_format": "b64_json", "seed": "3"})},
                 {"event": proxy_event("GET", "/docs", [("Authorization", f"Bearer {key}")], b"")},
                 {"event": proxy_event("GET", "/playground", [], b"")},
+                # Two jobs: one run by the batch function below, one cancelled before it starts.
+                {"event": _edit_event(done.key_id, {}, {"Prefer": "respond-async"})},
+                {"event": _edit_event(done.key_id, {"seed": "4"}, {"Prefer": "respond-async"})},
+            ], tmp)  # fmt: skip
+            ran, cancelled = (json.loads(answer["body"])["id"] for answer in done.answers["edit_api"][4:6])
+            done.answers["jobs"] = invoke(done, "edit_api", [
+                {"event": _job_event(done.key_id, "DELETE", f"/v1/images/edits/jobs/{cancelled}")},
+                {"event": _job_event(done.key_id, "GET", "/v1/images/edits/jobs")},
             ], tmp)  # fmt: skip
             version = done.client("s3").head_object(Bucket=SOURCE_BUCKET, Key="catalog/shoe.png")["VersionId"]
             task = {
@@ -367,6 +378,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 done,
                 "batch_edit",
                 [{"drain": done.deployment.names["BatchQueue"]}, {"event": operations}],
+                tmp,
+            )
+            done.answers["jobs"] += invoke(
+                done,
+                "edit_api",
+                [{"event": _job_event(done.key_id, "GET", f"/v1/images/edits/jobs/{ran}")}],
                 tmp,
             )
             # fal's webhooks about the batch's requests (journaled by the batch function), the
@@ -393,8 +410,9 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
     [authorizer] = run.answers["authorizer"]
     assert authorizer["principalId"] == run.key_id
     assert authorizer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-    edit, inline, docs, playground = run.answers["edit_api"]
+    edit, inline, docs, playground, *jobs = run.answers["edit_api"]
     assert [answer["statusCode"] for answer in (edit, inline, docs, playground)] == [200, 200, 200, 200]
+    assert [answer["statusCode"] for answer in jobs] == [202, 202]
     assert json.loads(edit["body"])["data"][0]["url"]
     assert json.loads(inline["body"])["data"][0]["b64_json"]
     drained, operations = run.answers["batch_edit"]
@@ -417,6 +435,19 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
     as_batch = run.client("s3", "BatchFunctionRole")
     assert as_batch.get_object(Bucket=bucket, Key=record["results"][0]["key"])["Body"].read()
     assert "revoked" in run.answers["keys"][1]
+    cancel, listed, read = run.answers["jobs"]
+    assert [a["statusCode"] for a in (cancel, listed, read)] == [200, 200, 200]
+    assert json.loads(cancel["body"])["status"] == "cancelled"
+    assert len(json.loads(listed["body"])["data"]) == 2
+    result = json.loads(read["body"])
+    assert result["status"] == "succeeded", result
+    # Its URL is presigned as the edit role (moto checks no presigned URL): that role may read it.
+    bucket_name, _, image_key = (
+        unquote(urlsplit(result["result"]["data"][0]["url"]).path).lstrip("/").partition("/")
+    )
+    assert (
+        run.client("s3", "EditApiFunctionRole").get_object(Bucket=bucket_name, Key=image_key)["Body"].read()
+    )
     taken, again, *others = run.answers["fal_webhook"]
     assert [answer["statusCode"] for answer in (taken, again, *others)] == [200] * 4
     assert [json.loads(a["body"])["duplicate"] for a in (taken, again, *others)] == [
@@ -441,17 +472,19 @@ def test_given_the_template_statements_then_iam_allows_every_call_the_functions_
 ) -> None:
     principals = {key: name for name, (key, _) in run.keys.items() if name != ADMIN}
     requests_ = [
-        (principals[call["access_key"]], action, resource)
+        (principals[call["access_key"]], action, resource, iam_context(call))
         for call in run.calls
         if call["access_key"] in principals
         for action, resource in iam_actions(call, run)
     ]
-    decisions = simulate((run.statements(who), action, resource) for who, action, resource in requests_)
+    decisions = simulate(
+        (run.statements(who), action, resource, context) for who, action, resource, context in requests_
+    )
 
     judged = zip(requests_, decisions, strict=True)
     refused = [(request, decision) for request, decision in judged if decision["result"] != "Allowed"]
     assert refused == []
-    made = {(who, action) for who, action, _ in requests_}
+    made = {(who, action) for who, action, _, _ in requests_}
     # The calls each path is known to make were all seen and judged.
     assert {
         ("EditApiFunctionRole", "s3:PutObject"), ("EditApiFunctionRole", "s3:GetObject"),
@@ -463,6 +496,7 @@ def test_given_the_template_statements_then_iam_allows_every_call_the_functions_
         ("BatchFunctionRole", "sqs:ReceiveMessage"), ("BatchFunctionRole", "sqs:DeleteMessage"),
         ("BatchFunctionRole", "dynamodb:UpdateItem"), ("BatchFunctionRole", "secretsmanager:GetSecretValue"),
         ("BatchFunctionRole", "dynamodb:PutItem"),  # the journal's falreq# lookups
+        ("EditApiFunctionRole", "dynamodb:Query"), ("EditApiFunctionRole", "sqs:SendMessage"),
         ("FalWebhookFunctionRole", "dynamodb:GetItem"), ("FalWebhookFunctionRole", "dynamodb:PutItem"),
         ("FalWebhookFunctionRole", "sqs:SendMessage"),
         ("BatchFunctionRole", "dynamodb:Query"),  # the sweeper's pending index
@@ -506,19 +540,24 @@ def test_given_the_batch_functions_credentials_then_other_prefixes_buckets_and_q
 
 def test_given_each_functions_statements_then_the_others_idempotency_records_are_out_of_reach() -> None:
     """Issue 15: the edit and batch functions shared one idempotency table, with full read and
-    delete of each other's records and journals."""
+    delete of each other's records and journals. The edit function reads the batch journal (a
+    job's cancel finds its fal requests there), and nothing else of that table, and writes none."""
     deployment = on_paper({})
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/"
     edit = table + deployment.environment("EditApiFunction")["IDEMPOTENCY_TABLE"]
     batch = table + deployment.environment("BatchFunction")["IDEMPOTENCY_TABLE"]
+    items = ("editgate-lp-Function.edit#0a1b", "journal#0a1b", "falreq#r1")
 
     decisions = simulate(
-        (deployment.policies(role), f"dynamodb:{action}", other)
+        (deployment.policies(role), f"dynamodb:{action}", other, {"dynamodb:LeadingKeys": [item]})
         for role, other in (("BatchFunctionRole", edit), ("EditApiFunctionRole", batch))
         for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
+        for item in items
     )
 
-    assert {d["result"] for d in decisions} == {"ImplicitlyDenied"}
+    allowed = [index for index, decision in enumerate(decisions) if decision["result"] == "Allowed"]
+    # Only the edit role's GetItem of a journal# item: the batch role's 12 requests come first.
+    assert allowed == [12 + 1]
 
 
 def test_given_the_batch_role_then_it_may_receive_and_delete_on_its_own_queue_only() -> None:
@@ -538,17 +577,38 @@ def test_given_the_batch_role_then_it_may_receive_and_delete_on_its_own_queue_on
 
 
 def test_given_public_docs_then_the_edit_function_may_not_read_the_keys_table() -> None:
-    """Issue 15: the edit function could read the keys table even with PublicDocs=true."""
+    """Issue 15: the edit function could read the keys table even with PublicDocs=true. It reads
+    the keys' webhook secrets (a job's callback_url needs one), and no key's record."""
     public, private = on_paper({"PublicDocs": "true"}), on_paper({"PublicDocs": "false"})
     keys_table = private.arns["ApiKeysTable"]
-
-    decisions = simulate(
-        (deployment.policies("EditApiFunctionRole"), "dynamodb:GetItem", keys_table)
-        for deployment in (public, private)
+    record, secret = (
+        {"dynamodb:LeadingKeys": ["9f86d081884c7d65"]},
+        {"dynamodb:LeadingKeys": ["webhook#key_1"]},
     )
 
-    assert [d["result"] for d in decisions] == ["ImplicitlyDenied", "Allowed"]
-    assert "API_KEYS_TABLE" not in public.environment("EditApiFunction")
+    decisions = simulate(
+        (deployment.policies("EditApiFunctionRole"), "dynamodb:GetItem", keys_table, item)
+        for deployment in (public, private)
+        for item in (record, secret)
+    )
+
+    assert [d["result"] for d in decisions] == ["ImplicitlyDenied", "Allowed", "Allowed", "Allowed"]
+
+
+def test_given_the_batch_statements_then_it_reads_the_keys_webhook_secrets_and_no_key_record() -> None:
+    """The batch function signs jobs' callbacks with their keys' secrets: it may read those items
+    of the keys' table and nothing else of it."""
+    deployment = on_paper({})
+    keys_table, statements = deployment.arns["ApiKeysTable"], deployment.policies("BatchFunctionRole")
+    cases = {("GetItem", "webhook#key_1"): "Allowed", ("GetItem", "9f86d081884c7d65"): "ImplicitlyDenied",
+             ("PutItem", "webhook#key_1"): "ImplicitlyDenied"}  # fmt: skip
+
+    decisions = simulate(
+        (statements, f"dynamodb:{action}", keys_table, {"dynamodb:LeadingKeys": [item]})
+        for action, item in cases
+    )
+
+    assert dict(zip(cases, (d["result"] for d in decisions), strict=True)) == cases
 
 
 def test_given_the_batch_statements_then_it_reads_incoming_and_results_and_writes_only_batches() -> None:
@@ -609,12 +669,27 @@ def iam_actions(call: dict[str, Any], run: Run) -> list[tuple[str, str]]:
     raise AssertionError(f"a call this test cannot name the permission of: {call}")
 
 
-def simulate(requests_: Iterable[tuple[list[dict[str, Any]], str, str]]) -> list[dict[str, str]]:
-    """IAM's decision for each (policy documents, action, resource), from the evaluator."""
+def iam_context(call: dict[str, Any]) -> dict[str, list[str]]:
+    """The condition keys a recorded call carries: a DynamoDB item call's partition key
+    (``dynamodb:LeadingKeys``), which the statements limited to some items are judged by."""
+    params = call.get("params") or {}
+    item = params.get("Key") or params.get("Item") or {}
+    if call["service"] != "dynamodb" or "id" not in item:
+        return {}
+    return {"dynamodb:LeadingKeys": [item["id"]["S"]]}
+
+
+Request = tuple[list[dict[str, Any]], str, str] | tuple[list[dict[str, Any]], str, str, dict[str, list[str]]]
+
+
+def simulate(requests_: Iterable[Request]) -> list[dict[str, str]]:
+    """IAM's decision for each (policy documents, action, resource[, condition keys]), from the
+    evaluator."""
     payload = [
-        {"policies": [{"Version": "2012-10-17", **document} for document in documents], "action": action,
-         "resource": resource, "principal": f"arn:aws:iam::{ACCOUNT}:role/editgate", "account": ACCOUNT}
-        for documents, action, resource in requests_
+        {"policies": [{"Version": "2012-10-17", **document} for document in request[0]],
+         "action": request[1], "resource": request[2], "context": request[3] if len(request) > 3 else {},
+         "principal": f"arn:aws:iam::{ACCOUNT}:role/editgate", "account": ACCOUNT}
+        for request in requests_
     ]  # fmt: skip
     completed = subprocess.run(
         ["node", str(NODE_DIR / "iam_simulate.mjs")],

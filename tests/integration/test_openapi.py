@@ -8,6 +8,7 @@ import importlib.metadata
 import io
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
@@ -43,7 +44,27 @@ OPERATIONS = [
     ("/v1/models/{model_id}", "GET", POSITIVE),
     ("/v1/openapi.json", "GET", POSITIVE),
     ("/v1/health", "GET", POSITIVE),
+    ("/v1/images/edits/jobs", "GET", POSITIVE),
+    ("/v1/images/edits/jobs", "GET", NEGATIVE),
+    ("/v1/images/edits/jobs/{job_id}", "GET", POSITIVE),
+    ("/v1/images/edits/jobs/{job_id}", "DELETE", POSITIVE),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_job_left(stack: LocalStack) -> Iterator[None]:
+    """The jobs the generated edits queued (Prefer: respond-async, ?async=true) cancelled after
+    the module: no later test's batch function runs them."""
+    yield
+    while True:
+        page = requests.get(
+            f"{stack.base_url}/v1/images/edits/jobs?limit=100", headers=AUTH, timeout=30
+        ).json()
+        waiting = [job["id"] for job in page["data"] if job["status"] in ("queued", "in_progress")]
+        for job_id in waiting:
+            requests.delete(f"{stack.base_url}/v1/images/edits/jobs/{job_id}", headers=AUTH, timeout=30)
+        if not waiting:
+            return
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +115,21 @@ def test_given_the_served_document_then_it_is_valid_openapi_3_1_and_names_every_
     edit_body = document["paths"]["/v1/images/edits"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(edit_body)
     assert "image[]" in edit_body["multipart/form-data"]["schema"]["properties"]
+
+
+def test_given_the_document_then_it_offers_jobs_their_routes_their_202_and_their_schemas(
+    stack: LocalStack,
+) -> None:
+    """Issue 17: an edit can be a job (Prefer: respond-async, ?async=true, callback_url), answered
+    202 with an EditJob; the jobs are read, listed and cancelled at their own routes."""
+    document = requests.get(f"{stack.base_url}/v1/openapi.json", headers=AUTH, timeout=10).json()
+    edit = document["paths"]["/v1/images/edits"]["post"]
+
+    assert {"Prefer", "async"} <= {parameter["name"] for parameter in edit["parameters"]}
+    assert edit["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/EditJob")
+    assert "callback_url" in edit["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert set(document["paths"]["/v1/images/edits/jobs/{job_id}"]) == {"get", "delete"}
+    assert {"EditJob", "EditJobList"} <= set(document["components"]["schemas"])
 
 
 def test_given_a_browser_without_a_key_then_the_docs_the_document_the_playground_and_health_are_served(

@@ -201,7 +201,7 @@ def test_given_a_key_then_swagger_ui_renders_the_document_and_tries_a_request(
     console = Console(docs)
     docs.goto(f"{stack.base_url}/docs")
 
-    expect(docs.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
+    expect(docs.locator(".opblock-summary-path[data-path='/v1/images/edits']")).to_be_visible()
     expect(docs.locator(".info .title")).to_contain_text("editgate")
     docs.locator(".opblock-summary", has_text="/v1/models/{model_id}").click()
     docs.click("text=Try it out")
@@ -474,7 +474,7 @@ def test_given_the_page_then_it_has_an_icon_links_the_docs_and_picks_only_what_t
 
     page.click("#docs-link")  # without a key: the docs are public
 
-    expect(page.locator(".opblock-summary-path", has_text="/v1/images/edits")).to_be_visible()
+    expect(page.locator(".opblock-summary-path[data-path='/v1/images/edits']")).to_be_visible()
     assert page.url == f"{stack.base_url}/docs"
 
 

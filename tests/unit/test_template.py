@@ -20,7 +20,8 @@ from tests.template_iam import Deployment, translate
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/editgate/6a1f0c2e-0000-4000-8000-000000000000"
 RESOURCES = ("ResultsBucket", "IdempotencyTable", "BatchIdempotencyTable", "ApiKeysTable", "BatchTable",
-             "BatchQueue", "BatchDeadLetterQueue", "CollectQueue", "CollectDeadLetterQueue")  # fmt: skip
+             "BatchQueue", "BatchDeadLetterQueue", "CollectQueue", "CollectDeadLetterQueue",
+             "JobsTable")  # fmt: skip
 NAMES = {name: name.lower() for name in RESOURCES} | {"Api": "a1b2c3"}
 
 
@@ -49,9 +50,57 @@ def test_given_the_template_then_each_function_has_its_own_idempotency_table() -
 
 
 @pytest.mark.parametrize("public", ["true", "false"])
-def test_given_public_docs_then_the_edit_function_is_not_told_the_keys_table(public: str) -> None:
-    environment = deployed(PublicDocs=public).environment("EditApiFunction")
-    assert ("API_KEYS_TABLE" in environment) is (public == "false")
+def test_given_public_docs_then_the_edit_function_is_told_the_keys_table_for_webhook_secrets_only_if_public(
+    public: str,
+) -> None:
+    """The keys' table is where each key's webhook secret is (a job's callback_url needs one):
+    with public documentation, the edit role reads those items only (test_least_privilege)."""
+    deployment = deployed(PublicDocs=public)
+    assert deployment.environment("EditApiFunction")["API_KEYS_TABLE"] == "apikeystable"
+    settings = make_settings(**{k.lower(): v for k, v in deployment.environment("EditApiFunction").items()
+                                if k in ("PUBLIC_DOCS",)})  # fmt: skip
+    assert settings.public_docs is (public == "true")
+
+
+def test_given_the_template_then_jobs_are_recorded_queued_on_the_batch_queue_and_admitted_with_its_time() -> (
+    None
+):
+    """The edit function records jobs in JobsTable, queues them on the batch queue and admits them
+    with the batch function's timeout; the batch function runs them into the results bucket."""
+    deployment = deployed(BatchTimeoutSeconds="900")
+    edit, batch = (deployment.environment(f) for f in ("EditApiFunction", "BatchFunction"))
+    assert (edit["JOBS_TABLE"], batch["JOBS_TABLE"]) == ("jobstable", "jobstable")
+    assert edit["JOBS_QUEUE_URL"] == batch["BATCH_QUEUE_URL"] == "batchqueue"
+    assert edit["JOBS_RUN_TIMEOUT_SECONDS"] == "900"
+    assert edit["JOBS_JOURNAL_TABLE"] == batch["IDEMPOTENCY_TABLE"]
+    assert batch["JOBS_BUCKET"] == edit["RESULTS_BUCKET"]
+    assert "CALLBACK_ALLOWED_NETWORKS" not in edit
+    assert "CALLBACK_ALLOWED_NETWORKS" not in batch
+
+
+def test_given_the_jobs_table_then_its_index_lists_a_keys_jobs_newest_first_and_records_expire() -> None:
+    table = yaml_parse(TEMPLATE.read_text())["Resources"]["JobsTable"]["Properties"]
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_caller"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("caller", "HASH"), ("listed", "RANGE")
+    ]  # fmt: skip
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_given_a_job_edit_too_long_for_https_then_the_batch_timeout_admits_it() -> None:
+    """n=10, 4096², AVIF: refused within an HTTPS request's time, admitted within 900 s."""
+    spec = build_catalog(make_settings())["hidream-e1-1"]
+    request = EditRequest.model_validate(
+        {"prompt": "x", "n": 10, "size": "4096x4096", "output_format": "avif"}
+    )
+    edit_plan = plan(request, spec, Size(1000, 1000))
+    run_seconds = int(
+        deployed(BatchTimeoutSeconds="900").environment("EditApiFunction")["JOBS_RUN_TIMEOUT_SECONDS"]
+    )
+    with pytest.raises(InvalidRequest):
+        edit_plan.check_finish_fits(envelope.https_seconds(29, 29_000))
+    edit_plan.check_finish_fits(envelope.batch_seconds(run_seconds * 1000))
 
 
 def test_given_the_template_then_every_answer_api_gateway_gives_itself_is_nosniff() -> None:

@@ -7,6 +7,7 @@ capitals (``results_bucket`` from ``RESULTS_BUCKET``); maps are JSON; an empty v
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Annotated, Any, Self
 
@@ -122,11 +123,34 @@ class Settings(EnvSettings):
     # upload's metadata, an S3 Batch Operations job's user arguments): a schema 1.0 job has no user
     # arguments, so its prompt can only come from here (the template's BatchDefaults, JSON).
     batch_defaults: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    # Asynchronous jobs (Prefer: respond-async): their table (None: no jobs), where their folders
+    # are in the results bucket, and (the edit API) the batch queue that runs them, the batch
+    # function's timeout (what a job is admitted with) and its journal (a cancel's fal requests).
+    jobs_table: str | None = None
+    jobs_prefix: str = "results/jobs/"
+    jobs_queue_url: str | None = None
+    jobs_run_timeout_seconds: int = Field(default=300, ge=1, le=900)
+    jobs_journal_table: str | None = None
+    # The batch function: the results bucket the jobs' folders are in (the edit API's).
+    jobs_bucket: str | None = None
+    # A failed callback delivery is tried again after this, doubling, up to callback_attempts in all.
+    callback_retry_seconds: int = Field(default=30, ge=0, le=900)
+    callback_attempts: int = Field(default=6, ge=1, le=20)
+    # Networks a callback_url may reach besides public addresses (JSON list of CIDRs). Only the
+    # local stack sets it (its tests' receivers listen on loopback); the template never does.
+    callback_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("fal_endpoints", "batch_defaults", mode="before")
+    @field_validator("fal_endpoints", "batch_defaults", "callback_allowed_networks", mode="before")
     @classmethod
     def _json_map(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("callback_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network)  # a ValueError names what is not a network
+        return value
 
     @model_validator(mode="after")
     def _replays_get_live_urls(self) -> Settings:

@@ -4,25 +4,28 @@ module that knows them all; the handlers ask it for their door's services."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from editgate.adapters import secrets
+from editgate.adapters.callbacks import CallbackSender
 from editgate.adapters.collect_journal import CollectJournal
 from editgate.adapters.fal import FalClient
 from editgate.adapters.fal_jwks import FalSigningKeys
-from editgate.adapters.fetch import ImageFetcher
+from editgate.adapters.fetch import ImageFetcher, allowing
 from editgate.adapters.idempotency import Deduplicator
+from editgate.adapters.jobs import JobTable
 from editgate.adapters.journal import SubmissionJournal
-from editgate.adapters.keys import KeyDirectory
+from editgate.adapters.keys import KeyDirectory, WebhookSecrets
 from editgate.adapters.ledger import BatchLedger
 from editgate.adapters.objects import ObjectStore
 from editgate.adapters.queue import WorkQueue
 from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch.layout import ImageRules
-from editgate.app.batch.runtime import BatchRuntime, Collecting
+from editgate.app.batch.runtime import BatchRuntime, Collecting, JobRunner
 from editgate.app.edit_service import EditService
 from editgate.app.fal_webhooks import WebhookReceiver
+from editgate.app.jobs import JobService
 from editgate.app.services import EditLimits, Services
 from editgate.domain import catalog
 from editgate.domain.catalog import ModelSpec
@@ -43,6 +46,7 @@ class HttpsDoor:
     fal_key_readable: Callable[[], bool]
     # The origin whose pages may call the API from a browser (CORS), if any.
     cors_allow_origin: str | None
+    jobs: JobService
 
 
 def https_door(settings: Settings | None = None) -> HttpsDoor:
@@ -62,6 +66,42 @@ def https_door(settings: Settings | None = None) -> HttpsDoor:
             secrets.secret_readable, settings.fal_key_secret_name, settings.secrets_max_age_seconds
         ),
         cors_allow_origin=settings.cors_allow_origins,
+        jobs=job_service(settings, EditService(services)),
+    )
+
+
+def job_service(settings: Settings, edits: EditService) -> JobService:
+    """The HTTPS door's jobs (the template always configures them)."""
+    if not (settings.jobs_table and settings.jobs_queue_url and settings.jobs_journal_table):
+        raise RuntimeError(
+            "editgate is misconfigured: the edit API's jobs need JOBS_TABLE, JOBS_QUEUE_URL "
+            "and JOBS_JOURNAL_TABLE"
+        )
+    return JobService(
+        edits=edits,
+        table=JobTable(settings.jobs_table),
+        queue=WorkQueue(settings.jobs_queue_url),
+        prefix=settings.jobs_prefix,
+        run_timeout_seconds=settings.jobs_run_timeout_seconds,
+        callbacks=CallbackSender(allowed=allowing(settings.callback_allowed_networks)),
+        secrets=WebhookSecrets(settings.api_keys_table or ""),
+        journal=SubmissionJournal(settings.jobs_journal_table),
+    )
+
+
+def job_runner(settings: Settings, services: Services) -> JobRunner | None:
+    """The batch function's jobs: their edits store in the edit API's results bucket."""
+    if not settings.jobs_table:
+        return None
+    store = ObjectStore(settings.jobs_bucket or settings.results_bucket, "", settings.presign_expiry_seconds)
+    return JobRunner(
+        edits=EditService(replace(services, store=store)),
+        table=JobTable(settings.jobs_table),
+        prefix=settings.jobs_prefix,
+        callbacks=CallbackSender(allowed=allowing(settings.callback_allowed_networks)),
+        secrets=WebhookSecrets(settings.api_keys_table or ""),
+        callback_retry_seconds=settings.callback_retry_seconds,
+        callback_attempts=settings.callback_attempts,
     )
 
 
@@ -93,6 +133,7 @@ def batch_door(settings: Settings | None = None) -> BatchRuntime:
         defaults=settings.batch_defaults,
         max_image_bytes=settings.max_image_bytes,
         collecting=collecting,
+        jobs=job_runner(settings, services),
     )
 
 

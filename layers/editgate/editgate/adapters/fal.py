@@ -183,6 +183,15 @@ class FalClient:
             status.status_code == 200 and fal_answers.json_body(status).get("status") == "COMPLETED"
         )
 
+    def cancel(self, submission: FalSubmission, deadline: float) -> bool:
+        """Ask fal to cancel a submitted request (``PUT …/cancel``): True when fal will cancel it
+        (not started: nothing billed; running: it gets the signal), False when it had ended."""
+        answer = self._call("PUT", f"{submission.response_url}/cancel", deadline, _Retries(),
+                            accept={200, 202, 400, 404})  # fmt: skip
+        logger.info("fal request cancel", extra={"fal_request_id": submission.request_id,
+                                                 "status": answer.status_code})  # fmt: skip
+        return answer.status_code in (200, 202)
+
     def download(self, url: str, deadline: float) -> bytes:
         """The bytes of a result image: a ``data:`` URI or an http(s) URL."""
         if url.startswith("data:"):

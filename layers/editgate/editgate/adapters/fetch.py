@@ -7,8 +7,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -67,6 +68,61 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+class TargetRefused(ValueError):
+    """A URL the gateway will not connect to, and why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL whose host resolved only to allowed addresses: connect to ``address`` (the one that
+    was checked: no DNS rebinding), naming ``host``."""
+
+    scheme: str
+    host: str
+    port: int
+    address: str
+    path: str
+    explicit_port: bool
+
+    def pool(self, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+        if self.scheme == "https":
+            return urllib3.HTTPSConnectionPool(
+                self.address, self.port, server_hostname=self.host, assert_hostname=self.host,
+                cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(), timeout=timeout, retries=False,
+            )  # fmt: skip
+        return urllib3.HTTPConnectionPool(self.address, self.port, timeout=timeout, retries=False)
+
+    def headers(self) -> dict[str, str]:
+        # The Host header names the host alone: never the URL's userinfo.
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return {"Host": f"{host}:{self.port}" if self.explicit_port else host, "User-Agent": "editgate"}
+
+
+def checked_target(url: str, resolver: Resolver = resolve, allowed: AddressPolicy = is_public) -> Target:
+    """Where an http(s) URL leads, if every address its host resolves to is ``allowed``; else
+    ``TargetRefused`` saying why."""
+    try:  # a bad port, an unclosed IPv6 bracket, a DNS label over 63 characters: ValueErrors
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        if parts.scheme not in ("http", "https") or not host:
+            raise TargetRefused("only http(s) URLs and data: URIs are accepted")
+        addresses = resolver(host, port)
+    except TargetRefused:
+        raise
+    except (OSError, ValueError):
+        raise TargetRefused("the URL's host or port is not valid or could not be resolved") from None
+    if not addresses or not all(allowed(ipaddress.ip_address(a)) for a in addresses):
+        raise TargetRefused(f"the host '{host[:253]}' is not a public address")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(parts.scheme, host, port, addresses[0], path, parts.port is not None)
+
+
+def allowing(networks: Sequence[str]) -> AddressPolicy:
+    """Public addresses and those of ``networks`` (a local stack's loopback receiver)."""
+    extra = [ipaddress.ip_network(network) for network in networks]
+    return lambda address: is_public(address) or any(address in network for network in extra)
+
+
 class ImageFetcher:
     def __init__(
         self,
@@ -103,38 +159,16 @@ class ImageFetcher:
     @contextmanager
     def _open(self, url: str, deadline: float) -> Iterator[urllib3.BaseHTTPResponse]:
         """One hop: the checked address, asked for ``url``'s path; the pool is closed after."""
-        try:  # a bad port, an unclosed IPv6 bracket, a DNS label over 63 characters: ValueErrors
-            parts = urlsplit(url)
-            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-            if parts.scheme not in ("http", "https") or not host:
-                raise self._refuse("only http(s) URLs and data: URIs are accepted")
-            addresses = self._resolve(host, port)
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, InvalidRequest):
-                raise
-            raise self._refuse("the URL's host or port is not valid or could not be resolved") from None
-        if not addresses or not all(self._allowed(ipaddress.ip_address(a)) for a in addresses):
-            raise self._refuse(f"the host '{host[:253]}' is not a public address")
+        try:
+            target = checked_target(url, self._resolve, self._allowed)
+        except TargetRefused as exc:
+            raise self._refuse(str(exc)) from None
         timeout = urllib3.Timeout(connect=min(5.0, self._remaining(deadline)), read=self._remaining(deadline))
-        pool: urllib3.HTTPConnectionPool
-        if parts.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(
-                addresses[0], port, server_hostname=host, assert_hostname=host,
-                cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(), timeout=timeout, retries=False,
-            )  # fmt: skip
-        else:
-            pool = urllib3.HTTPConnectionPool(addresses[0], port, timeout=timeout, retries=False)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        # The Host header names the host alone: never the URL's userinfo.
-        host_header = f"[{host}]" if ":" in host else host
-        if parts.port:
-            host_header += f":{parts.port}"
-        with pool:
+        with target.pool(timeout) as pool:
             try:
                 response = pool.urlopen(
-                    "GET", target, headers={"Host": host_header, "User-Agent": "editgate"},
-                    redirect=False, preload_content=False,
-                )  # fmt: skip
+                    "GET", target.path, headers=target.headers(), redirect=False, preload_content=False
+                )
             except urllib3.exceptions.HTTPError as exc:
                 raise self._refuse(f"the image could not be fetched ({type(exc).__name__})") from None
             try:

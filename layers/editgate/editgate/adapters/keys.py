@@ -16,8 +16,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.parameters import DynamoDBProvider, GetParameterError
 from pydantic import BaseModel, ValidationError
 
-from editgate.adapters.aws import dynamodb_client
+from editgate.adapters.aws import dynamodb_client, get_item
 from editgate.domain.errors import AuthenticationFailed
+from editgate.domain.jobs import new_webhook_secret
 from editgate.domain.json_values import json_text
 
 KEY_PREFIX = "sk-eg-"
@@ -106,6 +107,10 @@ class KeyTable:
     def __init__(self, table_name: str) -> None:
         self._table = table_name
 
+    @property
+    def name(self) -> str:
+        return self._table
+
     def put(self, key_hash: str, record: dict[str, Any]) -> None:
         dynamodb_client().put_item(
             TableName=self._table, Item={"id": {"S": key_hash}, "value": {"S": json_text(record)}}
@@ -114,4 +119,30 @@ class KeyTable:
     def records(self) -> Iterator[dict[str, Any]]:
         for page in dynamodb_client().get_paginator("scan").paginate(TableName=self._table):
             for item in page["Items"]:
-                yield json.loads(item["value"]["S"])
+                if "value" in item:  # not a key's webhook secret
+                    yield json.loads(item["value"]["S"])
+
+
+class WebhookSecrets:
+    """Each key's Standard Webhooks secret, which signs its jobs' callbacks: an item
+    ``webhook#<key id>`` of the keys' table beside the key's record (the secret itself, since
+    signing needs it; the authorizer never reads these items)."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = table_name
+
+    def get(self, key_id: str) -> str | None:
+        item = get_item(self._table, _secret_id(key_id))
+        return item["secret"]["S"] if "secret" in item else None
+
+    def rotate(self, key_id: str) -> str:
+        """A new secret for the key, replacing any earlier one (shown once, by its caller)."""
+        secret = new_webhook_secret()
+        dynamodb_client().put_item(
+            TableName=self._table, Item={"id": {"S": _secret_id(key_id)}, "secret": {"S": secret}}
+        )
+        return secret
+
+
+def _secret_id(key_id: str) -> str:
+    return f"webhook#{key_id}"

@@ -33,6 +33,14 @@ class WorkQueue:
                 reasons = sorted({f["Code"] for f in answer["Failed"]})
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s): {', '.join(reasons)}")
 
+    def send_later(self, document: dict[str, Any], delay_seconds: int) -> None:
+        """One document, delivered after ``delay_seconds`` (SQS delays a message 15 minutes at most)."""
+        sqs_client().send_message(
+            QueueUrl=self.url,
+            MessageBody=message_body(document),
+            DelaySeconds=min(max(0, delay_seconds), 900),
+        )
+
     def drain(self, queue_url: str) -> Iterator[dict[str, Any]]:
         """Every message of another queue (a dead-letter queue), each deleted once yielded and
         handled by the caller."""

@@ -25,7 +25,7 @@ from editgate.api import bodies, openai_shapes, pages
 from editgate.app import metrics, timing
 from editgate.app.edit_service import EditCall, EditOutcome
 from editgate.app.preparing import Prepared
-from editgate.domain import envelope, json_values
+from editgate.domain import envelope, jobs, json_values
 from editgate.domain.errors import (
     AuthenticationFailed,
     EditgateError,
@@ -78,9 +78,14 @@ def read_edit(app: APIGatewayRestResolver, limit_seconds: float) -> EditCall:
     """The edit this request asks for, with who asks (``?dry_run=true``: what it would do). Its
     deadline: the configured limit or the Lambda's remaining time, whichever ends first."""
     dry_run = query_flag(app, "dry_run")
+    respond_async = query_flag(app, "async") or jobs.prefers_async(_header_values(app, "prefer"))
     with timing.phase("parse"):
         request, inputs = _edit_body(app)
         request, stream = openai_shapes.streamed(request)
+        callback_url = request.options.get("callback_url")
+        if callback_url is not None:
+            options = {k: v for k, v in request.options.items() if k != "callback_url"}
+            request = request.model_copy(update={"options": options})
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
     return EditCall(
         request,
@@ -91,7 +96,15 @@ def read_edit(app: APIGatewayRestResolver, limit_seconds: float) -> EditCall:
         deadline=time.monotonic() + envelope.https_seconds(limit_seconds, remaining_ms),
         dry_run=dry_run,
         stream=stream,
+        respond_async=respond_async and not dry_run,
+        callback_url=callback_url,
     )
+
+
+def _header_values(app: APIGatewayRestResolver, name: str) -> list[str]:
+    """Every value of a header the request may repeat (``Prefer``), whatever its letter case."""
+    headers = app.current_event.multi_value_headers or {}
+    return [value for key, values in headers.items() if key.lower() == name for value in values]
 
 
 def edit_response(
@@ -103,7 +116,7 @@ def edit_response(
         return json_response(app, openai_shapes.edit_answer(outcome))
     events = openai_shapes.edit_events(outcome)
     envelope.check_stream_fits(events)
-    headers = {**_answer_headers(app), "Cache-Control": "no-cache"}
+    headers = {**answer_headers(app), "Cache-Control": "no-cache"}
     return Response(200, "text/event-stream; charset=utf-8", events, headers)
 
 
@@ -143,7 +156,7 @@ def _body_bytes(event: APIGatewayProxyEvent) -> bytes:
 
 def error_response(app: APIGatewayRestResolver, error: EditgateError) -> Response[str]:
     headers = {
-        **_answer_headers(app),
+        **answer_headers(app),
         "x-should-retry": str(error.retryable).lower(),
         **error.headers(),
     }
@@ -158,7 +171,7 @@ def caller(app: APIGatewayRestResolver) -> str:
 
 
 def json_response(app: APIGatewayRestResolver, body: dict[str, Any]) -> Response[str]:
-    return Response(200, "application/json", json_values.json_text(body), _answer_headers(app))
+    return Response(200, "application/json", json_values.json_text(body), answer_headers(app))
 
 
 # The pages besides: the page's own Content-Security-Policy, never in a frame (the playground is
@@ -168,13 +181,13 @@ _PAGE_HEADERS = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
 
 def html_response(app: APIGatewayRestResolver, page: pages.Page) -> Response[str]:
-    headers = {**_answer_headers(app), **_PAGE_HEADERS}
+    headers = {**answer_headers(app), **_PAGE_HEADERS}
     headers["Content-Security-Policy"] = page.content_security_policy
     return Response(200, "text/html; charset=utf-8", page.html, headers)
 
 
 def redirect_response(app: APIGatewayRestResolver, location: str) -> Response[str]:
-    return Response(302, "text/plain", "", {**_answer_headers(app), "Location": location})
+    return Response(302, "text/plain", "", {**answer_headers(app), "Location": location})
 
 
 def cors(allow_origin: str | None) -> CORSConfig | None:
@@ -191,7 +204,7 @@ def cors(allow_origin: str | None) -> CORSConfig | None:
     )
 
 
-def _answer_headers(app: APIGatewayRestResolver) -> dict[str, str]:
+def answer_headers(app: APIGatewayRestResolver) -> dict[str, str]:
     """Every answer's: its request id, and no content sniffing (a browser never takes a JSON
     answer for a page or a script)."""
     return {"x-request-id": request_id(app), "X-Content-Type-Options": "nosniff"}

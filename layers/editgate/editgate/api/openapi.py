@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from editgate import __version__
-from editgate.api import openapi_schemas
+from editgate.api import openapi_jobs, openapi_schemas
 from editgate.api.http_edge import FLAG_VALUES
 from editgate.domain.catalog import ModelSpec
 from editgate.domain.identity import MAX_IDEMPOTENCY_KEY_LENGTH
@@ -41,7 +41,7 @@ ERRORS: dict[str, tuple[str, tuple[str | None, ...]]] = {
             "unsupported_content_encoding", "string_above_max_length", "model_not_found",
             "invalid_image_format", "invalid_image_url", "image_not_found", "image_too_large",
             "too_many_images", "response_too_large", "request_too_large", "invalid_idempotency_key",
-            "content_policy_violation",
+            "content_policy_violation", "invalid_callback_url", "no_webhook_secret",
         ),
     ),
     "401": ("No key, or a key this gateway does not accept.", ("invalid_api_key",)),
@@ -101,6 +101,7 @@ def document(
                 }
             },
             "/v1/health": {"get": _health_operation()},
+            **openapi_jobs.paths(_error_response, ERRORS),
         },
         "components": {
             "securitySchemes": {
@@ -128,13 +129,13 @@ def document(
                     "schema": {"type": "string"},
                 },
             },
-            "schemas": openapi_schemas.schemas(specs, model_ids),
+            "schemas": {**openapi_schemas.schemas(specs, model_ids), **openapi_jobs.schemas()},
         },
     }
 
 
 def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, Any]:
-    fields = openapi_schemas.edit_fields(specs, model_ids)
+    fields = {**openapi_schemas.edit_fields(specs, model_ids), **openapi_jobs.CALLBACK_FIELD}
     binary = {"type": "string", "format": "binary"}
     multipart = {
         "type": "object",
@@ -238,6 +239,7 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
                 ),
                 "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
             },
+            *openapi_jobs.ASK_PARAMETERS,
         ],
         "requestBody": {
             "required": True,
@@ -253,6 +255,7 @@ def _edit_operation(specs: list[ModelSpec], model_ids: list[str]) -> dict[str, A
         },
         "responses": {
             "200": success,
+            "202": openapi_jobs.accepted_response(),
             **{status: _error_response(*error) for status, error in ERRORS.items()},
         },
     }

@@ -23,6 +23,7 @@ from editgate.app.edit_steps import make_edit
 from editgate.app.preparing import Prepared, prepare
 from editgate.app.services import InputImage, Services
 from editgate.domain import envelope, identity
+from editgate.domain.errors import InvalidRequest
 from editgate.domain.identity import EditIdentity
 from editgate.domain.models import EditRequest, EditResult
 
@@ -39,6 +40,8 @@ class EditCall:
     deadline: float  # time.monotonic()
     dry_run: bool = False
     stream: bool = False  # the answer as server-sent events (the door's concern: the edit is the same)
+    respond_async: bool = False  # a job: answered 202 at once, run on the batch queue
+    callback_url: str | None = None  # where a job's end is told (jobs only)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class EditService:
         """The edit, answered as the client asked for it (``b64_json`` images embedded); or, for a
         dry run, what it would send and cost, with nothing paid or stored."""
         key = identity.idempotency_key(call.idempotency_key)
+        if call.callback_url is not None:
+            raise InvalidRequest(
+                "'callback_url' is for jobs: send the edit with 'Prefer: respond-async' (or ?async=true).",
+                param="callback_url",
+            )
         if call.dry_run:
             return prepare(call.request, call.inputs, self.services, call.deadline)
         outcome = edit_once(
@@ -89,6 +97,30 @@ class EditService:
             folder=folder,
         )
         return outcome.result
+
+    def edit_job(
+        self, job_id: str, request: EditRequest, inputs: Sequence[bytes], *, deadline: float, folder: str
+    ) -> EditResult:
+        """An asynchronous job's edit, its images stored under ``folder``."""
+        outcome = edit_once(
+            request,
+            inputs,
+            self.services,
+            identity=identity.for_job(job_id, request, inputs),
+            request_id=job_id,
+            deadline=deadline,
+            folder=folder,
+        )
+        return outcome.result
+
+    def with_urls(self, result: EditResult) -> EditResult:
+        """A stored result as its client reads it: each image presigned now (``url``), or read
+        back (``b64_json``)."""
+        if result.response_format == "b64_json":
+            return _with_b64(result, self.services.store)
+        store = self.services.store
+        images = tuple(image.model_copy(update={"url": store.presign(image.key)}) for image in result.images)
+        return result.model_copy(update={"images": images})
 
 
 def edit_once(

@@ -61,6 +61,16 @@ def for_item(
     return EditIdentity(_hash(f"batch:{batch_id}:{item_id}"), digest(request, inputs), named=True)
 
 
+def for_job(job_id: str, request: EditRequest, inputs: Sequence[bytes | str]) -> EditIdentity:
+    """An asynchronous job's edit: named by the job, so that a redelivery of its message, and a
+    cancel looking for its fal requests in the journal, find the same edit."""
+    return EditIdentity(job_edit_key(job_id), digest(request, inputs), named=True)
+
+
+def job_edit_key(job_id: str) -> str:
+    return _hash(f"job:{job_id}")
+
+
 def digest(request: EditRequest, inputs: Sequence[bytes | str]) -> str:
     """What makes two edits the same edit: every field, and each image's bytes (or URL)."""
     canonical = {

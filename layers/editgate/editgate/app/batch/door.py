@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from editgate.adapters.objects import ObjectNotFound
 from editgate.app.batch.collect import collect
 from editgate.app.batch.items import RetryLater, process_item
+from editgate.app.batch.jobs import deliver_callback, run_job
 from editgate.app.batch.layout import (
     IMAGE_SUFFIXES,
     INCOMING,
@@ -24,7 +25,7 @@ from editgate.app.batch.layout import (
     safe_id,
 )
 from editgate.app.batch.manifest import fan_out_or_stop
-from editgate.app.batch.messages import ChunkMessage, ItemMessage, validated
+from editgate.app.batch.messages import CallbackMessage, ChunkMessage, ItemMessage, JobMessage, validated
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.fal_webhooks import CollectMessage
 from editgate.domain import envelope
@@ -73,6 +74,8 @@ def handle_message(body: str, runtime: BatchRuntime, *, receive_count: int, dead
             fan_out_or_stop(chunk.model_copy(update={"repeat": repeat}), runtime, last_attempt=last_attempt)
     elif document.get("kind") in ("item", "collect"):
         _edit_message(document, runtime, last_attempt=last_attempt, repeat=repeat, deadline=deadline)
+    elif document.get("kind") in ("job", "callback"):
+        _job_message(document, runtime, last_attempt=last_attempt, deadline=deadline)
     else:
         logger.warning("a message of unknown kind on the batch queue: dropped")
 
@@ -107,6 +110,25 @@ def _run_item(item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, d
         logger.warning("batch item left for SQS to retry", extra=extra)
         raise
     logger.info("batch item", extra={"item": item.item_id, "state": outcome.state})
+
+
+def _job_message(
+    document: dict[str, Any], runtime: BatchRuntime, *, last_attempt: bool, deadline: float
+) -> None:
+    """An asynchronous job to run, or its callback to deliver."""
+    if runtime.jobs is None:
+        logger.warning("a job message, and this stack has no jobs' table: dropped")
+    elif document["kind"] == "callback":
+        callback = validated(CallbackMessage, document)
+        if callback is not None:
+            deliver_callback(callback.job_id, callback.attempt, runtime.jobs, runtime.queue)
+    else:
+        job = validated(JobMessage, document)
+        if job is not None:
+            state = run_job(
+                job.job_id, runtime.jobs, runtime.queue, last_attempt=last_attempt, deadline=deadline
+            )
+            logger.info("job", extra={"job": job.job_id, "state": state})
 
 
 def _valid_chunk(document: dict[str, Any], runtime: BatchRuntime) -> ChunkMessage | None:

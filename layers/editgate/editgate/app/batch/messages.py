@@ -1,5 +1,6 @@
 """The messages the batch queue carries besides S3's notifications: manifest chunks and items,
-validated like the manifest's lines (a message no line could have made is dropped)."""
+validated like the manifest's lines (a message no line could have made is dropped), and
+asynchronous jobs and their callbacks."""
 
 from __future__ import annotations
 
@@ -53,6 +54,25 @@ class ItemMessage(BaseModel):
     # redelivery, a chunk's items queued again by its redelivery, a redrive): an item that may
     # have succeeded already asks the ledger first, lest fal be paid again.
     repeat: bool = False
+
+
+class JobMessage(BaseModel):
+    """Run an asynchronous job (``app.batch.jobs``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["job"] = "job"
+    job_id: str = Field(pattern=r"^job_[0-9a-f]{32}$")
+
+
+class CallbackMessage(BaseModel):
+    """Deliver a job's end to its callback URL: attempt ``attempt`` (from 0)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["callback"] = "callback"
+    job_id: str = Field(pattern=r"^job_[0-9a-f]{32}$")
+    attempt: int = Field(ge=0, le=100)
 
 
 def validated(kind: type[MessageT], document: dict[str, Any]) -> MessageT | None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from editgate.adapters.callbacks import CallbackSender
 from editgate.adapters.collect_journal import CollectJournal
+from editgate.adapters.jobs import JobTable
+from editgate.adapters.keys import WebhookSecrets
 from editgate.adapters.ledger import BatchLedger
 from editgate.adapters.objects import ObjectStore
 from editgate.adapters.queue import WorkQueue
@@ -30,6 +33,21 @@ class Collecting:
 
 
 @dataclass
+class JobRunner:
+    """What running asynchronous jobs needs: the edit service storing in the API's results bucket
+    (the job's folder there), the jobs' table, and the callbacks' secrets and retries."""
+
+    edits: EditService
+    table: JobTable
+    prefix: str  # the jobs' folders in the results bucket
+    callbacks: CallbackSender
+    secrets: WebhookSecrets
+    # A failed delivery is tried again after this, doubled each time (SQS delays up to 15 minutes).
+    callback_retry_seconds: int
+    callback_attempts: int
+
+
+@dataclass
 class BatchRuntime:
     """What the batch door needs, built once per cold start by ``editgate.wiring``."""
 
@@ -47,5 +65,7 @@ class BatchRuntime:
     max_image_bytes: int
     # How items learn that fal has finished (webhooks, the sweeper).
     collecting: Collecting
+    # Asynchronous jobs, when the stack has a jobs' table.
+    jobs: JobRunner | None = None
     # When this environment last wrote each batch's summary (time.monotonic()).
     summaries_written: dict[str, float] = field(default_factory=dict)
