@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,18 +30,25 @@ def until_ready(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
     )
     assert process.stdout is not None
+    stdout = process.stdout
     lines: list[str] = []
+    reader = threading.Thread()
     try:
-        for line in process.stdout:
+        for line in stdout:
             lines.append(line.rstrip())
             if line.strip() == "ready":
                 break
         assert lines[-1:] == ["ready"], "\n".join(lines)
+        # Read on while it runs: a pipe left full (64 KB of logs) would block its writers, and a
+        # stop that waits for them would never end.
+        reader = threading.Thread(target=lambda: lines.extend(line.rstrip() for line in stdout), daemon=True)
+        reader.start()
         yield process, lines
     finally:
         process.terminate()
-        rest, _ = process.communicate(timeout=30)  # a loaded machine stops the stack slower
-        lines.extend(rest.splitlines())
+        process.wait(timeout=60)  # a loaded machine stops the stack slower
+        if reader.ident is not None:
+            reader.join(timeout=10)
 
 
 @contextlib.contextmanager
