@@ -398,12 +398,17 @@ def _redrive(batch_id: str, deployment: Deployment) -> int:
 
 
 def _worker(concurrency: int, function_timeout: float) -> int:
-    """The batch function's execution environments on the stack a running ``editgate serve``
-    holds, with the settings its functions have (its state file keeps them)."""
-    serve = running_serve()
-    if serve is None or "function_environment" not in serve:
-        raise CliError("no running editgate serve found: start one with `editgate serve` in another terminal")
-    os.environ.update(serve["function_environment"])
+    """The batch function's execution environments on the stack the environment names (its moto
+    endpoint and the functions' settings, as a test's stack exports them), else on the stack a
+    running ``editgate serve`` holds, with the settings its functions have (its state file keeps
+    them): a named stack wins over a serve found by itself, as for every other command."""
+    if not (os.environ.get("AWS_ENDPOINT_URL") and os.environ.get("FAL_KEY_SECRET_NAME")):
+        serve = running_serve()
+        if serve is None or "function_environment" not in serve:
+            raise CliError(
+                "no running editgate serve found: start one with `editgate serve` in another terminal"
+            )
+        os.environ.update(serve["function_environment"])
     use_local_stack()
     with batch_driver(concurrency, function_timeout):
         print("ready", flush=True)
