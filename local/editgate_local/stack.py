@@ -214,7 +214,7 @@ class LocalStack:
         # As template.yaml: batch items submit with the API's webhook route (the batch function
         # reads it from its environment; a worker process is given the stack's).
         self.env["FAL_WEBHOOK_URL"] = f"{self.front.url}{FAL_WEBHOOK_PATH}"
-        os.environ["FAL_WEBHOOK_URL"] = self.env["FAL_WEBHOOK_URL"]
+        os.environ["FAL_WEBHOOK_URL"] = self.batch_env["FAL_WEBHOOK_URL"] = self.env["FAL_WEBHOOK_URL"]
         return self
 
     def _webhook_environment(self) -> dict[str, str]:
