@@ -538,7 +538,7 @@ def test_given_the_docs_page_on_a_phone_or_a_desktop_then_it_fits_the_screen_and
 
     docs.goto(f"{stack.base_url}/docs")
     expect(docs.locator(".opblock-summary-path[data-path='/v1/images/edits']")).to_be_visible()
-    docs.locator(".opblock-summary", has_text="/v1/images/edits").click()
+    docs.locator("#operations-default-createImageEdit .opblock-summary").click()
     expect(docs.locator(".opblock-body").first).to_be_visible()
 
     assert docs.evaluate("window.innerWidth") == SIZES[size]["viewport"]["width"]  # type: ignore[index]
