@@ -6,16 +6,20 @@ item is queued, on the local stack.
 
 Counted at the AWS boundary, so that the same bench measures the batch code before and after a
 change: a WSGI middleware around the local stack's moto server sees every request of the batch
-function's execution environments (each its own process, as in bench/batch.py, each signing with
-an access key id of its own) and names it by service and action: DynamoDB and SQS by their
-``X-Amz-Target``, S3 by method, path and query, and S3 keys by the bucket layout the README
-documents (inputs, results, item records, summary). The bench's own calls (uploads, reading the
-summary) sign with another key and are not counted. Each call is put down to the message its
-environment was handling, the one its last ReceiveMessage returned: an item (a message with
-``"kind": "item"``) or the fan-out of a manifest (S3's notification, and any other message the
-fan-out queues for itself). Receives that return nothing are Lambda's event source polling an
-empty queue: shown, not counted per item. Calls are counted, not capacity units (a BatchWriteItem
-of 25 items is one call; DynamoDB bills 25 writes).
+function's execution environments (each its own process, as in bench/batch.py, each with an app
+id of its own in its user agent: AWS_SDK_UA_APP_ID) and names it by service and action: DynamoDB
+and SQS by their ``X-Amz-Target``, S3 by method, path and query, and S3 keys by the bucket
+layout the README documents (inputs, results, item records, summary). The bench's own calls
+(uploads, reading the summary) sign with another key and are not counted. Each call is put down
+to the message its environment was handling, the one its last ReceiveMessage with a message
+returned: an item's (``"kind": "item"``, which submits its fal requests, or ``"kind":
+"collect"``, which collects one once fal's webhook has told of its end) or the fan-out of a
+manifest (S3's notification, and any other message the fan-out queues for itself). fal's
+webhooks reach the fal webhook function in the local front, which signs with the stack's own
+key: its calls are the items' too. So an item's path is its submit, its webhook and its collect.
+Receives that return nothing are Lambda's event source polling an empty queue: shown, not
+counted per item. Calls are counted, not capacity units (a BatchWriteItem of 25 items is one
+call; DynamoDB bills 25 writes).
 
 1. Calls per item: a batch of --items photos (768x512 PNG) run to its finished summary with the
    fal emulator's latency --latency and --concurrency environments; every call of the
@@ -58,7 +62,15 @@ import boto3
 from batch import environments, finished_summary, photos, upload
 from report import Section, run_alone, spread
 
-from editgate_local.stack import BATCH_TABLE, IDEMPOTENCY_TABLE, KEYS_TABLE, REGION, LocalStack, WsgiApp
+from editgate_local.stack import (
+    BATCH_TABLE,
+    FAKE_AWS,
+    IDEMPOTENCY_TABLE,
+    KEYS_TABLE,
+    REGION,
+    LocalStack,
+    WsgiApp,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -67,7 +79,9 @@ if TYPE_CHECKING:
 # Who signs a request: the bench itself (not counted), or the batch function's environment n.
 BENCH_KEY = "bench"
 ENVIRONMENT_KEY = "environment-{}"
+WEBHOOK_KEY = FAKE_AWS["AWS_ACCESS_KEY_ID"]  # the fal webhook function's, in the local front
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")  # key/date/region/service
+_APP_ID = re.compile(r"\bapp/(environment-\d+)")  # botocore's user agent: AWS_SDK_UA_APP_ID
 SERVICES = {"dynamodb": "DynamoDB", "s3": "S3", "sqs": "SQS", "secretsmanager": "Secrets Manager"}
 TABLES = {BATCH_TABLE: "ledger", IDEMPOTENCY_TABLE: "idempotency", KEYS_TABLE: "keys"}
 # The batch bucket's layout, as the README documents it.
@@ -81,13 +95,18 @@ DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "Transac
 DYNAMODB_TRANSACTIONS = frozenset({"TransactWriteItems"})
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
 S3_PUTS = frozenset({"PutObject", "CopyObject", "UploadPart"})
-FAN_OUT, ITEM, IDLE, UNATTRIBUTED = "fan-out", "item", "idle", "unattributed"
+FAN_OUT, ITEM, UNATTRIBUTED = "fan-out", "item", "unattributed"
 EMPTY_RECEIVE = "SQS ReceiveMessage (empty)"
 ITEM_RECORD = "S3 PutObject (item records)"  # an item's record written: that item is done
 TARGETS = {"DynamoDB reads": 1, "DynamoDB transactions": 1, "S3 puts": 2}
-# This bench's figures on main at 099a224 (before issue 16 was finished), all calls per succeeded
-# item of the 50-item batch: recorded, not measured in this run.
+# This bench's figures on main at 099a224 (before issue 16 was finished, items waited on fal),
+# all calls per succeeded item of the 50-item batch: recorded, not measured in this run.
 BEFORE = {"DynamoDB reads": 2.10, "DynamoDB transactions": 1.04, "S3 puts": 2.06}
+# And on main at 783e7f9 (items submit with fal's webhook; the collect step read the journal again
+# and each fal request's lookup was written in a transaction with the journal), the item's path
+# (submit, webhook, collect) as this bench counts it now.
+BEFORE_WEBHOOKS = {"DynamoDB reads": 2.00, "DynamoDB transactions": 2.00, "S3 puts": 2.00}
+
 FIRST_ITEM_TARGET = 2.0
 
 
@@ -99,7 +118,7 @@ class Call:
     service: str  # "DynamoDB", "S3", "SQS", ...
     action: str  # "GetItem", "PutObject", "SendMessageBatch", ...
     where: str  # the table, the part of the bucket's layout, or what a message carried ("" if none)
-    work: str  # the message its environment was handling: FAN_OUT, ITEM, IDLE or UNATTRIBUTED
+    work: str  # the message its environment was handling: FAN_OUT, ITEM or UNATTRIBUTED
     refused: bool  # answered with an error (a condition that failed, a missing key...)
     # For the batch as a whole, not for the item being handled: its summary written (and the
     # counters read for it), marked finished, or the finishing settle's second try.
@@ -178,7 +197,8 @@ class CallRecorder:
         found = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
         if found is None or found[1] == BENCH_KEY:  # unsigned (moto's own routes), or the bench's
             return self._app(environ, start_response)
-        caller, service = found[1], found[2]
+        app = _APP_ID.search(environ.get("HTTP_USER_AGENT", ""))
+        caller, service = (app[1] if app else found[1]), found[2]
         body = b""
         if service != "s3":
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -212,7 +232,7 @@ class CallRecorder:
                 per_batch = for_the_batch(action, params)
             elif service == "sqs" and not refused:
                 where = self._sqs_call(caller, action, params, answer, now)
-        work = self._work.get(caller, UNATTRIBUTED)
+        work = ITEM if caller == WEBHOOK_KEY else self._work.get(caller, UNATTRIBUTED)
         call = Call(now, SERVICES.get(service, service), action, where, work, refused, per_batch)
         self._calls.append(call)
         self._first.setdefault(call.name, now)
@@ -220,25 +240,36 @@ class CallRecorder:
     def _sqs_call(self, caller: str, action: str, params: dict[str, Any], answer: bytes, now: float) -> str:
         """What the SQS call carried; a receive also says what its environment handles next."""
         if action == "ReceiveMessage":
+            # An environment's process polls the batch queue and the collect queue (and runs the
+            # schedule), each in a thread of its own, one message at a time: an empty receive of
+            # one poller says nothing of what the other is handling.
             messages = json.loads(answer or b"{}").get("Messages", [])
-            self._work[caller] = work_of(messages[0]["Body"]) if messages else IDLE
+            if messages:
+                self._work[caller] = work_of(messages[0]["Body"])
             return "" if messages else "empty"
         if action in ("SendMessage", "SendMessageBatch"):
             entries = [params] if action == "SendMessage" else params["Entries"]
-            works = [work_of(entry["MessageBody"]) for entry in entries]
-            self._items_queued += [now] * works.count(ITEM)
-            return "+".join(sorted({"items" if work == ITEM else FAN_OUT for work in works}))
+            kinds = [kind_of(entry["MessageBody"]) for entry in entries]
+            self._items_queued += [now] * kinds.count("item")
+            return "+".join(sorted({_QUEUED.get(kind, FAN_OUT) for kind in kinds}))
         return ""
 
 
+_QUEUED = {"item": "items", "collect": "collects"}
+
+
 def work_of(message_body: str) -> str:
-    """An item message, or anything else the batch queue carries (S3's notifications, the
-    manifest's further chunks): the fan-out."""
+    """An item's message (its submit, or the collect of one of its fal requests), or anything
+    else the batch queue carries (S3's notifications, the manifest's further chunks): the fan-out."""
+    return ITEM if kind_of(message_body) in _QUEUED else FAN_OUT
+
+
+def kind_of(message_body: str) -> str:
     try:
         document = json.loads(message_body)
     except json.JSONDecodeError:
-        return FAN_OUT
-    return ITEM if isinstance(document, dict) and document.get("kind") == "item" else FAN_OUT
+        return ""
+    return str(document.get("kind", "")) if isinstance(document, dict) else ""
 
 
 def for_the_batch(action: str, params: Mapping[str, Any]) -> bool:
@@ -395,11 +426,12 @@ def report_calls(
     section.say(f"{'all':<46}{row} {columns[1].total() / succeeded:>15.2f}")
     idle = len(calls) - len(counted)
     unattributed = sum(1 for call in counted if call.work == UNATTRIBUTED)
-    refused = sum(1 for call in counted if call.refused)
+    refused = Counter(f"{call.name} ({call.work})" for call in counted if call.refused)
     section.say(
         f"not per item: {idle} receives of Lambda's event source that found the queue empty; "
-        f"{unattributed} calls before an environment's first message; {refused} of the calls "
+        f"{unattributed} calls before an environment's first message; {refused.total()} of the calls "
         "above answered with an error (a condition that failed, a key not there)"
+        + (": " + ", ".join(f"{name} x{n}" for name, n in sorted(refused.items())) if refused else "")
     )
     parts = {"item path": item_path, "fan-out": fan_out, "per batch": per_batch, "all": counted}
     groups = {name: by_group(part) for name, part in parts.items()}
@@ -423,7 +455,10 @@ def report_calls(
     )
     for name, limit in TARGETS.items():
         per_item = groups["item path"][name] / succeeded
-        beside = f"; all calls {groups['all'][name] / succeeded:.2f}, before {BEFORE[name]:.2f}"
+        beside = (
+            f"; all calls {groups['all'][name] / succeeded:.2f}; before: {BEFORE_WEBHOOKS[name]:.2f} "
+            f"on its path (783e7f9), {BEFORE[name]:.2f} all calls (099a224)"
+        )
         section.target(
             f"{name} per succeeded item, on its path",
             f"{per_item:.2f}{beside}",

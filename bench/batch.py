@@ -50,7 +50,9 @@ def environments(count: int, stack: LocalStack, access_keys: Sequence[str] = ())
     command += ["--function-timeout", str(stack.batch_timeout)]
     envs = [{**os.environ, **stack.env} for _ in range(count)]
     for env, access_key in zip(envs, access_keys, strict=False):
-        env["AWS_ACCESS_KEY_ID"] = access_key
+        # The CLI gives a loopback stack dummy credentials of its own: the app id in the user
+        # agent still tells the environment's calls apart.
+        env["AWS_ACCESS_KEY_ID"] = env["AWS_SDK_UA_APP_ID"] = access_key
     workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for env in envs]
     try:
         for worker in workers:

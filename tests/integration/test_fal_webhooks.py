@@ -45,7 +45,7 @@ def journaled(edit_key: str | None = None) -> str:
     """A fal request id the gateway's journal holds, as a submit journals it."""
     request_id = str(uuid.uuid4())
     journal = SubmissionJournal(IDEMPOTENCY_TABLE).open(edit_key or f"edit-{uuid.uuid4().hex}", 600)
-    journal.record(0, {"payload": "digest", "submission": {"request_id": request_id}})
+    journal.record(0, {"payload": "digest", "submission": {"request_id": request_id}}, collected_with={})
     return request_id
 
 
@@ -188,7 +188,9 @@ def submit_with_webhook(stack: LocalStack, emulator: FalEmulator, edit_key: str)
         webhook_url=f"{stack.base_url}{FAL_WEBHOOK_PATH}",
     )
     journal = SubmissionJournal(IDEMPOTENCY_TABLE).open(edit_key, 600)
-    journal.record(0, {"payload": "digest", "submission": submission.model_dump(mode="json")})
+    journal.record(
+        0, {"payload": "digest", "submission": submission.model_dump(mode="json")}, collected_with={}
+    )
     return submission.request_id
 
 

@@ -44,7 +44,14 @@ class KeySettings(EnvSettings):
     key_cache_seconds: int = Field(default=60, ge=0)
 
 
-class WebhookSettings(EnvSettings):
+class WebhookReceiptSettings(EnvSettings):
+    """What the two functions that take fal's webhooks (or sweep for them) share."""
+
+    # How long a taken webhook (or swept request) is remembered: past fal's 2 hours of retries.
+    fal_webhook_receipt_ttl_seconds: int = Field(default=24 * 3600, ge=3 * 3600)
+
+
+class WebhookSettings(WebhookReceiptSettings):
     """The fal webhook function's settings: fal's JWKS, where the submissions' journal is (the
     batch idempotency table: batch items and jobs submit with a webhook), and the collect queue."""
 
@@ -57,11 +64,9 @@ class WebhookSettings(EnvSettings):
     fal_jwks_refresh_seconds: int = Field(default=60, ge=0)
     # fal's leeway: a delivery stamped further from now is refused.
     fal_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=300)
-    # How long a taken webhook is remembered: past fal's 2 hours of retries.
-    fal_webhook_receipt_ttl_seconds: int = Field(default=24 * 3600, ge=3 * 3600)
 
 
-class Settings(EnvSettings):
+class Settings(WebhookReceiptSettings):
     results_bucket: str = Field(min_length=3)
     results_prefix: str = "results/"
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
@@ -110,8 +115,6 @@ class Settings(EnvSettings):
     fal_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     collect_queue_url: str | None = None
     sweep_after_seconds: int = Field(default=180, ge=0)
-    # How long a taken webhook (or swept request) is remembered: past fal's 2 hours of retries.
-    fal_webhook_receipt_ttl_seconds: int = Field(default=24 * 3600, ge=3 * 3600)
     # How long fal's CDN keeps an edit's output files (X-Fal-Object-Lifecycle-Preference): as long
     # as a later attempt may still collect them (a keyed retry, a batch item's redelivery); fal
     # keeps no copy of the payloads at all.

@@ -8,19 +8,10 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from editgate.adapters.aws import dynamodb_client, error_code, get_item
+from editgate.adapters.aws import dynamodb_client, get_item
 from editgate.domain.json_values import json_text
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
-
-
-# Tries of a journal write whose transaction another write to the same journal cancelled.
-_TRANSACTION_ATTEMPTS = 3
 
 
 def request_item_id(request_id: str) -> str:
@@ -45,6 +36,9 @@ class SubmittedRequest:
     request_id: str
     edit_key: str
     call: int
+    # What its submit left for collecting it (``EditJournal.record``'s ``collected_with`` and the
+    # submission), when the lookup was read whole.
+    carried: dict[str, Any] | None = None
 
 
 class SubmissionJournal:
@@ -72,7 +66,8 @@ class SubmissionJournal:
         item = get_item(self._table, request_item_id(request_id))
         if "edit_key" not in item or "call" not in item:
             return None
-        return SubmittedRequest(request_id, item["edit_key"]["S"], int(item["call"]["N"]))
+        carried = json.loads(item["carried"]["S"]) if "S" in item.get("carried", {}) else None
+        return SubmittedRequest(request_id, item["edit_key"]["S"], int(item["call"]["N"]), carried)
 
 
 class EditJournal:
@@ -89,12 +84,19 @@ class EditJournal:
     def get(self, index: int) -> dict[str, Any] | None:
         return self._entries.get(str(index))
 
-    def record(self, index: int, entry: dict[str, Any], *, awaits_webhook: bool = False) -> None:
-        """A call's new fal request (``entry["submission"]``, a ``FalSubmission``), journaled with
-        the lookup from its request id back to this edit, in one transaction. ``awaits_webhook``:
-        fal will tell of its end by a webhook, so the lookup is pending until it is collected."""
-        request_id = str(entry.get("submission", {}).get("request_id", ""))
-        self._write({index: entry}, {request_id: index} if request_id else {}, pending=awaits_webhook)
+    def record(
+        self, index: int, entry: dict[str, Any], *, collected_with: dict[str, Any] | None = None
+    ) -> None:
+        """A call's new fal request (``entry["submission"]``, a ``FalSubmission``), journaled.
+        ``collected_with``: fal tells of its end by a webhook, which finds this edit by the
+        request's lookup (``falreq#``), written first, pending until collected and carrying what
+        collecting it needs (the edit's work, the submission) so that the collector reads nothing
+        more. Two writes, not a transaction: the lookup first, so that a journaled request is
+        always found (should the journal's write fail, the attempt fails as it would have)."""
+        if collected_with is not None:
+            request_id = str(entry["submission"]["request_id"])
+            self._put_lookup(request_id, index, {**collected_with, "submission": entry["submission"]})
+        self._write({index: entry})
 
     def mark_counted(self, indexes: Sequence[int]) -> None:
         """The calls whose cost an attempt counted although its answer was not final: the attempt
@@ -102,46 +104,36 @@ class EditJournal:
         if indexes:
             self._write({index: {**self._entries[str(index)], "counted": True} for index in indexes})
 
-    def _write(
-        self,
-        entries: dict[int, dict[str, Any]],
-        requests: dict[str, int] | None = None,
-        *,
-        pending: bool = False,
-    ) -> None:
-        """Entries written in one update, and the journal's life extended from now; with
-        ``requests`` (fal request id -> call), their lookups too, in the same transaction."""
+    def _write(self, entries: dict[int, dict[str, Any]]) -> None:
+        """Entries written in one update, and the journal's life extended from now."""
         self._entries.update({str(index): entry for index, entry in entries.items()})
         names = {f"#call{index}": f"call_{index}" for index in entries}
         values = {f":call{index}": {"S": json_text(entry)} for index, entry in entries.items()}
-        expiration = {"N": str(int(time.time()) + self._ttl)}
-        update: UpdateTypeDef = {
-            "TableName": self._table,
-            "Key": {"id": {"S": self._item_id}},
-            "UpdateExpression": "SET "
+        dynamodb_client().update_item(
+            TableName=self._table,
+            Key={"id": {"S": self._item_id}},
+            UpdateExpression="SET "
             + ", ".join(f"{name} = :{name[1:]}" for name in names)
             + ", #expiration = :expiration",
-            "ExpressionAttributeNames": {**names, "#expiration": "expiration"},
-            "ExpressionAttributeValues": {**values, ":expiration": expiration},
-        }
-        if not requests:
-            dynamodb_client().update_item(**update)
-            return
-        edit_key = self._item_id.removeprefix("journal#")
-        waiting = {PENDING: {"S": "falreq"}, PENDING_SINCE: {"N": str(int(time.time()))}} if pending else {}
-        lookups: list[TransactWriteItemTypeDef] = [
-            {"Put": {"TableName": self._table, "Item": {
-                "id": {"S": request_item_id(request_id)}, "edit_key": {"S": edit_key},
-                "call": {"N": str(index)}, "expiration": expiration, **waiting}}}
-            for request_id, index in requests.items()
-        ]  # fmt: skip
-        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
-            try:
-                dynamodb_client().transact_write_items(TransactItems=[{"Update": update}, *lookups])
-                return
-            except ClientError as exc:
-                # A collect step marking a call of the same edit at that moment (a webhooked edit
-                # of several calls) cancels the transaction: fal accepted the request, so it must
-                # be journaled, or a retry of the edit would pay for it again.
-                if error_code(exc) != "TransactionCanceledException" or attempt == _TRANSACTION_ATTEMPTS:
-                    raise
+            ExpressionAttributeNames={**names, "#expiration": "expiration"},
+            ExpressionAttributeValues={**values, ":expiration": self._expiration()},
+        )
+
+    def _put_lookup(self, request_id: str, index: int, carried: dict[str, Any]) -> None:
+        """The lookup from fal request ``request_id`` back to call ``index`` of this edit, pending
+        (the sweeper's index) until collected."""
+        dynamodb_client().put_item(
+            TableName=self._table,
+            Item={
+                "id": {"S": request_item_id(request_id)},
+                "edit_key": {"S": self._item_id.removeprefix("journal#")},
+                "call": {"N": str(index)},
+                "carried": {"S": json_text(carried)},
+                "expiration": self._expiration(),
+                PENDING: {"S": "falreq"},
+                PENDING_SINCE: {"N": str(int(time.time()))},
+            },
+        )
+
+    def _expiration(self) -> dict[str, str]:
+        return {"N": str(int(time.time()) + self._ttl)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +42,10 @@ class CollectMessage(BaseModel):
     # POLLED: no webhook came; the sweeper found the request ended by asking fal its status.
     status: Literal["OK", "ERROR", "POLLED"]
     received_at: float  # time.time() when the webhook was taken (or the sweep queued it)
+    # What collecting the request needs, as its submit journaled it: the edit's work and the
+    # call's submission. None (a message of an older version): the collector reads the journal.
+    work: dict[str, Any] | None = None
+    submission: dict[str, Any] | None = None
 
 
 class WebhookNotQueued(EditgateError):
@@ -81,9 +85,11 @@ class WebhookReceiver:
             logger.info("fal webhook delivered again", extra={"fal_request_id": webhook.request_id})
             metrics.add("WebhookDuplicates", 1)
             return WebhookOutcome(webhook.request_id, queued=False)
+        carried = submitted.carried or {}
         message = CollectMessage(
             request_id=webhook.request_id, edit_key=submitted.edit_key, call=submitted.call,
-            status=webhook.status, received_at=time.time(),
+            status=webhook.status, received_at=time.time(), work=carried.get("work"),
+            submission=carried.get("submission"),
         )  # fmt: skip
         try:
             self.collect_queue.send([message.model_dump(mode="json")])

@@ -32,47 +32,82 @@ from editgate.domain.models import CallFailure, EditedImage, EditResult, Plan
 logger = Logger(child=True)
 
 
-def collect(message: CollectMessage, runtime: BatchRuntime, deadline: float, *, last_attempt: bool) -> str:
+def collect(
+    message: CollectMessage,
+    runtime: BatchRuntime,
+    deadline: float,
+    *,
+    last_attempt: bool,
+    repeat: bool = False,
+) -> str:
     """Collect one fal request; what became of it. Raises (for SQS to deliver it again) what a
     later try may get past: fal or AWS unreachable, a download past the deadline; on the last
     attempt such a call is recorded not collected, and its item failed (as an item that waited
-    on fal and could not deliver what fal made), so that a redrive collects it."""
+    on fal and could not deliver what fal made), so that a redrive collects it.
+
+    Nothing is read first: the message carries what the submit journaled (the edit's work, the
+    call's submission). A message that may ``repeat`` one handled before (SQS delivered it
+    already), or one that carries nothing, reads the journal first: a call collected before is
+    not collected again."""
     journal = runtime.collecting.journal
-    state = journal.state(message.edit_key)
-    if state is None or message.call not in state.entries:
-        logger.warning(
-            "a fal request no journal holds: not collected", extra={"fal_request_id": message.request_id}
-        )
-        return "unknown"
-    repeat = message.call in state.done
-    if not repeat:
-        try:
-            outcome = _collect_call(message.call, state, runtime, deadline)
-        except EditgateError as exc:
-            if not (last_attempt and exc.retryable):
-                raise
-            wanted = plan_from(state.work, runtime).calls[message.call].num_images
-            outcome = _failed_call(wanted, exc)
-        marked = journal.mark(message.edit_key, message.call, outcome)
-        repeat = marked is None
-        state = marked or state
+    carried = None if repeat else _carried(message)
+    if carried is None:
+        state = journal.state(message.edit_key)
+        if state is None or message.call not in state.entries:
+            return _unknown(message)
+        if message.call in state.done:
+            return _collected_before(message, state, runtime)
+        carried = state.work, state.entries[message.call]["submission"]
+    work, submission = carried
+    try:
+        outcome = _collect_call(message.call, work, submission, runtime, deadline)
+    except EditgateError as exc:
+        if not (last_attempt and exc.retryable):
+            raise
+        outcome = _failed_call(plan_from(work, runtime).calls[message.call].num_images, exc)
+    marked = journal.mark(message.edit_key, message.call, outcome)
+    if marked is None:  # collected before after all (this outcome is not kept), or no journal
+        state = journal.state(message.edit_key)
+        return _unknown(message) if state is None else _collected_before(message, state, runtime)
     journal.collected(message.request_id)
-    if repeat:
-        metrics.add("CollectRepeats", 1)
-        state = journal.state(message.edit_key) or state
+    if not marked.complete:
+        return "collected"
+    return _finish(ItemMessage.model_validate(marked.work["item"]), marked, message.edit_key, runtime)
+
+
+def _carried(message: CollectMessage) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    if message.work is None or message.submission is None:
+        return None
+    return message.work, message.submission
+
+
+def _unknown(message: CollectMessage) -> str:
+    logger.warning(
+        "a fal request no journal holds: not collected", extra={"fal_request_id": message.request_id}
+    )
+    return "unknown"
+
+
+def _collected_before(message: CollectMessage, state: CollectState, runtime: BatchRuntime) -> str:
+    """A call collected before: its item finished now only if the collector that completed it
+    did not get to (it crashed before its item's record was settled)."""
+    runtime.collecting.journal.collected(message.request_id)
+    metrics.add("CollectRepeats", 1)
     if not state.complete:
         return "collected"
     item = ItemMessage.model_validate(state.work["item"])
-    if repeat and runtime.ledger.state(item.batch_id, item.item_id) == "succeeded":
+    if runtime.ledger.state(item.batch_id, item.item_id) == "succeeded":
         return "already finished"
     return _finish(item, state, message.edit_key, runtime)
 
 
-def _collect_call(call: int, state: CollectState, runtime: BatchRuntime, deadline: float) -> dict[str, Any]:
+def _collect_call(
+    call: int, work: dict[str, Any], submitted: dict[str, Any], runtime: BatchRuntime, deadline: float
+) -> dict[str, Any]:
     """One call's outcome: the keys of its stored images, or why it made none."""
     services = runtime.edits.services
-    plan = plan_from(state.work, runtime)
-    submission = FalSubmission.model_validate(state.entries[call]["submission"])
+    plan = plan_from(work, runtime)
+    submission = FalSubmission.model_validate(submitted)
     wanted = plan.calls[call].num_images
     try:
         with timing.phase("fal-result"):
@@ -84,9 +119,9 @@ def _collect_call(call: int, state: CollectState, runtime: BatchRuntime, deadlin
     except FalRequestEnded as exc:  # fal's ERROR: it bills nothing
         return _failed_call(wanted, exc)
     kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
-    alpha = _alpha(state, plan, runtime) if state.work.get("alpha") and kept else None
+    alpha = _alpha(work, plan, runtime) if work.get("alpha") and kept else None
     first = sum(planned.num_images for planned in plan.calls[:call])
-    folder = results_folder(ItemMessage.model_validate(state.work["item"]))
+    folder = results_folder(ItemMessage.model_validate(work["item"]))
     slots = threading.BoundedSemaphore(plan.finish_slots(services.limits.memory_mb, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=max(1, len(kept))) as pool:
         stored = [
@@ -118,10 +153,10 @@ def _finish_and_store(
     return store_image(data, stem, plan, services.store)
 
 
-def _alpha(state: CollectState, plan: Plan, runtime: BatchRuntime) -> Image.Image | None:
+def _alpha(work: dict[str, Any], plan: Plan, runtime: BatchRuntime) -> Image.Image | None:
     """The input's transparency, which the finished images get back: read from the item's image
     again (the journal keeps only that there was some)."""
-    item = ItemMessage.model_validate(state.work["item"])
+    item = ItemMessage.model_validate(work["item"])
     data = runtime.store.read(item.image_bucket, item.image_key, version_id=item.image_version)
     source = images.UploadedImage(
         data, param="image", max_pixels=runtime.edits.services.limits.max_input_pixels

@@ -88,7 +88,7 @@ def _edit_message(
     if document["kind"] == "collect":
         message = validated(CollectMessage, document)
         if message is not None:
-            outcome = collect(message, runtime, deadline, last_attempt=last_attempt)
+            outcome = collect(message, runtime, deadline, last_attempt=last_attempt, repeat=repeat)
             logger.info("fal request", extra={"fal_request_id": message.request_id, "outcome": outcome})
         return
     item = validated(ItemMessage, document)

@@ -51,7 +51,7 @@ def submit_item(
             plan.model.endpoint_id, payload, deadline, webhook_url=collecting.webhook_url
         )
         entry = {"payload": digest, "submission": submission.model_dump(mode="json")}
-        journal.record(index, entry, awaits_webhook=True)
+        journal.record(index, entry, collected_with={"work": work})
         submitted += 1
     logger.info("batch item submitted", extra={"item": item.item_id, "calls": len(plan.calls)})
     return submitted

@@ -7,6 +7,7 @@ duplicate (the sweep claimed its request), and a sweep after the webhook finds n
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -27,9 +28,12 @@ def sweep(runtime: BatchRuntime, deadline: float, now: float | None = None) -> i
     for request in collecting.journal.pending(submitted_before, collecting.sweep_limit):
         if time.monotonic() >= deadline:
             break  # the next minute's sweep goes on
-        if _ended(request, runtime, deadline) and collecting.receipts.claim(request.request_id):
+        carried = _ended(request, runtime, deadline)
+        if carried is not None and collecting.receipts.claim(request.request_id):
+            work, submission = carried
             message = CollectMessage(request_id=request.request_id, edit_key=request.edit_key,
-                                     call=request.call, status="POLLED", received_at=time.time())  # fmt: skip
+                                     call=request.call, status="POLLED", received_at=time.time(),
+                                     work=work, submission=submission)  # fmt: skip
             try:
                 collecting.queue.send([message.model_dump(mode="json")])
             except Exception:
@@ -42,19 +46,25 @@ def sweep(runtime: BatchRuntime, deadline: float, now: float | None = None) -> i
     return queued
 
 
-def _ended(request: SubmittedRequest, runtime: BatchRuntime, deadline: float) -> bool:
-    """Whether fal has ended the request; a request its journal no longer waits for (collected,
-    submitted anew, or its journal expired) is no longer pending."""
+def _ended(
+    request: SubmittedRequest, runtime: BatchRuntime, deadline: float
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """When fal has ended the request, what collecting it needs (the edit's work, the call's
+    submission); a request its journal no longer waits for (collected, submitted anew, or its
+    journal expired) is no longer pending."""
     journal = runtime.collecting.journal
     state = journal.state(request.edit_key)
     entry = state.entries.get(request.call) if state else None
     submission = FalSubmission.model_validate(entry["submission"]) if entry else None
     if (
         state is None
+        or entry is None
         or submission is None
         or request.call in state.done
         or submission.request_id != request.request_id
     ):
         journal.collected(request.request_id)
-        return False
-    return runtime.edits.services.fal.ended(submission, deadline)
+        return None
+    if not runtime.edits.services.fal.ended(submission, deadline):
+        return None
+    return state.work, entry["submission"]
