@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -271,12 +272,14 @@ def test_given_failed_items_and_dead_letters_when_redriven_then_only_they_run_an
 
 
 def operations_task(
-    handler: Any, schema: str, bucket: str, key: str, task_id: str = "t0", **task: Any
-) -> dict[str, Any]:
-    """One invocation as S3 Batch Operations makes it, of job ``job-7``: one task, its key
-    URL-encoded (``task``: the task's other fields, over these). Returns the task's result."""
+    handler: Any, schema: str, bucket: str, key: str, task_id: str = "t0", *, job_id: str = "job-7",
+    timeout: float = 60.0, **task: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """One invocation as S3 Batch Operations makes it, of job ``job_id``: one task, its key
+    URL-encoded (``task``: the task's other fields, over these), with ``timeout`` seconds left.
+    Returns the task's result."""
     where: dict[str, str] = {"s3BucketArn": f"arn:aws:s3:::{bucket}"}
-    job: dict[str, Any] = {"id": "job-7"}
+    job: dict[str, Any] = {"id": job_id}
     if schema == "2.0":
         where = {"s3Bucket": bucket}
         job["userArguments"] = {"prompt": "winter", "n": "2"}
@@ -288,7 +291,8 @@ def operations_task(
             {"taskId": task_id, "s3Key": quote_plus(key, safe="/"), "s3VersionId": None, **where, **task}
         ],
     }
-    answer: dict[str, Any] = handler(event, LambdaContext(function_name="BatchFunction", timeout_seconds=60))
+    context = LambdaContext(function_name="BatchFunction", timeout_seconds=timeout)
+    answer: dict[str, Any] = handler(event, context)
     assert answer["invocationSchemaVersion"] == schema
     assert answer["invocationId"] == f"inv-{task_id}"
     assert answer["treatMissingKeysAs"] == "PermanentFailure"
@@ -297,9 +301,33 @@ def operations_task(
     return dict(result)
 
 
+def task_record(s3: Any, result: dict[str, Any], state: str | None = None) -> dict[str, Any]:
+    """The item record a task's ``resultString`` names, once written (by the task itself when it
+    refused the item; else by the collect step fal's webhook queued), and in ``state`` if given."""
+    match = re.search(rf"s3://{BATCH_BUCKET}/(\S+\.json)", result["resultString"])
+    assert match, result
+    found: dict[str, Any] = {}
+
+    def written() -> bool:
+        try:
+            body = s3.get_object(Bucket=BATCH_BUCKET, Key=match.group(1))["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return False
+        found.update(json.loads(body))
+        return state in (None, found["state"])
+
+    until(written)
+    return found
+
+
 def test_given_an_s3_batch_operations_job_then_each_task_gets_its_result_code_and_a_rerun_pays_nothing(
-    emulator: FalEmulator, stack: LocalStack, s3: Any
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any
 ) -> None:
+    """Given an S3 Batch Operations job over an image and a text file,
+    when its tasks run, and S3 retries the image's task,
+    then the image's task answers Succeeded (submitted; its record to come) and its record holds
+    its images, the text's answers PermanentFailure with the reason, the retry pays nothing, and a
+    schema 1.0 task with no prompt is refused."""
     s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/shoes/red shoe.png", Body=tiny_png(3))
     s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/readme.txt", Body=b"text")
     (handler,) = batch_handlers(1)
@@ -307,18 +335,19 @@ def test_given_an_s3_batch_operations_job_then_each_task_gets_its_result_code_an
     shoe = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/shoes/red shoe.png")
     text = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/readme.txt", "t1")
     assert shoe["resultCode"] == "Succeeded"
+    assert shoe["resultString"].startswith("Submitted to fal (1 request(s)): its record will be written to ")
     assert text["resultCode"] == "PermanentFailure"
     assert "unsupported or unreadable image" in text["resultString"]
     assert emulator.calls["submit"] == 1
-    record_key = shoe["resultString"].removeprefix(f"s3://{BATCH_BUCKET}/")
-    item = json.loads(s3.get_object(Bucket=BATCH_BUCKET, Key=record_key)["Body"].read())
+    item = task_record(s3, shoe)
+    assert item["state"] == "succeeded"
     assert len(item["results"]) == 2
 
     # S3 retries a task
-    assert (
-        operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/shoes/red shoe.png")["resultCode"]
-        == "Succeeded"
-    )
+    rerun = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/shoes/red shoe.png")
+    assert rerun == {**shoe, "resultString": shoe["resultString"].replace(
+        "Submitted to fal (1 request(s)): its record will be written to", "Already succeeded: its record is"
+    )}  # fmt: skip
     assert emulator.calls["submit"] == 1
     # Schema 1.0 names the bucket by ARN and carries no user arguments: without BatchDefaults,
     # no prompt, a clear refusal.

@@ -1,19 +1,28 @@
 """S3 Batch Operations tasks (issue 15, "Batch contract"): the task's version is the one edited;
 each bucket, key and version is its own item; a task the function cannot take answers
 ``PermanentFailure`` with its reason instead of raising; ``BATCH_DEFAULTS`` gives schema 1.0
-jobs (which carry no user arguments) their prompt and parameters."""
+jobs (which carry no user arguments) their prompt and parameters. Issue 17: a task submits its
+edit to fal and answers at once; fal's webhook has it collected, which writes the item's record
+(where the task's answer says) and the job's summary."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
+from editgate_local.batch_driver import QueueDriver
 from editgate_local.fal_emulator import FalEmulator, Fault
 from editgate_local.stack import BATCH_BUCKET, SOURCE_BUCKET, LocalStack, batch_handlers
 from tests.conftest import png_bytes
-from tests.integration.test_batch import operations_task
+from tests.integration.conftest import batch_driver
+from tests.integration.test_batch import finished, operations_task, summary, task_record, until
+
+# The batch function as Lambda's event sources run it: here, for the collect queue fal's
+# webhooks fill (S3 Batch Operations invokes the tasks themselves, as the tests do).
+driver = batch_driver(2)
 
 
 @pytest.fixture
@@ -26,25 +35,19 @@ def versions(s3: Any) -> tuple[str, str]:
     return first["VersionId"], second["VersionId"]
 
 
-def record_of(s3: Any, result: dict[str, Any]) -> dict[str, Any]:
-    key = result["resultString"].removeprefix(f"s3://{BATCH_BUCKET}/")
-    record: dict[str, Any] = json.loads(s3.get_object(Bucket=BATCH_BUCKET, Key=key)["Body"].read())
-    return record
-
-
 def test_given_a_task_with_an_s3_version_id_then_that_version_is_edited(
-    emulator: FalEmulator, stack: LocalStack, s3: Any, versions: tuple[str, str]
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any, versions: tuple[str, str]
 ) -> None:
     (handler,) = batch_handlers(1)
 
     result = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/versioned.png", s3VersionId=versions[0])
 
     assert result["resultCode"] == "Succeeded"
-    assert record_of(s3, result)["size"] == "64x48"  # the first version's, not the latest's
+    assert task_record(s3, result)["size"] == "64x48"  # the first version's, not the latest's
 
 
 def test_given_two_versions_of_a_key_in_one_job_then_each_is_its_own_item_and_edited(
-    emulator: FalEmulator, stack: LocalStack, s3: Any, versions: tuple[str, str]
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any, versions: tuple[str, str]
 ) -> None:
     (handler,) = batch_handlers(1)
 
@@ -57,12 +60,12 @@ def test_given_two_versions_of_a_key_in_one_job_then_each_is_its_own_item_and_ed
 
     assert first["resultCode"] == second["resultCode"] == "Succeeded"
     assert first["resultString"] != second["resultString"]
-    assert (record_of(s3, first)["size"], record_of(s3, second)["size"]) == ("64x48", "48x64")
+    assert (task_record(s3, first)["size"], task_record(s3, second)["size"]) == ("64x48", "48x64")
     assert emulator.calls["submit"] == 2
 
 
 def test_given_the_same_key_in_two_buckets_in_one_job_then_each_is_its_own_item(
-    emulator: FalEmulator, stack: LocalStack, s3: Any
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any
 ) -> None:
     for bucket in (SOURCE_BUCKET, BATCH_BUCKET):
         s3.put_object(Bucket=bucket, Key="catalog/twice.png", Body=png_bytes((64, 48)))
@@ -102,7 +105,7 @@ def test_given_a_bad_task_then_it_answers_permanent_failure_with_its_reason(
 
 
 def test_given_batch_defaults_then_a_schema_1_0_job_gets_its_prompt_and_user_arguments_override_them(
-    emulator: FalEmulator, stack: LocalStack, s3: Any
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any
 ) -> None:
     for name in ("old", "new"):
         s3.put_object(Bucket=SOURCE_BUCKET, Key=f"catalog/defaults-{name}.png", Body=png_bytes((64, 48)))
@@ -113,29 +116,91 @@ def test_given_batch_defaults_then_a_schema_1_0_job_gets_its_prompt_and_user_arg
     new = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/defaults-new.png", "t2")
 
     assert old["resultCode"] == new["resultCode"] == "Succeeded"
-    assert len(record_of(s3, old)["results"]) == 3
-    assert len(record_of(s3, new)["results"]) == 2  # the job's n=2 over the defaults' 3
+    assert len(task_record(s3, old)["results"]) == 3
+    assert len(task_record(s3, new)["results"]) == 2  # the job's n=2 over the defaults' 3
     prompts = {payload["prompt"] for payload in emulator.payloads}
     assert prompts == {"on white marble", "winter"}
 
 
 def test_given_a_task_left_to_s3s_retry_then_its_item_is_recorded_failed_meanwhile_so_its_batch_finishes(
-    emulator: FalEmulator, stack: LocalStack, s3: Any
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any
 ) -> None:
-    # fal refuses every try of the submit: a failure another try may fix (S3's retry, if it makes one).
+    """Given fal refusing every submit of a task's edit (a failure another try may fix),
+    when S3 runs the task, then retries it (as S3 does a TemporaryFailure) once fal is back,
+    then the first try answers TemporaryFailure, its item recorded failed meanwhile so that the
+    job's batch finishes; the retry answers Succeeded, and once fal's webhook has its request
+    collected, the item's record and the summary say it succeeded."""
     emulator.inject(Fault("submit", status_code=503, times=100))
     s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/retried.png", Body=png_bytes((64, 48)))
     (handler,) = batch_handlers(1)
 
-    result = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/retried.png", "t-retry")
-    listed = s3.list_objects_v2(Bucket=BATCH_BUCKET, Prefix="batches/s3job-job-7/items/catalog_retried.png-")
-    (key,) = [item["Key"] for item in listed.get("Contents", [])]
-    meanwhile = json.loads(s3.get_object(Bucket=BATCH_BUCKET, Key=key)["Body"].read())
+    # A short invocation: the try's hold on submitting the item lasts as long as its time.
+    result = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/retried.png", "t-retry",
+                             job_id="job-retry", timeout=3.0)  # fmt: skip
+    meanwhile = task_record(s3, result)
+    before = finished(s3, "s3job-job-retry")
     emulator.reset()
-    again = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/retried.png", "t-retry")
+    again = retried(handler, "2.0", SOURCE_BUCKET, "catalog/retried.png", "t-retry", job_id="job-retry")
 
     assert result["resultCode"] == "TemporaryFailure"
+    assert result["resultString"].startswith("The provider answered HTTP 503.")
     assert meanwhile["state"] == "failed"
     assert meanwhile["error"]["code"] == "upstream_error"
+    assert before["counts"] == {"succeeded": 0, "failed": 1, "pending": 0}
     assert again["resultCode"] == "Succeeded"
-    assert record_of(s3, again)["state"] == "succeeded"  # the later try's success replaces the failure
+    assert again["resultString"].startswith("Submitted to fal (1 request(s)): its record will be written to ")
+    assert task_record(s3, again, "succeeded")["results"]  # the later try's success replaces the failure
+    until(lambda: (summary(s3, "s3job-job-retry") or {}).get("counts", {}).get("succeeded") == 1)
+    assert (summary(s3, "s3job-job-retry") or {})["counts"] == {"succeeded": 1, "failed": 0, "pending": 0}
+    assert emulator.calls["submit"] == 1
+
+
+def retried(handler: Any, *task: Any, **fields: Any) -> dict[str, Any]:
+    """S3's retries of a task answered ``TemporaryFailure``, until one answers otherwise: while an
+    earlier try still holds the item, each is told so, and pays nothing."""
+    answers: list[dict[str, Any]] = []
+
+    def taken() -> bool:
+        answers.append(operations_task(handler, *task, **fields))
+        return bool(answers[-1]["resultCode"] != "TemporaryFailure")
+
+    until(taken)
+    assert all("being submitted by another delivery" in answer["resultString"] for answer in answers[:-1])
+    return answers[-1]
+
+
+def test_given_an_s3_batch_operations_task_when_it_runs_then_it_returns_before_fal_finishes(
+    emulator: FalEmulator, stack: LocalStack, driver: QueueDriver, s3: Any
+) -> None:
+    """Given fal taking 2 s to edit,
+    when S3 Batch Operations runs a task,
+    then the task answers Succeeded while fal's request is still queued or running and before its
+    result is fetched (the function does not wait on fal), naming where the item's record will be;
+    once fal's webhook has the request collected, that record holds the images, the job's summary
+    counts the item succeeded, and fal was paid once."""
+    s3.put_object(Bucket=SOURCE_BUCKET, Key="catalog/told.png", Body=png_bytes((64, 48)))
+    (handler,) = batch_handlers(1)
+    emulator.latency = 2.0
+    try:
+        result = operations_task(handler, "2.0", SOURCE_BUCKET, "catalog/told.png", job_id="job-told")
+        (request_id,) = emulator.request_ids
+        _, status = emulator.status(request_id)
+        results_fetched = emulator.calls["result"]
+        item = task_record(s3, result)
+        done = finished(s3, "s3job-job-told")
+    finally:
+        emulator.latency = 0.0
+
+    assert result["resultCode"] == "Succeeded"
+    assert status["status"] in ("IN_QUEUE", "IN_PROGRESS")  # fal still at work when the task answered
+    assert results_fetched == 0
+    record_uri = rf"s3://{BATCH_BUCKET}/batches/s3job-job-told/items/catalog_told\.png-[0-9a-f]{{16}}\.json"
+    assert re.fullmatch(rf"Submitted to fal \(1 request\(s\)\): its record will be written to {record_uri}",
+                        result["resultString"])  # fmt: skip
+    assert item["state"] == "succeeded"
+    assert item["provider_request_ids"] == [request_id]
+    assert len(item["results"]) == 2
+    assert done["counts"] == {"succeeded": 1, "failed": 0, "pending": 0}
+    assert done["images"] == 2
+    assert emulator.calls["submit"] == 1
+    assert emulator.billed() == {request_id}

@@ -426,7 +426,7 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
     }
     collected, swept = run.answers["collect"]
     assert all(answer == {"batchItemFailures": []} for answer in collected)
-    assert len(collected) == 3  # the manifest's, the upload's and the task's request (journaled, not awaited)
+    assert len(collected) == 3  # the manifest's, the upload's and the task's request (each webhooked)
     assert swept == {"queued": 0}  # every webhook came
     assert sorted(states.values()) == ["succeeded"] * 3, states  # the manifest's, the upload's, the task's
     assert any(key.startswith("batches/single/items/IMG_0001-") for key in states)

@@ -4,6 +4,7 @@ paid twice, and a batch item's settling."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate.adapters.collect_journal import CollectJournal
+from editgate.adapters.collect_journal import CollectJournal, CollectState
 from editgate.adapters.fal import FalClient, FalImage, FalOutput, FalSubmission
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
@@ -22,14 +23,16 @@ from editgate.adapters.objects import ObjectHead, ObjectNotFound, ObjectStore
 from editgate.adapters.queue import WorkQueue
 from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch import items
+from editgate.app.batch.collect import collect
 from editgate.app.batch.layout import ImageRules, output_key
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime, Collecting
 from editgate.app.edit_service import EditCall, EditOutcome, EditService
+from editgate.app.fal_webhooks import CollectMessage
 from editgate.app.preparing import Prepared
 from editgate.app.services import EditLimits, Services
 from editgate.domain import catalog
-from editgate.domain.errors import IdempotencyKeyReused, UpstreamError
+from editgate.domain.errors import IdempotencyKeyReused, RequestInProgress, UpstreamError
 from editgate.domain.identity import EditIdentity
 from editgate.domain.models import EditRequest
 from tests.conftest import open_image, png_bytes
@@ -60,6 +63,9 @@ class FakeFal(FalClient):
         )
 
     def collect(self, submission: FalSubmission, deadline: float) -> FalOutput:
+        return self.result(submission, deadline)
+
+    def result(self, submission: FalSubmission, deadline: float, retries: Any = None) -> FalOutput:
         self.collected.append(submission.request_id)
         images = [FalImage(url=f"https://cdn.fal.invalid/{submission.request_id}.png")]
         return FalOutput(request_id=submission.request_id, images=images)
@@ -138,6 +144,69 @@ class FakeJournals(SubmissionJournal):
         return Journal(
             "idempotency", f"journal#{edit_key}", ttl_seconds, dict(self.entries.get(edit_key, {}))
         )
+
+
+class FakeCollectJournal(CollectJournal):
+    """The journal's collecting side, in memory: each edit's work and submit lease, its calls'
+    fal requests (those awaiting their webhook too) and the outcomes of those collected."""
+
+    def __init__(self) -> None:
+        super().__init__("idempotency")
+        self.work: dict[str, dict[str, Any]] = {}
+        self.leases: dict[str, float] = {}
+        self.entries: dict[str, dict[int, dict[str, Any]]] = {}
+        self.done: dict[str, dict[int, dict[str, Any]]] = {}
+        self.awaiting: dict[str, tuple[str, int]] = {}  # fal request id -> its edit and call
+
+    def begin(
+        self, edit_key: str, work: dict[str, Any], *, lease_seconds: float, ttl_seconds: int
+    ) -> CollectState | None:
+        if self.leases.get(edit_key, 0.0) >= time.time():
+            return None
+        self.leases[edit_key] = time.time() + lease_seconds
+        self.work[edit_key] = json.loads(json.dumps(work))
+        return self.state(edit_key)
+
+    def expire_leases(self) -> None:
+        """As when a redelivery comes: after the earlier attempt's time (SQS's visibility timeout)."""
+        self.leases.clear()
+
+    def edit_journal(self, edit_key: str, state: CollectState, ttl_seconds: int) -> EditJournal:
+        journals = self
+
+        class Journal(EditJournal):
+            def _write(
+                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None,
+                *, pending: bool = False,
+            ) -> None:  # fmt: skip
+                journals.entries.setdefault(edit_key, {}).update(entries)
+                self._entries.update({str(k): v for k, v in entries.items()})
+                if pending:
+                    journals.awaiting.update(
+                        {rid: (edit_key, call) for rid, call in (requests or {}).items()}
+                    )
+
+        entries = {str(call): entry for call, entry in state.entries.items()}
+        return Journal("idempotency", f"journal#{edit_key}", ttl_seconds, entries)
+
+    def state(self, edit_key: str) -> CollectState | None:
+        if edit_key not in self.work:
+            return None
+        return CollectState(self.work[edit_key], dict(self.entries.get(edit_key, {})),
+                            dict(self.done.get(edit_key, {})))  # fmt: skip
+
+    def mark(self, edit_key: str, call: int, outcome: dict[str, Any]) -> CollectState | None:
+        if edit_key not in self.work or call in self.done.get(edit_key, {}):
+            return None
+        self.done.setdefault(edit_key, {})[call] = json.loads(json.dumps(outcome))
+        return self.state(edit_key)
+
+    def collected(self, request_id: str) -> None:
+        self.awaiting.pop(request_id, None)
+
+    def forget(self, edit_key: str) -> None:
+        for kept in (self.work, self.leases, self.entries, self.done):
+            kept.pop(edit_key, None)
 
 
 class FakeLedger(BatchLedger):
@@ -251,9 +320,8 @@ def batch(fal: FalClient | None = None) -> tuple[BatchRuntime, FakeLedger, FakeS
         edits=EditService(wired), store=store, ledger=ledger, queue=WorkQueue("https://sqs.invalid/q"),
         rules=ImageRules("batch-bucket", None), max_receives=3, chunk_lines=1000,
         defaults={}, max_image_bytes=1024 * 1024,
-        # Unused by these tests' items, which wait on fal (as an S3 Batch Operations task does).
         collecting=Collecting(
-            webhook_url="https://api.invalid/v1/fal/webhook", journal=CollectJournal("idem"),
+            webhook_url="https://api.invalid/v1/fal/webhook", journal=FakeCollectJournal(),
             queue=WorkQueue("https://sqs.invalid/c"), receipts=WebhookReceipts("idem", 86400),
             sweep_after_seconds=180,
         ),
@@ -265,73 +333,107 @@ def soon() -> float:
     return time.monotonic() + 20
 
 
+def journal_of(runtime: BatchRuntime) -> FakeCollectJournal:
+    journal = runtime.collecting.journal
+    assert isinstance(journal, FakeCollectJournal)
+    return journal
+
+
+def webhooks(runtime: BatchRuntime, *, times: int = 1) -> list[str]:
+    """fal's webhook for each request awaiting one, each delivered ``times`` times, and the
+    collect step it queues run: what became of each delivery."""
+    awaiting = journal_of(runtime).awaiting
+    messages = [
+        CollectMessage(request_id=request_id, edit_key=key, call=call, status="OK", received_at=time.time())
+        for request_id, (key, call) in list(awaiting.items())
+    ]  # fmt: skip
+    return [collect(m, runtime, soon(), last_attempt=False) for m in messages for _ in range(times)]
+
+
 ITEM = ItemMessage(batch_id="b1", item_id="cat", line=1, image_bucket="batch-bucket",
                    image_key="incoming/b1/cat.png", params={"prompt": "make it green"})  # fmt: skip
+RECORD = ("results-bucket", output_key("b1", "items", "cat.json"))
 
 
 def test_given_a_batch_item_then_its_record_is_written_and_it_is_counted_once() -> None:
+    """Given an item delivered again (after the first delivery's time) before fal's webhook came,
+    when the webhook comes twice,
+    then the second delivery submits nothing, and the item's record is written and counted once."""
     fal = FakeFal()
     runtime, ledger, store = batch(fal)
-    first = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
-    again = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
-    assert (first.state, again.state) == ("succeeded", "skipped")
+    first = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    journal_of(runtime).expire_leases()
+    again = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    assert (first.state, first.submitted, again.state, again.submitted) == ("submitted", 1, "submitted", 0)
+    assert ledger.counted == []  # nothing settled before fal said it was done
+    assert webhooks(runtime, times=2) == ["succeeded", "already finished"]
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
-    assert ("results-bucket", output_key("b1", "items", "cat.json")) in store.objects
+    assert RECORD in store.objects
     assert len(fal.submitted) == 1
+    assert fal.collected == ["req-1"]
 
 
 def test_given_a_batch_item_delivered_once_or_twice_then_its_state_is_never_read_before_its_edit() -> None:
-    """Issue 16's finding: the item's state was read (a GetItem) before every edit. An item edited
-    before gets its edit's record and settles unchanged: skipped, without that read."""
+    """Issue 16's finding: the item's state was read (a GetItem) before every edit. An item
+    submitted before finds its calls in its edit's journal and submits nothing, without that read."""
     runtime, ledger, _store = batch()
     for _ in range(2):
-        items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
+        items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+        journal_of(runtime).expire_leases()
+    webhooks(runtime)
     assert ledger.state_reads == 0
 
 
 def test_given_a_repeat_after_the_edits_record_expired_then_the_ledger_skips_it_and_fal_is_paid_once() -> (
     None
 ):
-    """As a redrive or a redelivery after the records' TTL: no record, no journal, but the ledger."""
+    """As a redrive or a redelivery after the journal's TTL: no journal, but the ledger."""
     fal = FakeFal()
     runtime, ledger, _store = batch(fal)
-    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
-    wired = runtime.edits.services
-    assert isinstance(wired.deduplicator, FakeDeduplicator)
-    assert isinstance(wired.journal, FakeJournals)
-    wired.deduplicator.records.clear()
-    wired.journal.entries.clear()
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    webhooks(runtime)
+    journal_of(runtime).forget(next(iter(journal_of(runtime).work)))
     repeat = ITEM.model_copy(update={"repeat": True})
-    outcome = items.process_item(
-        repeat, runtime, last_attempt=False, deadline=time.monotonic() + 20, wait=True
-    )
+    outcome = items.process_item(repeat, runtime, last_attempt=False, deadline=soon())
     assert outcome.state == "skipped"
     assert len(fal.submitted) == 1
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
 
 
 def test_given_a_succeeded_item_when_a_duplicate_fails_then_the_item_is_not_recorded_failed() -> None:
-    """A duplicate delivery whose image changed since fails its edit's check (another request
-    under the item's name): the item that succeeded stays succeeded, its record untouched."""
+    """A duplicate delivery whose image is no longer an image fails before anything is paid:
+    the item that succeeded stays succeeded, its record untouched, even on the last attempt."""
     runtime, ledger, store = batch()
-    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
-    record_key = ("results-bucket", output_key("b1", "items", "cat.json"))
-    record = store.objects[record_key]
-    changed = ITEM.model_copy(update={"params": {"prompt": "make it blue"}})
-    outcome = items.process_item(
-        changed, runtime, last_attempt=True, deadline=time.monotonic() + 20, wait=True
-    )
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    webhooks(runtime)
+    record = store.objects[RECORD]
+    store.objects[("batch-bucket", "incoming/b1/cat.png")] = b"no longer an image"
+    journal_of(runtime).expire_leases()
+    outcome = items.process_item(ITEM, runtime, last_attempt=True, deadline=soon())
     assert (outcome.state, outcome.detail) == ("skipped", "already succeeded")
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
-    assert store.objects[record_key] == record
+    assert store.objects[RECORD] == record
 
 
 def test_given_a_batch_item_fal_fails_then_sqs_retries_it_until_its_last_attempt_records_it_failed() -> None:
     runtime, ledger, store = batch(FakeFal(failing=2))
     with pytest.raises(items.RetryLater):
-        items.process_item(ITEM, runtime, last_attempt=False, deadline=soon(), wait=True)
+        items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
     assert ledger.counted == []
-    assert ("results-bucket", output_key("b1", "items", "cat.json")) not in store.objects
-    outcome = items.process_item(ITEM, runtime, last_attempt=True, deadline=soon(), wait=True)
+    assert RECORD not in store.objects
+    journal_of(runtime).expire_leases()
+    outcome = items.process_item(ITEM, runtime, last_attempt=True, deadline=soon())
     assert outcome.state == "failed"
     assert ledger.counted == [("cat", "failed", 0, 0.0)]
+
+
+def test_given_a_delivery_while_another_submits_the_item_then_it_is_never_recorded_failed() -> None:
+    """Two deliveries of one item at once: the later never records the item failed."""
+    fal = FakeFal()
+    runtime, ledger, _store = batch(fal)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    with pytest.raises(items.RetryLater) as raised:
+        items.process_item(ITEM, runtime, last_attempt=True, deadline=soon())
+    assert isinstance(raised.value.error, RequestInProgress)
+    assert ledger.counted == []
+    assert len(fal.submitted) == 1

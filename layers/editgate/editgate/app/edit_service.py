@@ -1,5 +1,6 @@
-"""The edit service, one entry per front door: ``EditService.edit_now`` for the HTTPS door (the
-edit's identity, folder, dry run and base64 answer behind it) and ``edit_item`` for a batch item.
+"""The edit service, one entry per front door that waits on fal: ``EditService.edit_now`` for the
+HTTPS door (the edit's identity, folder, dry run and base64 answer behind it) and ``edit_job`` for
+an asynchronous job (batch items submit and return: ``editgate.app.batch.submit``).
 Either runs one edit at most once however often it is asked for (``edit_once``), resumed where an
 earlier attempt left it, and counted in the metrics.
 
@@ -82,21 +83,6 @@ class EditService:
         )
         with timing.phase("inline"):
             return EditOutcome(_with_b64(outcome.result, self.services.store), outcome.replayed)
-
-    def edit_item(
-        self, batch_id: str, item_id: str, request: EditRequest, image: bytes, *, deadline: float, folder: str
-    ) -> EditResult:
-        """A batch item, named by its batch and id, its images stored under ``folder``."""
-        outcome = edit_once(
-            request,
-            [image],
-            self.services,
-            identity=identity.for_item(batch_id, item_id, request, [image]),
-            request_id=f"{batch_id}/{item_id}",
-            deadline=deadline,
-            folder=folder,
-        )
-        return outcome.result
 
     def edit_job(
         self, job_id: str, request: EditRequest, inputs: Sequence[bytes], *, deadline: float, folder: str

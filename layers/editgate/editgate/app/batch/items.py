@@ -1,5 +1,6 @@
-"""A batch item: edited once by the edit service, its record written, its state and counters
-settled in the ledger."""
+"""A batch item: submitted to fal once (``editgate.app.batch.submit``), or refused with its record
+written; the collect step settles it the same way (``settle``): its record written, its state
+and counters settled in the ledger."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.batch.submit import submit_item
 from editgate.app.batch.summary import publish_progress
-from editgate.domain.errors import EditgateError, InvalidRequest, RequestInProgress, UpstreamTimeout
+from editgate.domain.errors import EditgateError, InvalidRequest, RequestInProgress
 from editgate.domain.models import EditRequest, EditResult
 
 
@@ -28,35 +29,30 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    state: Literal["submitted", "succeeded", "failed", "skipped"]
+    state: Literal["submitted", "failed", "skipped"]
     detail: str
+    submitted: int = 0  # fal requests this attempt submitted (0 when an earlier one had)
 
 
 def process_item(
-    item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, deadline: float, wait: bool = False
+    item: ItemMessage, runtime: BatchRuntime, *, last_attempt: bool, deadline: float
 ) -> ItemOutcome:
-    """Hand one item to fal and return (its webhook, or the sweeper, has it collected: see
-    ``editgate.app.batch.collect``); with ``wait`` (an S3 Batch Operations task, which answers its
-    outcome), edit it and record its outcome. Once: an item that succeeded before is skipped, and
-    an attempt after a crash collects (or leaves to its webhook) the fal requests the crashed one
-    submitted. A failure another attempt may fix raises ``RetryLater``, unless this is the last
-    attempt (and while another attempt edits the item, always).
+    """Hand one item to fal and return: its webhook, or the sweeper, has it collected (see
+    ``editgate.app.batch.collect``), which writes its record and settles it. Once: an item that
+    succeeded before is skipped, and an attempt after a crash (or after fal accepted an earlier
+    one's calls) submits only what is not yet submitted. A failure another attempt may fix raises
+    ``RetryLater``, unless this is the last attempt (and while another attempt submits the item,
+    always).
 
-    Nothing is read first: an item edited before gets its edit's record (no fal call) and is
-    skipped when it settles unchanged. A message that may ``repeat`` one handled longer ago than
-    that record lives asks the ledger first."""
+    Nothing is read first: a message that may ``repeat`` one handled longer ago than the edit's
+    journal lives asks the ledger first."""
     if item.repeat and _succeeded_before(item, runtime):
         return _ALREADY_SUCCEEDED
     try:
         request, image = _request(item, runtime), _image(item, runtime)
-        if not wait:
-            submitted = submit_item(item, request, image, runtime, deadline)
-            return ItemOutcome("submitted", f"{submitted} fal request(s) submitted")
-        result = _edit(item, request, image, runtime, deadline)
-        if not result.complete:
-            raise _missing_images(result)
+        submitted = submit_item(item, request, image, runtime, deadline)
     except EditgateError as exc:
-        # Another attempt editing the item right now is never this item's failure.
+        # Another attempt submitting the item right now is never this item's failure.
         if exc.retryable and (not last_attempt or isinstance(exc, RequestInProgress)):
             raise RetryLater(exc) from exc
         if not item.repeat and _succeeded_before(item, runtime):  # a duplicate never undoes a success
@@ -64,11 +60,7 @@ def process_item(
         record = {**failed_record(exc), "message": item.model_dump()}
         settle(runtime, item.batch_id, item.item_id, item.line, record, 0, 0.0)
         return ItemOutcome("failed", exc.message)
-    record = succeeded_record(result)
-    images, cost = len(result.images), result.cost_usd
-    if not settle(runtime, item.batch_id, item.item_id, item.line, record, images, cost).changed:
-        return _ALREADY_SUCCEEDED
-    return ItemOutcome("succeeded", f"{images} image(s)")
+    return ItemOutcome("submitted", f"{submitted} fal request(s) submitted", submitted)
 
 
 _ALREADY_SUCCEEDED = ItemOutcome("skipped", "already succeeded")
@@ -78,27 +70,10 @@ def _succeeded_before(item: ItemMessage, runtime: BatchRuntime) -> bool:
     return runtime.ledger.state(item.batch_id, item.item_id) == "succeeded"
 
 
-def _missing_images(result: EditResult) -> EditgateError:
-    """Images fal made (and billed) that this attempt could not deliver: the next attempt collects
-    them. On the last attempt the item is recorded failed, so that ``editgate batch redrive``
-    queues it again and it collects them, at no new fal cost (its cost is counted when it succeeds)."""
-    failure = next(failure for failure in result.failures if failure.retryable)
-    return UpstreamTimeout(failure.message, code=failure.code)
-
-
 def _request(item: ItemMessage, runtime: BatchRuntime) -> EditRequest:
     # The stack's BATCH_DEFAULTS under the item's own parameters. Results are always stored and
     # presigned: a batch answers in records, not in the response.
     return EditRequest.from_values({**runtime.defaults, **item.params, "response_format": "url"})
-
-
-def _edit(
-    item: ItemMessage, request: EditRequest, image: bytes, runtime: BatchRuntime, deadline: float
-) -> EditResult:
-    folder = results_folder(item)
-    return runtime.edits.edit_item(
-        item.batch_id, item.item_id, request, image, deadline=deadline, folder=folder
-    )
 
 
 def results_folder(item: ItemMessage) -> str:

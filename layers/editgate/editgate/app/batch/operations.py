@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
 from pydantic import ValidationError
 
-from editgate.app.batch.items import RetryLater, failed_record, process_item, settle
+from editgate.app.batch.items import ItemOutcome, RetryLater, failed_record, process_item, settle
 from editgate.app.batch.layout import S3_JOB_PREFIX, digest, output_key, safe_id
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime
@@ -27,23 +27,25 @@ ResultCode = Literal["Succeeded", "TemporaryFailure", "PermanentFailure"]
 def run_task(
     event: S3BatchOperationEvent, runtime: BatchRuntime, *, remaining_ms: int
 ) -> tuple[ResultCode, str]:
-    """The task of an S3 Batch Operations invocation: edit the object it names (that version, when
-    it names one) with the job's user arguments as parameters (over ``BATCH_DEFAULTS``), as an
-    item of batch ``s3job-<job id>``. Any task answers a result code, never an exception."""
+    """The task of an S3 Batch Operations invocation: the edit of the object it names (that
+    version, when it names one) with the job's user arguments as parameters (over
+    ``BATCH_DEFAULTS``), as an item of batch ``s3job-<job id>``, submitted to fal. It answers once
+    fal has the item's requests, as any batch item: fal's webhook (or the sweeper) has them
+    collected, which writes the item's record where the answer says. Any task answers a result
+    code, never an exception."""
     try:
         item = _task_item(event)
         runtime.ledger.count_items(item.batch_id, 1, chunk=item.item_id, last=True)
         deadline = time.monotonic() + envelope.batch_seconds(remaining_ms)
-        # A task answers its item's outcome: it waits on fal (S3 Batch Operations has no webhook).
-        outcome = process_item(item, runtime, last_attempt=False, deadline=deadline, wait=True)
+        outcome = process_item(item, runtime, last_attempt=False, deadline=deadline)
     except RetryLater as exc:
         # S3 may try the task again, or give up without telling: the item is recorded failed
-        # meanwhile, so that its batch finishes; a later try that succeeds records it succeeded.
-        # (Not while another try edits it: that one records its own outcome.)
+        # meanwhile, so that its batch finishes; a later try whose requests are collected records
+        # it succeeded. (Not while another try submits it: that one answers for it.)
         if not isinstance(exc.error, RequestInProgress):
             record = {**failed_record(exc.error), "message": item.model_dump()}
             settle(runtime, item.batch_id, item.item_id, 0, record, 0, 0.0)
-        return "TemporaryFailure", exc.error.message
+        return "TemporaryFailure", f"{exc.error.message} ({_record_uri(item, runtime)})"
     except InvalidRequest as exc:
         return "PermanentFailure", exc.message
     except Exception as exc:  # a task this code cannot take: S3 must get an answer all the same
@@ -52,10 +54,23 @@ def run_task(
             "PermanentFailure",
             f"The task could not be run ({type(exc).__name__}; see the function's logs).",
         )
-    where = f"s3://{runtime.store.bucket}/{output_key(item.batch_id, 'items', f'{item.item_id}.json')}"
+    return _answer(outcome, _record_uri(item, runtime))
+
+
+def _record_uri(item: ItemMessage, runtime: BatchRuntime) -> str:
+    return f"s3://{runtime.store.bucket}/{output_key(item.batch_id, 'items', f'{item.item_id}.json')}"
+
+
+def _answer(outcome: ItemOutcome, where: str) -> tuple[ResultCode, str]:
+    """The task's result: its item refused, done before, or submitted (its record to come)."""
     if outcome.state == "failed":
         return "PermanentFailure", f"{outcome.detail} ({where})"
-    return "Succeeded", where
+    if outcome.state == "skipped":
+        return "Succeeded", f"Already succeeded: its record is {where}"
+    how = "by an earlier try (nothing paid again)"
+    if outcome.submitted:
+        how = f"({outcome.submitted} request(s))"
+    return "Succeeded", f"Submitted to fal {how}: its record will be written to {where}"
 
 
 def _task_item(event: S3BatchOperationEvent) -> ItemMessage:
