@@ -134,10 +134,7 @@ class FakeJournals(SubmissionJournal):
         journals = self
 
         class Journal(EditJournal):
-            def _write(
-                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None,
-                *, pending: bool = False,
-            ) -> None:  # fmt: skip
+            def _write(self, entries: dict[int, dict[str, Any]]) -> None:
                 journals.entries.setdefault(edit_key, {}).update({str(k): v for k, v in entries.items()})
                 self._entries.update({str(k): v for k, v in entries.items()})
 
@@ -156,7 +153,8 @@ class FakeCollectJournal(CollectJournal):
         self.leases: dict[str, float] = {}
         self.entries: dict[str, dict[int, dict[str, Any]]] = {}
         self.done: dict[str, dict[int, dict[str, Any]]] = {}
-        self.awaiting: dict[str, tuple[str, int]] = {}  # fal request id -> its edit and call
+        # fal request id -> its edit, its call, and what its lookup carries for the collect step
+        self.awaiting: dict[str, tuple[str, int, dict[str, Any]]] = {}
 
     def begin(
         self, edit_key: str, work: dict[str, Any], *, lease_seconds: float, ttl_seconds: int
@@ -175,16 +173,12 @@ class FakeCollectJournal(CollectJournal):
         journals = self
 
         class Journal(EditJournal):
-            def _write(
-                self, entries: dict[int, dict[str, Any]], requests: dict[str, int] | None = None,
-                *, pending: bool = False,
-            ) -> None:  # fmt: skip
+            def _write(self, entries: dict[int, dict[str, Any]]) -> None:
                 journals.entries.setdefault(edit_key, {}).update(entries)
                 self._entries.update({str(k): v for k, v in entries.items()})
-                if pending:
-                    journals.awaiting.update(
-                        {rid: (edit_key, call) for rid, call in (requests or {}).items()}
-                    )
+
+            def _put_lookup(self, request_id: str, index: int, carried: dict[str, Any]) -> None:
+                journals.awaiting[request_id] = (edit_key, index, json.loads(json.dumps(carried)))
 
         entries = {str(call): entry for call, entry in state.entries.items()}
         return Journal("idempotency", f"journal#{edit_key}", ttl_seconds, entries)
@@ -340,14 +334,20 @@ def journal_of(runtime: BatchRuntime) -> FakeCollectJournal:
 
 
 def webhooks(runtime: BatchRuntime, *, times: int = 1) -> list[str]:
-    """fal's webhook for each request awaiting one, each delivered ``times`` times, and the
-    collect step it queues run: what became of each delivery."""
+    """fal's webhook for each request awaiting one, and the collect step it queues run, delivered
+    ``times`` times: what became of each delivery."""
     awaiting = journal_of(runtime).awaiting
     messages = [
-        CollectMessage(request_id=request_id, edit_key=key, call=call, status="OK", received_at=time.time())
-        for request_id, (key, call) in list(awaiting.items())
+        CollectMessage(request_id=request_id, edit_key=key, call=call, status="OK", received_at=time.time(),
+                       work=carried["work"], submission=carried["submission"])
+        for request_id, (key, call, carried) in list(awaiting.items())
     ]  # fmt: skip
-    return [collect(m, runtime, soon(), last_attempt=False) for m in messages for _ in range(times)]
+    # A delivery after the first is SQS's again (the webhook's receipt lets one message through).
+    return [
+        collect(m, runtime, soon(), last_attempt=False, repeat=again > 0)
+        for m in messages
+        for again in range(times)
+    ]
 
 
 ITEM = ItemMessage(batch_id="b1", item_id="cat", line=1, image_bucket="batch-bucket",
