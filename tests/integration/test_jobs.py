@@ -141,6 +141,33 @@ def test_given_an_n10_4096_avif_edit_when_submitted_as_a_job_then_202_and_it_suc
     assert (image.format, image.size) == ("AVIF", (4096, 4096))
 
 
+def test_given_a_job_when_the_batch_function_runs_it_then_it_returns_before_fal_finishes_and_the_webhook_ends_the_job(  # noqa: E501
+    stack: LocalStack, emulator: FalEmulator, driver: QueueDriver
+) -> None:
+    """Given fal taking 2 s to edit
+    When a job's message is handled by the batch function
+    Then the invocation returns while fal's request is still queued or running, before its result
+    is fetched (nothing waits on fal: issue 17), and fal's webhook has the request collected: the
+    job succeeds with its image, fal paid once."""
+    emulator.latency = 2.0
+    try:
+        _, _, job = submit(stack)
+        until(lambda: any(kind == "job" for kind, _ in driver.durations))
+        (request_id,) = emulator.request_ids
+        _, status = emulator.status(request_id)
+        results_fetched = emulator.calls["result"]
+        done = ended(stack, job["id"])
+    finally:
+        emulator.latency = 0.0
+    assert status["status"] in ("IN_QUEUE", "IN_PROGRESS")  # fal still at work when it returned
+    assert results_fetched == 0
+    assert done["status"] == "succeeded", done["error"]
+    assert len(done["result"]["data"]) == 1
+    assert done["result"]["data"][0]["url"].startswith("http")
+    assert emulator.calls["submit"] == 1
+    assert emulator.billed() == {request_id}
+
+
 def test_given_a_queued_job_when_cancelled_before_it_starts_then_fal_never_sees_it_and_it_stays_cancelled(
     stack: LocalStack, emulator: FalEmulator
 ) -> None:

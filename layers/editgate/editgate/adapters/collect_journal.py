@@ -36,6 +36,7 @@ class CollectState:
     work: dict[str, Any]
     entries: dict[int, dict[str, Any]]
     done: dict[int, dict[str, Any]]
+    lease_until: str | None = None  # the submit lease, as written (a DynamoDB number)
 
     @property
     def calls(self) -> int:
@@ -46,28 +47,78 @@ class CollectState:
         return len(self.done) >= self.calls
 
 
+@dataclass(frozen=True)
+class Held:
+    """``begin`` refused: another attempt holds the submit lease, or (``other_edit``) the journal
+    is of another edit by the same name."""
+
+    other_edit: bool
+
+
 class CollectJournal:
     def __init__(self, table_name: str) -> None:
         self._table = table_name
 
     def begin(
-        self, edit_key: str, work: dict[str, Any], *, lease_seconds: float, ttl_seconds: int
-    ) -> CollectState | None:
+        self, edit_key: str, digest: str, work: dict[str, Any], *, lease_seconds: float, ttl_seconds: int
+    ) -> CollectState | Held:
         """Take the edit's submit lease for ``lease_seconds`` and write its work: the journal as
-        it is then, or None while another attempt holds the lease (two deliveries at once)."""
+        it is then; or ``Held`` while another attempt holds the lease (two deliveries at once),
+        or when the journal is of another edit by the same name (``digest``: what makes it that
+        edit; a batch item's line changed since)."""
         now = time.time()
-        return self._update_if(
-            edit_key,
-            "SET #work = :work, #lease = :until, #expiration = :expiration",
-            "attribute_not_exists(#lease) OR #lease < :now",
-            {"#work": "work", "#lease": "lease_until", "#expiration": "expiration"},
-            {
-                ":work": {"S": json_text(work)},
-                ":until": {"N": str(now + lease_seconds)},
-                ":now": {"N": str(now)},
-                ":expiration": {"N": str(int(now) + ttl_seconds)},
-            },
-        )
+        until = str(now + lease_seconds)
+        try:
+            answer = dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": journal_item_id(edit_key)}},
+                UpdateExpression="SET #work = :work, #digest = :digest, #lease = :until, "
+                "#expiration = :expiration",
+                ConditionExpression="(attribute_not_exists(#lease) OR #lease < :now) "
+                "AND (attribute_not_exists(#digest) OR #digest = :digest)",
+                ExpressionAttributeNames={
+                    "#work": "work",
+                    "#digest": "digest",
+                    "#lease": "lease_until",
+                    "#expiration": "expiration",
+                },
+                ExpressionAttributeValues={
+                    ":work": {"S": json_text(work)},
+                    ":digest": {"S": digest},
+                    ":until": {"N": until},
+                    ":now": {"N": str(now)},
+                    ":expiration": {"N": str(int(now) + ttl_seconds)},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not conditional_failure(exc):
+                raise
+            held: Any = exc.response.get("Item", {})  # the item as it is (not in botocore's types)
+            other = held.get("digest", {}).get("S")
+            return Held(other_edit=other is not None and other != digest)
+        state = _state(dict(answer.get("Attributes", {})))
+        assert state is not None, "the work was just written"
+        return state
+
+    def release(self, edit_key: str, state: CollectState) -> None:
+        """The submit lease ``begin`` took for ``state`` given back (if it still holds it): the
+        next delivery need not wait for it to run out."""
+        if state.lease_until is None:
+            return
+        try:
+            dynamodb_client().update_item(
+                TableName=self._table,
+                Key={"id": {"S": journal_item_id(edit_key)}},
+                UpdateExpression="REMOVE #lease",
+                ConditionExpression="#lease = :until",
+                ExpressionAttributeNames={"#lease": "lease_until"},
+                ExpressionAttributeValues={":until": {"N": state.lease_until}},
+            )
+        except ClientError as exc:
+            if not conditional_failure(exc):
+                raise
 
     def edit_journal(self, edit_key: str, state: CollectState, ttl_seconds: int) -> EditJournal:
         """The edit's journal of calls as ``begin`` answered it (no second read)."""
@@ -179,4 +230,5 @@ def _state(item: dict[str, Any]) -> CollectState | None:
             if name.startswith(prefix) and "S" in value
         }
 
-    return CollectState(json.loads(item["work"]["S"]), calls("call_"), calls("done_"))
+    lease = item.get("lease_until", {}).get("N")
+    return CollectState(json.loads(item["work"]["S"]), calls("call_"), calls("done_"), lease)

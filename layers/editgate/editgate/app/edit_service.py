@@ -1,8 +1,8 @@
-"""The edit service, one entry per front door that waits on fal: ``EditService.edit_now`` for the
-HTTPS door (the edit's identity, folder, dry run and base64 answer behind it) and ``edit_job`` for
-an asynchronous job (batch items submit and return: ``editgate.app.batch.submit``).
-Either runs one edit at most once however often it is asked for (``edit_once``), resumed where an
-earlier attempt left it, and counted in the metrics.
+"""The edit service of the one front door that waits on fal: ``EditService.edit_now`` for the
+HTTPS door (the edit's identity, folder, dry run and base64 answer behind it); batch items and
+asynchronous jobs submit and return (``editgate.app.batch.submit``). It runs one edit at most
+once however often it is asked for (``edit_once``), resumed where an earlier attempt left it, and
+counted in the metrics.
 
 Only a final answer is kept as the edit's record. An answer missing images that the same request
 again could make or collect (a download past the deadline: fal made and billed them) is given to
@@ -83,21 +83,6 @@ class EditService:
         )
         with timing.phase("inline"):
             return EditOutcome(_with_b64(outcome.result, self.services.store), outcome.replayed)
-
-    def edit_job(
-        self, job_id: str, request: EditRequest, inputs: Sequence[bytes], *, deadline: float, folder: str
-    ) -> EditResult:
-        """An asynchronous job's edit, its images stored under ``folder``."""
-        outcome = edit_once(
-            request,
-            inputs,
-            self.services,
-            identity=identity.for_job(job_id, request, inputs),
-            request_id=job_id,
-            deadline=deadline,
-            folder=folder,
-        )
-        return outcome.result
 
     def with_urls(self, result: EditResult) -> EditResult:
         """A stored result as its client reads it: each image presigned now (``url``), or read

@@ -1,7 +1,8 @@
-"""The collect step of a batch item's fal request, queued by fal's webhook or by the sweeper:
-fetch its result, finish and store its images, mark the call collected in the edit's journal
-(once: a redelivery or a sweep after the webhook changes nothing); the collector of the item's
-last call writes its record and settles it, exactly as an item that waited on fal would have."""
+"""The collect step of a webhooked edit's fal request (a batch item's, an asynchronous job's),
+queued by fal's webhook or by the sweeper: fetch its result, finish and store its images, mark
+the call collected in the edit's journal (once: a redelivery or a sweep after the webhook changes
+nothing); the collector of the edit's last call records its end with the edit's owner
+(``editgate.app.batch.owners``): the item's record and settle, or the job's status."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from editgate.adapters.collect_journal import CollectState
 from editgate.adapters.fal import FalSubmission
 from editgate.adapters.fal_answers import FalRequestEnded, ProviderRejected
 from editgate.app import metrics, timing
-from editgate.app.batch.items import results_folder, settle, succeeded_record
-from editgate.app.batch.messages import ItemMessage
+from editgate.app.batch.owners import EditOwner, owner_of
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.batch.submit import plan_from
 from editgate.app.edit_steps import all_flagged, flagged_failure, store_image
@@ -72,7 +72,7 @@ def collect(
     journal.collected(message.request_id)
     if not marked.complete:
         return "collected"
-    return _finish(ItemMessage.model_validate(marked.work["item"]), marked, message.edit_key, runtime)
+    return _finish(marked, message.edit_key, runtime)
 
 
 def _carried(message: CollectMessage) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -95,17 +95,17 @@ def _collected_before(message: CollectMessage, state: CollectState, runtime: Bat
     metrics.add("CollectRepeats", 1)
     if not state.complete:
         return "collected"
-    item = ItemMessage.model_validate(state.work["item"])
-    if runtime.ledger.state(item.batch_id, item.item_id) == "succeeded":
+    if owner_of(state.work, runtime).finished():
         return "already finished"
-    return _finish(item, state, message.edit_key, runtime)
+    return _finish(state, message.edit_key, runtime)
 
 
 def _collect_call(
     call: int, work: dict[str, Any], submitted: dict[str, Any], runtime: BatchRuntime, deadline: float
 ) -> dict[str, Any]:
     """One call's outcome: the keys of its stored images, or why it made none."""
-    services = runtime.edits.services
+    owner = owner_of(work, runtime)
+    services = owner.edits.services
     plan = plan_from(work, runtime)
     submission = FalSubmission.model_validate(submitted)
     wanted = plan.calls[call].num_images
@@ -119,14 +119,14 @@ def _collect_call(
     except FalRequestEnded as exc:  # fal's ERROR: it bills nothing
         return _failed_call(wanted, exc)
     kept = [image.url for index, image in enumerate(output.images) if not output.flagged(index)]
-    alpha = _alpha(work, plan, runtime) if work.get("alpha") and kept else None
+    alpha = _alpha(owner, plan) if work.get("alpha") and kept else None
     first = sum(planned.num_images for planned in plan.calls[:call])
-    folder = results_folder(ItemMessage.model_validate(work["item"]))
+    folder = owner.folder
     slots = threading.BoundedSemaphore(plan.finish_slots(services.limits.memory_mb, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=max(1, len(kept))) as pool:
         stored = [
             pool.submit(timing.carried(_finish_and_store), url, f"{folder}/{first + k}", plan, alpha,
-                        runtime, deadline, slots)
+                        owner, deadline, slots)
             for k, url in enumerate(kept)
         ]  # fmt: skip
     keys = [future.result().key for future in stored]  # an image not finished: SQS tries again
@@ -145,51 +145,42 @@ def _failed_call(images_wanted: int, error: EditgateError) -> dict[str, Any]:
 
 
 def _finish_and_store(
-    url: str, stem: str, plan: Plan, alpha: Image.Image | None, runtime: BatchRuntime, deadline: float,
+    url: str, stem: str, plan: Plan, alpha: Image.Image | None, owner: EditOwner, deadline: float,
     slots: threading.BoundedSemaphore,
 ) -> EditedImage:  # fmt: skip
-    services = runtime.edits.services
+    services = owner.edits.services
     data = finish_download(services.fal, url, plan, alpha, deadline, slots)
     return store_image(data, stem, plan, services.store)
 
 
-def _alpha(work: dict[str, Any], plan: Plan, runtime: BatchRuntime) -> Image.Image | None:
-    """The input's transparency, which the finished images get back: read from the item's image
+def _alpha(owner: EditOwner, plan: Plan) -> Image.Image | None:
+    """The input's transparency, which the finished images get back: read from the edit's input
     again (the journal keeps only that there was some)."""
-    item = ItemMessage.model_validate(work["item"])
-    data = runtime.store.read(item.image_bucket, item.image_key, version_id=item.image_version)
-    source = images.UploadedImage(
-        data, param="image", max_pixels=runtime.edits.services.limits.max_input_pixels
-    )
+    limit = owner.edits.services.limits.max_input_pixels
+    source = images.UploadedImage(owner.source(), param="image", max_pixels=limit)
     return images.alpha_at(source.decoded(), plan.target, plan.fit)
 
 
-def _finish(item: ItemMessage, state: CollectState, edit_key: str, runtime: BatchRuntime) -> str:
-    """The item's record from its calls' outcomes, settled in the ledger."""
+def _finish(state: CollectState, edit_key: str, runtime: BatchRuntime) -> str:
+    """The edit's end from its calls' outcomes, recorded with its owner."""
+    owner = owner_of(state.work, runtime)
     outcomes = [state.done[call] for call in range(state.calls)]
     keys = [key for outcome in outcomes for key in outcome["keys"]]
-    # Images fal made that could not be collected fail the item, lest a success hide them.
+    # Images fal made that could not be collected fail the edit, lest a success hide them.
     uncollected = [o["error"] for o in outcomes if any(f["retryable"] for f in o["failures"])]
     if not keys or uncollected:
         errors = uncollected or [outcome["error"] for outcome in outcomes if outcome.get("error")]
         error = errors[0] if errors else all_flagged(any(o["flagged"] for o in outcomes)).body()["error"]
-        record = {"state": "failed", "error": error, "message": item.model_dump()}  # as failed_record
-        settle(runtime, item.batch_id, item.item_id, item.line, record, 0, 0.0)
+        ended = owner.failed(error)
         if not uncollected:
             runtime.collecting.journal.forget(edit_key)  # nothing billed: a redrive submits it anew
-        return "failed"
-    result = _result(item, outcomes, keys, plan_from(state.work, runtime), runtime)
-    settle(
-        runtime, item.batch_id, item.item_id, item.line, succeeded_record(result), len(keys), result.cost_usd
-    )
-    metrics.add("ImagesEdited", len(keys))
-    return "succeeded"
+        return ended
+    plan = plan_from(state.work, runtime)
+    return owner.succeeded(_result(owner, outcomes, keys, plan))
 
 
-def _result(
-    item: ItemMessage, outcomes: list[dict[str, Any]], keys: list[str], plan: Plan, runtime: BatchRuntime
-) -> EditResult:
-    spec, store = plan.model, runtime.edits.services.store
+def _result(owner: EditOwner, outcomes: list[dict[str, Any]], keys: list[str], plan: Plan) -> EditResult:
+    spec, store = plan.model, owner.edits.services.store
     billed = sum(outcome["billed"] for outcome in outcomes)
     failures = [CallFailure.model_validate(f) for outcome in outcomes for f in outcome["failures"]]
     flagged = sum(outcome["flagged"] for outcome in outcomes)
@@ -197,7 +188,7 @@ def _result(
         failures.append(flagged_failure(flagged))
     made = [o for o in outcomes if o["request_id"]]
     return EditResult(
-        created=int(time.time()), request_id=f"{item.batch_id}/{item.item_id}", model=spec.id,
+        created=int(time.time()), request_id=owner.request_id, model=spec.id,
         provider=spec.provider, images=tuple(EditedImage(key=key, url=store.presign(key)) for key in keys),
         size=plan.target, output_format=plan.output_format, response_format=plan.response_format,
         cost_usd=spec.price_usd(billed, plan.provider_size.width, plan.provider_size.height),

@@ -125,9 +125,7 @@ def _job_message(
     else:
         job = validated(JobMessage, document)
         if job is not None:
-            state = run_job(
-                job.job_id, runtime.jobs, runtime.queue, last_attempt=last_attempt, deadline=deadline
-            )
+            state = run_job(job.job_id, runtime, last_attempt=last_attempt, deadline=deadline)
             logger.info("job", extra={"job": job.job_id, "state": state})
 
 

@@ -1,6 +1,6 @@
-"""Asynchronous jobs on the batch queue: ``run_job`` runs one job's edit once (the seam where a
-job stops waiting on fal once fal's webhooks collect it), and ``deliver_callback`` tells the
-job's ``callback_url`` how it ended, retried with a growing delay."""
+"""Asynchronous jobs on the batch queue: ``run_job`` submits one job's edit to fal once, with
+fal's webhook (the collect step ends the job: ``editgate.app.batch.owners``), and
+``deliver_callback`` tells the job's ``callback_url`` how it ended, retried with a growing delay."""
 
 from __future__ import annotations
 
@@ -11,51 +11,48 @@ from aws_lambda_powertools import Logger
 
 from editgate.adapters.queue import WorkQueue
 from editgate.app.batch.items import RetryLater
-from editgate.app.batch.runtime import JobRunner
-from editgate.domain import jobs
-from editgate.domain.errors import EditgateError, RequestInProgress, UpstreamTimeout
+from editgate.app.batch.runtime import BatchRuntime, JobRunner
+from editgate.app.batch.submit import submit_edit
+from editgate.domain import identity, jobs
+from editgate.domain.errors import EditgateError, RequestInProgress
 from editgate.domain.json_values import json_text
 from editgate.domain.models import EditRequest
 
 logger = Logger(child=True)
 
 
-def run_job(job_id: str, runner: JobRunner, queue: WorkQueue, *, last_attempt: bool, deadline: float) -> str:
+def run_job(job_id: str, runtime: BatchRuntime, *, last_attempt: bool, deadline: float) -> str:
     """Run a queued job: skipped when it ended (cancelled before it started: fal never hears of
-    it), marked in progress, edited once (a redelivery collects what an earlier attempt submitted,
-    from the edit's journal), recorded succeeded or failed. Raises ``RetryLater`` for a failure
-    another attempt may fix (not on the last attempt). Answers what became of it."""
+    it), marked in progress, its edit submitted to fal with fal's webhook (once: a redelivery
+    pays nothing again) and left to the collect step, which records the job succeeded or failed.
+    Raises ``RetryLater`` for a failure another attempt may fix (not on the last attempt).
+    Answers what became of it."""
+    runner = runtime.jobs
+    assert runner is not None, "jobs run where the stack has a jobs' table"
     job = runner.table.get(job_id)
     if job is None or job.status in jobs.ENDED:
         return "skipped"
     if job.status == "queued" and not runner.table.move(job_id, "in_progress", only_from=("queued",)):
         return "skipped"  # cancelled meanwhile
-    store = runner.edits.services.store
     try:
-        inputs = [store.get(key) for key in job.inputs]
-        result = runner.edits.edit_job(
-            job.id,
-            EditRequest.model_validate(job.request),
-            inputs,
-            deadline=deadline,
-            folder=f"{jobs.folder(runner.prefix, job.id)}/output",
-        )
-        if not result.complete:
-            failure = next(failure for failure in result.failures if failure.retryable)
-            raise UpstreamTimeout(failure.message, code=failure.code)
+        (key,) = job.inputs
+        image = runner.edits.services.store.get(key)
+        request = EditRequest.model_validate(job.request)
+        edit = identity.for_job(job.id, request, [image])
+        owner = {"job": job.id, "input": key}
+        services = runner.edits.services
+        submit_edit(edit, owner, request, image, services, runtime.collecting, deadline)
     except EditgateError as exc:
         if _cancelled(job_id, runner):
             return "cancelled"  # fal ended its requests for the cancel: nothing to retry
         if exc.retryable and (not last_attempt or isinstance(exc, RequestInProgress)):
             raise RetryLater(exc) from exc
-        return _end(job_id, runner, queue, "failed", error=exc.body())
-    return _end(
-        job_id,
-        runner,
-        queue,
-        "succeeded",
-        result=result.model_dump(mode="json", exclude={"images": {"__all__": {"url", "b64_json"}}}),
-    )
+        return end_job(job_id, runner, runtime.queue, "failed", error=exc.body())
+    return "submitted"
+
+
+def job_output_folder(runner: JobRunner, job_id: str) -> str:
+    return f"{jobs.folder(runner.prefix, job_id)}/output"
 
 
 def _cancelled(job_id: str, runner: JobRunner) -> bool:
@@ -63,10 +60,13 @@ def _cancelled(job_id: str, runner: JobRunner) -> bool:
     return job is not None and job.status == "cancelled"
 
 
-def _end(job_id: str, runner: JobRunner, queue: WorkQueue, status: jobs.JobStatus, **outcome: object) -> str:
-    """The job's end recorded, unless it was cancelled meanwhile; its callback queued once."""
+def end_job(
+    job_id: str, runner: JobRunner, queue: WorkQueue, status: jobs.JobStatus, **outcome: object
+) -> str:
+    """The job's end recorded, unless it ended meanwhile (cancelled); its callback queued once."""
     if not runner.table.move(job_id, status, only_from=("in_progress",), **outcome):
-        return "cancelled"
+        job = runner.table.get(job_id)
+        return job.status if job is not None else "unknown"
     job = runner.table.get(job_id)
     if job is not None and job.callback_url:
         queue.send([{"kind": "callback", "job_id": job_id, "attempt": 0}])

@@ -1,6 +1,7 @@
-"""A batch item handed to fal: prepared (normalized and checked, as any edit), each provider call
-submitted with fal's webhook and journaled with what collecting it needs. Nothing waits on fal:
-the collect step (``editgate.app.batch.collect``) finishes the item when fal says it is done."""
+"""An edit handed to fal (a batch item's, an asynchronous job's): prepared (normalized and checked,
+as any edit), each provider call submitted with fal's webhook and journaled with what collecting
+it needs. Nothing waits on fal: the collect step (``editgate.app.batch.collect``) finishes the
+edit when fal says it is done."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from editgate.adapters.collect_journal import CollectState
+from editgate.adapters.collect_journal import CollectState, Held
 from editgate.app.batch.messages import ItemMessage
-from editgate.app.batch.runtime import BatchRuntime
+from editgate.app.batch.runtime import BatchRuntime, Collecting
 from editgate.app.fal_webhooks import CollectMessage
-from editgate.app.preparing import prepare
+from editgate.app.preparing import Prepared, prepare
 from editgate.app.provider_calls import payload_digest
+from editgate.app.services import Services
 from editgate.domain import identity
-from editgate.domain.errors import RequestInProgress
+from editgate.domain.errors import IdempotencyKeyReused, RequestInProgress
+from editgate.domain.identity import EditIdentity
 from editgate.domain.models import EditRequest, Plan
 
 logger = Logger(child=True)
@@ -25,23 +28,49 @@ logger = Logger(child=True)
 def submit_item(
     item: ItemMessage, request: EditRequest, image: bytes, runtime: BatchRuntime, deadline: float
 ) -> int:
-    """Submit the item's provider calls (those its journal does not already hold: a redelivery
-    pays nothing again); how many were submitted now. ``RequestInProgress`` while another
-    delivery of the item is submitting."""
-    services, collecting = runtime.edits.services, runtime.collecting
+    """Submit a batch item's provider calls; how many were submitted now (see ``submit_edit``)."""
     edit = identity.for_item(item.batch_id, item.item_id, request, [image])
+    owner = {"item": item.model_dump(mode="json")}
+    return submit_edit(edit, owner, request, image, runtime.edits.services, runtime.collecting, deadline)
+
+
+def submit_edit(
+    edit: EditIdentity, owner: dict[str, Any], request: EditRequest, image: bytes, services: Services,
+    collecting: Collecting, deadline: float,
+) -> int:  # fmt: skip
+    """Submit the edit's provider calls (those its journal does not already hold: a redelivery
+    pays nothing again), with what the collect step needs: ``owner``, whose edit it is (a batch
+    item's message, ``{"item": …}``, or a job's id, ``{"job": …}``), and the plan. How many were
+    submitted now. ``RequestInProgress`` while another delivery of the edit is submitting."""
     prepared = prepare(request, [image], services, deadline)
     plan = prepared.plan
-    work = {"item": item.model_dump(mode="json"), "calls": len(plan.calls), "model": plan.model.id,
+    work = {**owner, "calls": len(plan.calls), "model": plan.model.id,
             "alpha": prepared.alpha is not None, "plan": compact_plan(plan)}  # fmt: skip
     ttl = services.deduplicator.ttl_seconds(edit)
     lease = max(1.0, deadline - time.monotonic())
-    state = collecting.journal.begin(edit.key, work, lease_seconds=lease, ttl_seconds=ttl)
-    if state is None:
-        raise RequestInProgress("The item is being submitted by another delivery.", retry_after=2)
-    _collect_again(edit.key, state, runtime)
-    journal = collecting.journal.edit_journal(edit.key, state, ttl)
-    submitted = 0
+    state = collecting.journal.begin(edit.key, edit.digest, work, lease_seconds=lease, ttl_seconds=ttl)
+    if isinstance(state, Held) and state.other_edit:
+        # Its fal requests were made for what the name meant then: never paid again for another.
+        raise IdempotencyKeyReused(
+            "This edit was submitted before with other parameters or another image; give it a new id."
+        )
+    if isinstance(state, Held):
+        raise RequestInProgress("The edit is being submitted by another delivery.", retry_after=2)
+    try:
+        _collect_again(edit.key, state, collecting)
+        submitted = _submit_calls(edit.key, state, prepared, work, services, collecting, ttl, deadline)
+    finally:
+        collecting.journal.release(edit.key, state)
+    logger.info("edit submitted", extra={"owner": list(owner), "calls": len(plan.calls)})
+    return submitted
+
+
+def _submit_calls(
+    edit_key: str, state: CollectState, prepared: Prepared, work: dict[str, Any], services: Services,
+    collecting: Collecting, ttl: int, deadline: float,
+) -> int:  # fmt: skip
+    journal = collecting.journal.edit_journal(edit_key, state, ttl)
+    plan, submitted = prepared.plan, 0
     for index, payload in enumerate(plan.payloads(prepared.image_uri)):
         digest = payload_digest(payload)
         known = journal.get(index)
@@ -53,23 +82,22 @@ def submit_item(
         entry = {"payload": digest, "submission": submission.model_dump(mode="json")}
         journal.record(index, entry, collected_with={"work": work})
         submitted += 1
-    logger.info("batch item submitted", extra={"item": item.item_id, "calls": len(plan.calls)})
     return submitted
 
 
-def _collect_again(edit_key: str, state: CollectState, runtime: BatchRuntime) -> None:
-    """A redrive of an item whose calls fal made but could not be collected: collected now, from
+def _collect_again(edit_key: str, state: CollectState, collecting: Collecting) -> None:
+    """A redrive of an edit whose calls fal made but could not be collected: collected now, from
     the same fal requests (nothing paid again)."""
     again = [call for call, outcome in state.done.items() if any(f["retryable"] for f in outcome["failures"])]
     if not again:
         return
-    runtime.collecting.journal.reopen(edit_key, again)
+    collecting.journal.reopen(edit_key, again)
     messages = [
         CollectMessage(request_id=state.entries[call]["submission"]["request_id"], edit_key=edit_key,
                        call=call, status="POLLED", received_at=time.time()).model_dump(mode="json")
         for call in again
     ]  # fmt: skip
-    runtime.collecting.queue.send(messages)
+    collecting.queue.send(messages)
 
 
 def compact_plan(plan: Plan) -> dict[str, Any]:
