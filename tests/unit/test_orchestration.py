@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from editgate.adapters.collect_journal import CollectJournal, CollectState
+from editgate.adapters.collect_journal import CollectJournal, CollectState, Held
 from editgate.adapters.fal import FalClient, FalImage, FalOutput, FalSubmission
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
@@ -48,10 +48,14 @@ class FakeFal(FalClient):
         self.submitted: list[dict[str, Any]] = []
         self.collected: list[str] = []
         self.failing = failing  # how many submits fail first
+        self.meanwhile: Callable[[], None] | None = None  # runs once, while the next submit is made
 
     def submit(
         self, endpoint_id: str, payload: dict[str, Any], deadline: float, *, webhook_url: str | None = None
     ) -> FalSubmission:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
         if self.failing:
             self.failing -= 1
             raise UpstreamError("The provider answered HTTP 503.")
@@ -151,19 +155,28 @@ class FakeCollectJournal(CollectJournal):
         super().__init__("idempotency")
         self.work: dict[str, dict[str, Any]] = {}
         self.leases: dict[str, float] = {}
+        self.digests: dict[str, str] = {}
         self.entries: dict[str, dict[int, dict[str, Any]]] = {}
         self.done: dict[str, dict[int, dict[str, Any]]] = {}
         # fal request id -> its edit, its call, and what its lookup carries for the collect step
         self.awaiting: dict[str, tuple[str, int, dict[str, Any]]] = {}
 
     def begin(
-        self, edit_key: str, work: dict[str, Any], *, lease_seconds: float, ttl_seconds: int
-    ) -> CollectState | None:
+        self, edit_key: str, digest: str, work: dict[str, Any], *, lease_seconds: float, ttl_seconds: int
+    ) -> CollectState | Held:
         if self.leases.get(edit_key, 0.0) >= time.time():
-            return None
+            return Held(other_edit=False)
+        if self.digests.setdefault(edit_key, digest) != digest:
+            return Held(other_edit=True)
         self.leases[edit_key] = time.time() + lease_seconds
         self.work[edit_key] = json.loads(json.dumps(work))
-        return self.state(edit_key)
+        state = self.state(edit_key)
+        assert state is not None
+        return replace(state, lease_until=str(self.leases[edit_key]))
+
+    def release(self, edit_key: str, state: CollectState) -> None:
+        if state.lease_until == str(self.leases.get(edit_key)):
+            del self.leases[edit_key]
 
     def expire_leases(self) -> None:
         """As when a redelivery comes: after the earlier attempt's time (SQS's visibility timeout)."""
@@ -199,7 +212,7 @@ class FakeCollectJournal(CollectJournal):
         self.awaiting.pop(request_id, None)
 
     def forget(self, edit_key: str) -> None:
-        for kept in (self.work, self.leases, self.entries, self.done):
+        for kept in (self.work, self.leases, self.entries, self.done, self.digests):
             kept.pop(edit_key, None)
 
 
@@ -431,9 +444,45 @@ def test_given_a_delivery_while_another_submits_the_item_then_it_is_never_record
     """Two deliveries of one item at once: the later never records the item failed."""
     fal = FakeFal()
     runtime, ledger, _store = batch(fal)
+    refused: list[BaseException] = []
+
+    def second_delivery() -> None:
+        with pytest.raises(items.RetryLater) as raised:
+            items.process_item(ITEM, runtime, last_attempt=True, deadline=soon())
+        refused.append(raised.value.error)
+
+    fal.meanwhile = second_delivery
     items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
-    with pytest.raises(items.RetryLater) as raised:
-        items.process_item(ITEM, runtime, last_attempt=True, deadline=soon())
-    assert isinstance(raised.value.error, RequestInProgress)
+    assert [type(error) for error in refused] == [RequestInProgress]
     assert ledger.counted == []
     assert len(fal.submitted) == 1
+
+
+def test_given_an_item_submitted_when_delivered_again_at_once_then_it_is_not_refused_as_in_progress() -> None:
+    """A finding of issue 17's review: the submit lease was held until the attempt's deadline, so
+    an S3 Batch Operations retry (or any redelivery) within it was refused as in progress. The
+    lease is given back once the submit is done: the redelivery submits nothing, and is not
+    refused."""
+    fal = FakeFal()
+    runtime, _ledger, _store = batch(fal)
+    first = items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    again = items.process_item(ITEM, runtime, last_attempt=True, deadline=soon())
+    assert (first.state, first.submitted, again.state, again.submitted) == ("submitted", 1, "submitted", 0)
+    assert len(fal.submitted) == 1
+
+
+def test_given_an_item_that_succeeded_when_a_changed_line_of_it_is_delivered_then_fal_is_not_paid_again() -> (
+    None
+):
+    """A finding of issue 17's review: a delivery of an item whose parameters changed since it
+    was submitted (same batch and id, another prompt) submitted again, and its images were never
+    collected (the call was done already). It is refused before fal: the item stays succeeded."""
+    fal = FakeFal()
+    runtime, ledger, _store = batch(fal)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    webhooks(runtime)
+    changed = ITEM.model_copy(update={"params": {"prompt": "make it blue"}})
+    outcome = items.process_item(changed, runtime, last_attempt=True, deadline=soon())
+    assert outcome.state == "skipped"
+    assert len(fal.submitted) == 1
+    assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
