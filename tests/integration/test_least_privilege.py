@@ -380,16 +380,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 [{"drain": done.deployment.names["BatchQueue"]}, {"event": operations}],
                 tmp,
             )
-            done.answers["jobs"] += invoke(
-                done,
-                "edit_api",
-                [{"event": _job_event(done.key_id, "GET", f"/v1/images/edits/jobs/{ran}")}],
-                tmp,
-            )
-            # fal's webhooks about the batch's requests (journaled by the batch function), the
-            # first twice; then the collect steps they queued, and the sweeper's schedule.
-            # (The batch's are the last three: the HTTPS edits' are journaled in their own table.)
-            webhooks = [_webhook_event(emulator, request_id) for request_id in emulator.request_ids[-3:]]
+            # fal's webhooks about the batch's and the job's requests (journaled by the batch
+            # function), the first twice; then the collect steps they queued, and the sweeper's
+            # schedule. (They are the last four: the HTTPS edits' are journaled in their own table.)
+            webhooks = [_webhook_event(emulator, request_id) for request_id in emulator.request_ids[-4:]]
             done.answers["fal_webhook"] = invoke(
                 done, "fal_webhook", [{"event": e} for e in [webhooks[0], *webhooks]], tmp
             )
@@ -397,6 +391,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 done,
                 "batch_edit",
                 [{"drain": done.deployment.names["CollectQueue"]}, {"event": scheduled_event()}],
+                tmp,
+            )
+            # The job, ended by its collect step.
+            done.answers["jobs"] += invoke(
+                done,
+                "edit_api",
+                [{"event": _job_event(done.key_id, "GET", f"/v1/images/edits/jobs/{ran}")}],
                 tmp,
             )
             done.answers["keys"] = [keys_cli(done, "list"), keys_cli(done, "revoke", done.key_id)]
@@ -426,7 +427,7 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
     }
     collected, swept = run.answers["collect"]
     assert all(answer == {"batchItemFailures": []} for answer in collected)
-    assert len(collected) == 3  # the manifest's, the upload's and the task's request (each webhooked)
+    assert len(collected) == 4  # the manifest's, the upload's, the task's and the job's request
     assert swept == {"queued": 0}  # every webhook came
     assert sorted(states.values()) == ["succeeded"] * 3, states  # the manifest's, the upload's, the task's
     assert any(key.startswith("batches/single/items/IMG_0001-") for key in states)
@@ -449,10 +450,11 @@ def test_given_the_template_statements_when_every_success_path_runs_then_each_su
         run.client("s3", "EditApiFunctionRole").get_object(Bucket=bucket_name, Key=image_key)["Body"].read()
     )
     taken, again, *others = run.answers["fal_webhook"]
-    assert [answer["statusCode"] for answer in (taken, again, *others)] == [200] * 4
+    assert [answer["statusCode"] for answer in (taken, again, *others)] == [200] * 5
     assert [json.loads(a["body"])["duplicate"] for a in (taken, again, *others)] == [
         False,
         True,
+        False,
         False,
         False,
     ]
