@@ -131,6 +131,9 @@ class Deployment:
             "Fn::Join": lambda argument: self._resolve(argument[0]).join(self._resolve(argument[1])),
             "Fn::Select": lambda argument: self._resolve(argument[1])[int(self._resolve(argument[0]))],
             "Fn::Split": lambda argument: self._resolve(argument[1]).split(self._resolve(argument[0])),
+            "Fn::FindInMap": lambda argument: self.template["Mappings"][self._resolve(argument[0])][
+                str(self._resolve(argument[1]))
+            ][self._resolve(argument[2])],
             "Fn::If": lambda argument: self._resolve(
                 argument[1] if self.condition(argument[0]) else argument[2]
             ),

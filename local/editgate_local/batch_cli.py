@@ -102,7 +102,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     redrive = add_command(
         verbs,
         "redrive",
-        "queue a batch's failed items (and dead letters) again",
+        "queue a batch's failed items again, and every dead letter of the batch and collect queues",
         "  editgate batch redrive photos-20250101-120000\n"
         "  editgate batch redrive photos-20250101-120000 --stack editgate",
     )

@@ -56,6 +56,10 @@ class Deployment:
     table: str
     queue_url: str
     dead_letter_url: str
+    # The collect queue (fal's webhooks and the sweeper queue each request's collect step there)
+    # and its dead-letter queue.
+    collect_queue_url: str
+    collect_dead_letter_url: str
     # False for a local stack of the command's own: its bucket is gone when the command ends.
     lasting: bool = True
 
@@ -111,6 +115,8 @@ def local_deployment(description: str, *, lasting: bool = True) -> Deployment:
         env["BATCH_TABLE"],
         env["BATCH_QUEUE_URL"],
         env["BATCH_DEAD_LETTER_QUEUE_URL"],
+        env["COLLECT_QUEUE_URL"],
+        env["COLLECT_DEAD_LETTER_QUEUE_URL"],
         lasting,
     )
 
@@ -121,15 +127,11 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         where = f"the running editgate serve at {serve['base_url']}" if serve else "the local stack"
         return local_deployment(f"{where} (moto at {os.environ['AWS_ENDPOINT_URL']})")
     use_aws(args.region, args.profile)
-    names = ("BatchBucketName", "BatchTableName", "BatchQueueUrl", "BatchDeadLetterQueueUrl")
+    names = ("BatchBucketName", "BatchTableName", "BatchQueueUrl", "BatchDeadLetterQueueUrl",
+             "CollectQueueUrl", "CollectDeadLetterQueueUrl")  # fmt: skip
     outputs = stack_outputs(args.stack, *names)
-    return Deployment(
-        f"stack {args.stack}",
-        outputs["BatchBucketName"],
-        outputs["BatchTableName"],
-        outputs["BatchQueueUrl"],
-        outputs["BatchDeadLetterQueueUrl"],
-    )
+    bucket, table, queue, dead, collect, collect_dead = (outputs[name] for name in names)
+    return Deployment(f"stack {args.stack}", bucket, table, queue, dead, collect, collect_dead)
 
 
 def manifest_for(folder: Path, prompt: str | None, params: list[str]) -> Upload:
@@ -393,7 +395,13 @@ def _redrive(batch_id: str, deployment: Deployment) -> int:
         WorkQueue(deployment.queue_url),
         deployment.dead_letter_url,
     )
-    console.print(f"queued again: {failed} failed item(s), {dead} dead-lettered message(s)")
+    collects = redrive.redrive_collects(
+        WorkQueue(deployment.collect_queue_url), deployment.collect_dead_letter_url
+    )
+    console.print(
+        f"queued again: {failed} failed item(s), {dead} dead-lettered message(s), "
+        f"{collects} dead-lettered collect step(s)"
+    )
     return 0
 
 

@@ -19,6 +19,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from samtranslator.yaml_helper import yaml_parse
 from werkzeug.serving import make_server
 
+from editgate.adapters.jobs import UNENDED, UNENDED_INDEX, UNENDED_SINCE
 from editgate.adapters.journal import PENDING, PENDING_INDEX, PENDING_SINCE
 from editgate.adapters.keys import KeyRecord, KeyTable, WebhookSecrets, key_hash, new_record
 
@@ -49,7 +50,8 @@ SOURCE_BUCKET = "editgate-local-source"
 # As template.yaml: items are retried twice, then dead-lettered; visibility 6 x the timeout.
 BATCH_MAX_RECEIVES = 3
 IDEMPOTENCY_TABLE = "editgate-local-idempotency"
-# Asynchronous jobs (template.yaml: JobsTable, its index listing a key's jobs newest first).
+# Asynchronous jobs (template.yaml: JobsTable, its index listing a key's jobs newest first, and
+# the sparse one of the jobs not ended, for the sweeper).
 JOBS_TABLE = "editgate-local-jobs"
 JOBS_BY_CALLER = "by_caller"
 # Callback receivers of a local stack's tests listen on loopback: only here may a callback_url
@@ -265,12 +267,21 @@ class LocalStack:
             TableName=JOBS_TABLE,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("id", "caller", "listed")
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": "caller", "AttributeType": "S"},
+                {"AttributeName": "listed", "AttributeType": "S"},
+                {"AttributeName": UNENDED, "AttributeType": "S"},
+                {"AttributeName": UNENDED_SINCE, "AttributeType": "N"},
             ],
             GlobalSecondaryIndexes=[{
                 "IndexName": JOBS_BY_CALLER,
                 "KeySchema": [{"AttributeName": "caller", "KeyType": "HASH"},
                               {"AttributeName": "listed", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }, {
+                "IndexName": UNENDED_INDEX,
+                "KeySchema": [{"AttributeName": UNENDED, "KeyType": "HASH"},
+                              {"AttributeName": UNENDED_SINCE, "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
             }],
             BillingMode="PAY_PER_REQUEST",
@@ -403,6 +414,7 @@ def batch_environment() -> dict[str, str]:
         "BATCH_MAX_RECEIVES": str(BATCH_MAX_RECEIVES),
         "SOURCE_BUCKET": SOURCE_BUCKET,
         "COLLECT_QUEUE_URL": sqs.get_queue_url(QueueName=COLLECT_QUEUE)["QueueUrl"],
+        "COLLECT_DEAD_LETTER_QUEUE_URL": sqs.get_queue_url(QueueName=COLLECT_DEAD_LETTER_QUEUE)["QueueUrl"],
         "FAL_WEBHOOK_URL": os.environ.get("FAL_WEBHOOK_URL", ""),
     }
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
+from editgate.adapters.jobs import UNENDED, UNENDED_INDEX, UNENDED_SINCE
 from editgate.domain import envelope
 from editgate.domain.errors import InvalidRequest
 from editgate.domain.images import Size
@@ -80,12 +81,36 @@ def test_given_the_template_then_jobs_are_recorded_queued_on_the_batch_queue_and
 
 def test_given_the_jobs_table_then_its_index_lists_a_keys_jobs_newest_first_and_records_expire() -> None:
     table = yaml_parse(TEMPLATE.read_text())["Resources"]["JobsTable"]["Properties"]
-    [index] = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by_caller"
+    index = next(i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "by_caller")
     assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
         ("caller", "HASH"), ("listed", "RANGE")
     ]  # fmt: skip
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_given_the_jobs_table_then_a_sparse_index_finds_the_jobs_not_ended_by_since_when() -> None:
+    """The jobs' sweeper queries it (no scan): the jobs not ended, by when they were queued or
+    started (a number, so that a range condition finds the old ones)."""
+    table = yaml_parse(TEMPLATE.read_text())["Resources"]["JobsTable"]["Properties"]
+    index = next(i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == UNENDED_INDEX)
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        (UNENDED, "HASH"), (UNENDED_SINCE, "RANGE")
+    ]  # fmt: skip
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert (types[UNENDED], types[UNENDED_SINCE]) == ("S", "N")
+
+
+@pytest.mark.parametrize("timeout", [120, 300, 600, 900])
+def test_given_each_batch_timeout_then_a_job_is_taken_for_dead_only_after_its_messages_last_retry(
+    timeout: int,
+) -> None:
+    """A started job's message is received twice more, 6 x the timeout apart, then runs once: the
+    sweeper must not fail a job a retry may still finish (13 x the timeout)."""
+    batch = deployed(BatchTimeoutSeconds=str(timeout)).environment("BatchFunction")
+    stale = make_settings(job_stale_seconds=batch["JOB_STALE_SECONDS"]).job_stale_seconds
+    assert stale >= 13 * timeout
+    assert stale <= 4 * 3600
 
 
 def test_given_a_job_edit_too_long_for_https_then_the_batch_timeout_admits_it() -> None:
@@ -193,7 +218,7 @@ def test_given_the_template_then_the_sweeper_runs_every_minute_on_the_batch_func
     assert target["Arn"] == {"Fn::GetAtt": ["BatchFunction", "Arn"]}
 
 
-def test_given_the_template_then_a_sparse_index_finds_pending_fal_requests_the_batch_role_may_query() -> None:
+def test_given_the_template_then_the_batch_role_may_query_the_sparse_indexes_of_requests_and_jobs() -> None:
     deployment = deployed()
     deployment.arns.update(
         {name: f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}" for name in RESOURCES}
@@ -208,7 +233,10 @@ def test_given_the_template_then_a_sparse_index_finds_pending_fal_requests_the_b
         for statement in document["Statement"]
         if "dynamodb:Query" in statement["Action"]
     ]
-    assert queries == ["arn:aws:dynamodb:us-east-1:123456789012:table/BatchIdempotencyTable/index/pending"]
+    assert queries == [
+        "arn:aws:dynamodb:us-east-1:123456789012:table/BatchIdempotencyTable/index/pending",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/JobsTable/index/unended",
+    ]
 
 
 EDIT_PATHS = ("/v1/images/edits", "/images/edits")

@@ -139,6 +139,11 @@ class Settings(WebhookReceiptSettings):
     # A failed callback delivery is tried again after this, doubling, up to callback_attempts in all.
     callback_retry_seconds: int = Field(default=30, ge=0, le=900)
     callback_attempts: int = Field(default=6, ge=1, le=20)
+    # The batch function's jobs' sweeper fails a job that has not ended this long after it was
+    # queued or started (its message dead-lettered, or never came): past its message's last retry
+    # (2 x the queue's visibility, 6 x the function's timeout each, then one run), which the
+    # template sets from BatchTimeoutSeconds; the default covers timeouts up to 300 s.
+    job_stale_seconds: int = Field(default=2 * 3600, ge=60)
     # Networks a callback_url may reach besides public addresses (JSON list of CIDRs). Only the
     # local stack sets it (its tests' receivers listen on loopback); the template never does.
     callback_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)

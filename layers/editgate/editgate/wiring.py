@@ -102,6 +102,7 @@ def job_runner(settings: Settings, services: Services) -> JobRunner | None:
         secrets=WebhookSecrets(settings.api_keys_table or ""),
         callback_retry_seconds=settings.callback_retry_seconds,
         callback_attempts=settings.callback_attempts,
+        stale_seconds=settings.job_stale_seconds,
     )
 
 

@@ -133,7 +133,10 @@ def schemas() -> dict[str, Any]:
                 "oneOf": [{"$ref": "#/components/schemas/ImagesResponse"}, nullable],
             },
             "error": {
-                "description": "Once failed: OpenAI's error object.",
+                "description": (
+                    "Once failed: OpenAI's error object; code `job_expired` when the job had not "
+                    "ended in time (hours after it was queued or started) and was stopped."
+                ),
                 "oneOf": [{"$ref": "#/components/schemas/ErrorResponse/properties/error"}, nullable],
             },
         },

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from editgate.adapters.callbacks import CallbackSender
-from editgate.adapters.fal import FalSubmission
+from editgate.adapters.fal import FalClient, FalSubmission
 from editgate.adapters.jobs import JobTable
 from editgate.adapters.journal import SubmissionJournal
 from editgate.adapters.keys import WebhookSecrets
@@ -128,12 +128,17 @@ class JobService:
         return JobView(job, result)
 
     def _cancel_at_fal(self, job_id: str) -> None:
-        journal = self.journal.open(identity.job_edit_key(job_id), 0)
-        deadline = time.monotonic() + CANCEL_SECONDS
-        for index in range(MAX_N):
-            entry = journal.get(index)
-            if entry and "submission" in entry:
-                self.edits.services.fal.cancel(FalSubmission.model_validate(entry["submission"]), deadline)
+        cancel_at_fal(job_id, self.journal, self.edits.services.fal, time.monotonic() + CANCEL_SECONDS)
+
+
+def cancel_at_fal(job_id: str, journal: SubmissionJournal, fal: FalClient, deadline: float) -> None:
+    """Every fal request the job's edit journaled, cancelled (fal bills none it had not started;
+    one that had ended is left as it is)."""
+    edit = journal.open(identity.job_edit_key(job_id), 0)
+    for index in range(MAX_N):
+        entry = edit.get(index)
+        if entry and "submission" in entry:
+            fal.cancel(FalSubmission.model_validate(entry["submission"]), deadline)
 
 
 def _same_request(job: Job, digest: str) -> Job:

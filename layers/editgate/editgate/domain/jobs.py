@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pybase64
 from pydantic import BaseModel, ConfigDict
 
-from editgate.domain.errors import InvalidRequest
+from editgate.domain.errors import EditgateError, InvalidRequest
 
 JobStatus = Literal["queued", "in_progress", "succeeded", "failed", "cancelled"]
 ENDED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -41,6 +41,22 @@ class Job(BaseModel):
     callback_url: str | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+
+
+class JobExpired(EditgateError):
+    """A job that had not ended long after it was made or started: its run died (its message
+    dead-lettered) or never came. The jobs' sweeper ends it so."""
+
+    status = 504
+    default_code = "job_expired"
+
+
+def expired(stale_seconds: int) -> JobExpired:
+    """Why the sweeper failed a job, as its caller reads it."""
+    return JobExpired(
+        f"The job did not finish in time (it had not ended {stale_seconds // 60} minutes after it "
+        "was queued or started) and was stopped; nothing more will be billed for it. Submit it again."
+    )
 
 
 def job_id(identity_key: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Operator-only (``editgate batch redrive``): a batch's failed items and dead letters queued again."""
+"""Operator-only (``editgate batch redrive``): a batch's failed items and dead letters queued
+again, and the collect queue's dead letters moved back onto it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def redrive(
     publish_summary(batch_id, ledger, store)
     queue.send(list(unique.values()))
     return len(again), len(dead)
+
+
+def redrive_collects(collect_queue: WorkQueue, dead_letter_url: str) -> int:
+    """Every message of the collect queue's dead-letter queue back on the collect queue, each
+    deleted from the dead-letter queue once it is queued again: fal requests whose webhook (or
+    sweep) was taken, which no sweep collects again while that receipt lives (a day). Of any
+    batch, or job. Each goes as a repeat: the collect step reads the journal first, and one
+    collected meanwhile is not collected again. Returns how many were moved."""
+    moved = 0
+    for message in collect_queue.drain(dead_letter_url):
+        collect_queue.send(_repeats([message]))
+        moved += 1
+    return moved
 
 
 def failed_items(batch_id: str, store: ObjectStore) -> list[dict[str, Any]]:

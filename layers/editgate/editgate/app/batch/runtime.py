@@ -35,7 +35,8 @@ class Collecting:
 @dataclass
 class JobRunner:
     """What running asynchronous jobs needs: the edit service storing in the API's results bucket
-    (the job's folder there), the jobs' table, and the callbacks' secrets and retries."""
+    (the job's folder there), the jobs' table, the callbacks' secrets and retries, and when the
+    jobs' sweeper takes a job for dead."""
 
     edits: EditService
     table: JobTable
@@ -45,6 +46,10 @@ class JobRunner:
     # A failed delivery is tried again after this, doubled each time (SQS delays up to 15 minutes).
     callback_retry_seconds: int
     callback_attempts: int
+    # The jobs' sweeper fails a job not ended this long after it was queued or started.
+    stale_seconds: int
+    # The most jobs one sweep ends (the rest wait for the next minute's).
+    sweep_limit: int = 100
 
 
 @dataclass

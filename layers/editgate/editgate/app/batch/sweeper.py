@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from editgate.adapters.fal import FalSubmission
 from editgate.adapters.journal import SubmittedRequest
 from editgate.app import metrics
+from editgate.app.batch.job_sweeper import sweep_jobs
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.app.fal_webhooks import CollectMessage
 
@@ -40,6 +41,7 @@ def sweep(runtime: BatchRuntime, deadline: float, now: float | None = None) -> i
                 collecting.receipts.release(request.request_id)
                 raise
             queued += 1
+    sweep_jobs(runtime, deadline, now)
     if queued:
         logger.warning("fal requests collected without their webhook", extra={"queued": queued})
         metrics.add("WebhooksMissed", queued)
