@@ -43,8 +43,9 @@ def run_job(job_id: str, runtime: BatchRuntime, *, last_attempt: bool, deadline:
         services = runner.edits.services
         submit_edit(edit, owner, request, image, services, runtime.collecting, deadline)
     except EditgateError as exc:
-        if _cancelled(job_id, runner):
-            return "cancelled"  # fal ended its requests for the cancel: nothing to retry
+        ended = _ended_meanwhile(job_id, runner)
+        if ended is not None:
+            return ended  # cancelled (fal ended its requests) or expired: nothing to retry
         if exc.retryable and (not last_attempt or isinstance(exc, RequestInProgress)):
             raise RetryLater(exc) from exc
         return end_job(job_id, runner, runtime.queue, "failed", error=exc.body())
@@ -55,9 +56,11 @@ def job_output_folder(runner: JobRunner, job_id: str) -> str:
     return f"{jobs.folder(runner.prefix, job_id)}/output"
 
 
-def _cancelled(job_id: str, runner: JobRunner) -> bool:
+def _ended_meanwhile(job_id: str, runner: JobRunner) -> str | None:
+    """The job's end, when it ended while its run was submitting it (cancelled, or failed by the
+    jobs' sweeper)."""
     job = runner.table.get(job_id)
-    return job is not None and job.status == "cancelled"
+    return job.status if job is not None and job.status in jobs.ENDED else None
 
 
 def end_job(
