@@ -71,6 +71,11 @@ def lambda_environment() -> dict[str, str]:
         "REQUEST_DEADLINE_SECONDS": "27",
         "IDEMPOTENCY_TABLE": "editgate-idempotency",
         "IDEMPOTENCY_TTL_SECONDS": "3600",
+        # As the template sets them: the edit API queues jobs on the batch queue (issue 17).
+        "JOBS_TABLE": "editgate-jobs",
+        "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/editgate-batch",
+        "JOBS_RUN_TIMEOUT_SECONDS": "300",
+        "JOBS_JOURNAL_TABLE": "editgate-batch-idempotency",
         "PYTHONPATH": os.pathsep.join(map(str, (FUNCTION, LAYER, RUNTIME))),
         # Lambda's code and layers are read-only: nothing is ever written beside them.
         "PYTHONDONTWRITEBYTECODE": "1",

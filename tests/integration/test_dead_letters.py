@@ -134,7 +134,7 @@ def test_given_a_job_whose_message_dead_lettered_when_the_sweeper_runs_then_the_
         assert answer["result"] is None
         assert set(answer["error"]) == {"message", "type", "param", "code"}
         assert answer["error"]["code"] == "job_expired"
-        assert "nothing more will be billed" in answer["error"]["message"]
+        assert "fal was asked to cancel its requests" in answer["error"]["message"]
         with stack.batch_driver(1) as driver:
             until(lambda: len(receiver.deliveries) == 1 and driver.idle(), timeout=60)
     headers, body = receiver.deliveries[0]

@@ -137,7 +137,7 @@ def test_given_a_job_whose_message_dead_lettered_when_the_sweeper_runs_then_the_
         error = job.error["error"]
         assert set(error) == {"message", "type", "param", "code"}
         assert (error["code"], error["type"]) == ("job_expired", "server_error")
-        assert "nothing more will be billed" in error["message"]
+        assert "fal was asked to cancel its requests" in error["message"]
     assert fal.cancelled == ["req-a", "req-b"]
     assert queue.sent == [{"kind": "callback", "job_id": job_id(1), "attempt": 0}]
     assert table.unended(STARTED + 10 * STALE, 100) == []

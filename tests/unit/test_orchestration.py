@@ -17,10 +17,10 @@ from editgate.adapters.collect_journal import CollectJournal, CollectState, Held
 from editgate.adapters.fal import FalClient, FalImage, FalOutput, FalSubmission
 from editgate.adapters.fetch import ImageFetcher
 from editgate.adapters.idempotency import Deduplicator
-from editgate.adapters.journal import EditJournal, SubmissionJournal
+from editgate.adapters.journal import EditJournal, SubmissionJournal, SubmittedRequest
 from editgate.adapters.ledger import BatchLedger, Settled, Tally
 from editgate.adapters.objects import ObjectHead, ObjectNotFound, ObjectStore
-from editgate.adapters.queue import WorkQueue
+from editgate.adapters.queue import WorkQueue, message_body
 from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app.batch import items
 from editgate.app.batch.collect import collect
@@ -28,7 +28,7 @@ from editgate.app.batch.layout import ImageRules, output_key
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime, Collecting
 from editgate.app.edit_service import EditCall, EditOutcome, EditService
-from editgate.app.fal_webhooks import CollectMessage
+from editgate.app.fal_webhooks import CollectMessage, collect_message
 from editgate.app.preparing import Prepared
 from editgate.app.services import EditLimits, Services
 from editgate.domain import catalog
@@ -156,6 +156,7 @@ class FakeCollectJournal(CollectJournal):
         self.work: dict[str, dict[str, Any]] = {}
         self.leases: dict[str, float] = {}
         self.digests: dict[str, str] = {}
+        self.ttls: dict[str, int] = {}  # how long each edit's journal is kept
         self.entries: dict[str, dict[int, dict[str, Any]]] = {}
         self.done: dict[str, dict[int, dict[str, Any]]] = {}
         # fal request id -> its edit, its call, and what its lookup carries for the collect step
@@ -166,7 +167,7 @@ class FakeCollectJournal(CollectJournal):
     ) -> CollectState | Held:
         if self.leases.get(edit_key, 0.0) >= time.time():
             return Held(other_edit=False)
-        if self.digests.setdefault(edit_key, digest) != digest:
+        if self.digests.get(edit_key, digest) != digest:  # kept with its first fal request
             return Held(other_edit=True)
         self.leases[edit_key] = time.time() + lease_seconds
         self.work[edit_key] = json.loads(json.dumps(work))
@@ -182,11 +183,13 @@ class FakeCollectJournal(CollectJournal):
         """As when a redelivery comes: after the earlier attempt's time (SQS's visibility timeout)."""
         self.leases.clear()
 
-    def edit_journal(self, edit_key: str, state: CollectState, ttl_seconds: int) -> EditJournal:
+    def edit_journal(self, edit_key: str, digest: str, state: CollectState, ttl_seconds: int) -> EditJournal:
         journals = self
+        self.ttls[edit_key] = ttl_seconds
 
         class Journal(EditJournal):
             def _write(self, entries: dict[int, dict[str, Any]]) -> None:
+                journals.digests.setdefault(edit_key, digest)
                 journals.entries.setdefault(edit_key, {}).update(entries)
                 self._entries.update({str(k): v for k, v in entries.items()})
 
@@ -486,3 +489,62 @@ def test_given_an_item_that_succeeded_when_a_changed_line_of_it_is_delivered_the
     assert outcome.state == "skipped"
     assert len(fal.submitted) == 1
     assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
+
+
+def test_given_a_lookup_carrying_more_than_a_queue_message_holds_when_its_webhook_comes_then_its_collect_step_is_queued_without_it() -> (  # noqa: E501
+    None
+):
+    """The review's finding: an item's parameters near SQS's 256 KiB made its collect message too
+    big to queue, so its webhook was refused for good and the sweeper stopped at it every minute.
+    Such a message goes without what the lookup carries: its collector reads the journal."""
+    lookup = SubmittedRequest("req-1", "edit", 0, {"work": {"note": "x" * 250_000}, "submission": {}})
+    message = collect_message("req-1", lookup, "OK")
+    assert (message.work, message.submission) == (None, None)
+    assert len(message_body(message.model_dump(mode="json"))) < 1024
+
+
+def test_given_a_webhooked_item_then_its_journal_is_kept_as_long_as_fal_may_answer() -> None:
+    """The review's finding: a webhooked edit's journal and lookups lived as long as an edit's name
+    (an hour), so a request fal ended later (its queue under load) was never collected. They are
+    kept as long as fal may still answer (a day)."""
+    runtime, _ledger, _store = batch()
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    assert list(journal_of(runtime).ttls.values()) == [24 * 3600]
+
+
+def test_given_a_call_collected_whose_journal_entry_was_never_written_when_the_item_is_delivered_again_then_fal_is_not_paid_again() -> (  # noqa: E501
+    None
+):
+    """The review's finding: a submit that stopped between the lookup's write and the journal's
+    left a call its webhook collected, but that the next delivery did not know: it paid fal again."""
+    fal = FakeFal()
+    runtime, _ledger, _store = batch(fal)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    journal_of(runtime).entries.clear()  # as if the journal's write had been lost
+    webhooks(runtime)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    assert len(fal.submitted) == 1
+
+
+def test_given_a_call_submitted_by_a_version_that_waited_on_fal_when_the_item_is_delivered_again_then_it_is_collected(  # noqa: E501
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The review's finding: an edit journaled by the version before (it waited on fal, so no
+    webhook comes for its request) was taken for submitted and left to a webhook that never came.
+    Its request is collected now, from its journal entry, and fal is not paid again."""
+    fal = FakeFal()
+    runtime, ledger, _store = batch(fal)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    journal = journal_of(runtime)
+    ((key, entries),) = journal.entries.items()
+    entries[0].pop("webhook")  # journaled as the version before journaled it
+    journal.awaiting.clear()  # and no webhook is coming
+    journal.expire_leases()
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(runtime.collecting.queue, "send", sent.extend)
+    items.process_item(ITEM, runtime, last_attempt=False, deadline=soon())
+    messages = [CollectMessage.model_validate(message) for message in sent]
+    assert [(m.edit_key, m.call, m.status) for m in messages] == [(key, 0, "POLLED")]
+    assert [collect(m, runtime, soon(), last_attempt=False) for m in messages] == ["succeeded"]
+    assert ledger.counted == [("cat", "succeeded", 1, 0.06)]
+    assert len(fal.submitted) == 1

@@ -122,6 +122,7 @@ def batch_door(settings: Settings | None = None) -> BatchRuntime:
         queue=WorkQueue(settings.collect_queue_url),
         receipts=WebhookReceipts(settings.idempotency_table, settings.fal_webhook_receipt_ttl_seconds),
         sweep_after_seconds=settings.sweep_after_seconds,
+        journal_ttl_seconds=settings.fal_webhook_receipt_ttl_seconds,
     )
     return BatchRuntime(
         edits=EditService(services),

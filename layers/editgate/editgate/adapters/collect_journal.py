@@ -64,16 +64,15 @@ class CollectJournal:
     ) -> CollectState | Held:
         """Take the edit's submit lease for ``lease_seconds`` and write its work: the journal as
         it is then; or ``Held`` while another attempt holds the lease (two deliveries at once),
-        or when the journal is of another edit by the same name (``digest``: what makes it that
-        edit; a batch item's line changed since)."""
+        or when fal was paid for another edit by the same name (``digest``: what makes it that
+        edit, written with its first fal request: a batch item's line changed since)."""
         now = time.time()
         until = str(now + lease_seconds)
         try:
             answer = dynamodb_client().update_item(
                 TableName=self._table,
                 Key={"id": {"S": journal_item_id(edit_key)}},
-                UpdateExpression="SET #work = :work, #digest = :digest, #lease = :until, "
-                "#expiration = :expiration",
+                UpdateExpression="SET #work = :work, #lease = :until, #expiration = :expiration",
                 ConditionExpression="(attribute_not_exists(#lease) OR #lease < :now) "
                 "AND (attribute_not_exists(#digest) OR #digest = :digest)",
                 ExpressionAttributeNames={
@@ -120,10 +119,11 @@ class CollectJournal:
             if not conditional_failure(exc):
                 raise
 
-    def edit_journal(self, edit_key: str, state: CollectState, ttl_seconds: int) -> EditJournal:
-        """The edit's journal of calls as ``begin`` answered it (no second read)."""
+    def edit_journal(self, edit_key: str, digest: str, state: CollectState, ttl_seconds: int) -> EditJournal:
+        """The edit's journal of calls as ``begin`` answered it (no second read); the first call
+        it records keeps the edit's ``digest`` too (``begin`` then refuses another edit's)."""
         entries = {str(call): entry for call, entry in state.entries.items()}
-        return EditJournal(self._table, journal_item_id(edit_key), ttl_seconds, entries)
+        return EditJournal(self._table, journal_item_id(edit_key), ttl_seconds, entries, digest=digest)
 
     def reopen(self, edit_key: str, calls: Sequence[int]) -> None:
         """Calls recorded not collected (fal made their images; a redrive collects them now)."""

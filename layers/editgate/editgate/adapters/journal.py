@@ -74,12 +74,19 @@ class EditJournal:
     """One edit's journal: provider call index → what was submitted for it."""
 
     def __init__(
-        self, table: str, item_id: str, ttl_seconds: int, entries: dict[str, dict[str, Any]]
+        self,
+        table: str,
+        item_id: str,
+        ttl_seconds: int,
+        entries: dict[str, dict[str, Any]],
+        *,
+        digest: str | None = None,
     ) -> None:
         self._table = table
         self._item_id = item_id
         self._ttl = ttl_seconds
         self._entries = entries
+        self._digest = digest  # what makes it this edit, kept with its calls (when given)
 
     def get(self, index: int) -> dict[str, Any] | None:
         return self._entries.get(str(index))
@@ -109,12 +116,15 @@ class EditJournal:
         self._entries.update({str(index): entry for index, entry in entries.items()})
         names = {f"#call{index}": f"call_{index}" for index in entries}
         values = {f":call{index}": {"S": json_text(entry)} for index, entry in entries.items()}
+        sets = [f"{name} = :{name[1:]}" for name in names] + ["#expiration = :expiration"]
+        if self._digest is not None:
+            names["#digest"] = "digest"
+            values[":digest"] = {"S": self._digest}
+            sets.append("#digest = if_not_exists(#digest, :digest)")
         dynamodb_client().update_item(
             TableName=self._table,
             Key={"id": {"S": self._item_id}},
-            UpdateExpression="SET "
-            + ", ".join(f"{name} = :{name[1:]}" for name in names)
-            + ", #expiration = :expiration",
+            UpdateExpression="SET " + ", ".join(sets),
             ExpressionAttributeNames={**names, "#expiration": "expiration"},
             ExpressionAttributeValues={**values, ":expiration": self._expiration()},
         )

@@ -17,13 +17,14 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 
 from editgate.adapters.fal_jwks import FalSigningKeys
-from editgate.adapters.journal import SubmissionJournal
+from editgate.adapters.journal import SubmissionJournal, SubmittedRequest
 from editgate.adapters.queue import WorkQueue
 from editgate.adapters.webhook_receipts import WebhookReceipts
 from editgate.app import metrics
 from editgate.domain import fal_webhooks
 from editgate.domain.errors import EditgateError
 from editgate.domain.fal_webhooks import WebhookRefused
+from editgate.domain.json_values import json_text
 
 logger = Logger(child=True)
 
@@ -46,6 +47,25 @@ class CollectMessage(BaseModel):
     # call's submission. None (a message of an older version): the collector reads the journal.
     work: dict[str, Any] | None = None
     submission: dict[str, Any] | None = None
+
+
+# A collect message carrying more than this (an item's parameters near SQS's 256 KiB) goes without
+# what it carries: its collector reads the edit's journal instead.
+CARRIED_MAX_BYTES = 192 * 1024
+
+
+def collect_message(
+    request_id: str, submitted: SubmittedRequest, status: Literal["OK", "ERROR", "POLLED"]
+) -> CollectMessage:
+    """The collect step of fal request ``request_id``, with what its lookup carries when it fits
+    in one queue message."""
+    carried = submitted.carried or {}
+    if len(json_text(carried)) > CARRIED_MAX_BYTES:
+        carried = {}
+    return CollectMessage(
+        request_id=request_id, edit_key=submitted.edit_key, call=submitted.call, status=status,
+        received_at=time.time(), work=carried.get("work"), submission=carried.get("submission"),
+    )  # fmt: skip
 
 
 class WebhookNotQueued(EditgateError):
@@ -85,12 +105,7 @@ class WebhookReceiver:
             logger.info("fal webhook delivered again", extra={"fal_request_id": webhook.request_id})
             metrics.add("WebhookDuplicates", 1)
             return WebhookOutcome(webhook.request_id, queued=False)
-        carried = submitted.carried or {}
-        message = CollectMessage(
-            request_id=webhook.request_id, edit_key=submitted.edit_key, call=submitted.call,
-            status=webhook.status, received_at=time.time(), work=carried.get("work"),
-            submission=carried.get("submission"),
-        )  # fmt: skip
+        message = collect_message(webhook.request_id, submitted, webhook.status)
         try:
             self.collect_queue.send([message.model_dump(mode="json")])
         except Exception:

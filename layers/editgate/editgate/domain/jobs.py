@@ -55,7 +55,7 @@ def expired(stale_seconds: int) -> JobExpired:
     """Why the sweeper failed a job, as its caller reads it."""
     return JobExpired(
         f"The job did not finish in time (it had not ended {stale_seconds // 60} minutes after it "
-        "was queued or started) and was stopped; nothing more will be billed for it. Submit it again."
+        "was queued or started) and was stopped: fal was asked to cancel its requests. Submit it again."
     )
 
 

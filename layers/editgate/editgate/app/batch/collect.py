@@ -53,11 +53,15 @@ def collect(
     carried = None if repeat else _carried(message)
     if carried is None:
         state = journal.state(message.edit_key)
-        if state is None or message.call not in state.entries:
+        # A call journaled by its lookup alone (its submit stopped between the two writes) is
+        # collected with what its message carries.
+        entry = state.entries.get(message.call) if state else None
+        submitted = entry["submission"] if entry else message.submission
+        if state is None or submitted is None:
             return _unknown(message)
         if message.call in state.done:
             return _collected_before(message, state, runtime)
-        carried = state.work, state.entries[message.call]["submission"]
+        carried = state.work, submitted
     work, submission = carried
     try:
         outcome = _collect_call(message.call, work, submission, runtime, deadline)

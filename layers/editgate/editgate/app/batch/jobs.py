@@ -13,6 +13,7 @@ from editgate.adapters.queue import WorkQueue
 from editgate.app.batch.items import RetryLater
 from editgate.app.batch.runtime import BatchRuntime, JobRunner
 from editgate.app.batch.submit import submit_edit
+from editgate.app.jobs import CANCEL_SECONDS, cancel_at_fal
 from editgate.domain import identity, jobs
 from editgate.domain.errors import EditgateError, RequestInProgress
 from editgate.domain.json_values import json_text
@@ -45,11 +46,22 @@ def run_job(job_id: str, runtime: BatchRuntime, *, last_attempt: bool, deadline:
     except EditgateError as exc:
         ended = _ended_meanwhile(job_id, runner)
         if ended is not None:
-            return ended  # cancelled (fal ended its requests) or expired: nothing to retry
+            return _stop_at_fal(job_id, ended, runner)  # cancelled or expired: nothing to retry
         if exc.retryable and (not last_attempt or isinstance(exc, RequestInProgress)):
             raise RetryLater(exc) from exc
-        return end_job(job_id, runner, runtime.queue, "failed", error=exc.body())
-    return "submitted"
+        status = end_job(job_id, runner, runtime.queue, "failed", error=exc.body())
+        return _stop_at_fal(job_id, status, runner)  # a call fal accepted before another failed
+    ended = _ended_meanwhile(job_id, runner)
+    # Cancelled (or expired) while it was being submitted: the cancel found no request yet.
+    return "submitted" if ended is None else _stop_at_fal(job_id, ended, runner)
+
+
+def _stop_at_fal(job_id: str, status: str, runner: JobRunner) -> str:
+    """The job ended without its edit: whatever fal has of it, cancelled (nothing more billed
+    for what fal had not started)."""
+    services = runner.edits.services
+    cancel_at_fal(job_id, services.journal, services.fal, time.monotonic() + CANCEL_SECONDS)
+    return status
 
 
 def job_output_folder(runner: JobRunner, job_id: str) -> str:

@@ -15,7 +15,7 @@ from editgate.app.batch.layout import S3_JOB_PREFIX, digest, output_key, safe_id
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime
 from editgate.domain import envelope
-from editgate.domain.errors import InvalidRequest, RequestInProgress
+from editgate.domain.errors import EditgateError, InvalidRequest, RequestInProgress, UpstreamError
 
 logger = Logger(child=True)
 
@@ -33,6 +33,7 @@ def run_task(
     fal has the item's requests, as any batch item: fal's webhook (or the sweeper) has them
     collected, which writes the item's record where the answer says. Any task answers a result
     code, never an exception."""
+    item: ItemMessage | None = None
     try:
         item = _task_item(event)
         runtime.ledger.count_items(item.batch_id, 1, chunk=item.item_id, last=True)
@@ -42,19 +43,30 @@ def run_task(
         # S3 may try the task again, or give up without telling: the item is recorded failed
         # meanwhile, so that its batch finishes; a later try whose requests are collected records
         # it succeeded. (Not while another try submits it: that one answers for it.)
+        assert item is not None, "RetryLater comes from the item's edit"
         if not isinstance(exc.error, RequestInProgress):
-            record = {**failed_record(exc.error), "message": item.model_dump()}
-            settle(runtime, item.batch_id, item.item_id, 0, record, 0, 0.0)
+            _record_failed(item, exc.error, runtime)
         return "TemporaryFailure", f"{exc.error.message} ({_record_uri(item, runtime)})"
     except InvalidRequest as exc:
         return "PermanentFailure", exc.message
     except Exception as exc:  # a task this code cannot take: S3 must get an answer all the same
         logger.exception("an S3 Batch Operations task failed unexpectedly")
-        return (
-            "PermanentFailure",
-            f"The task could not be run ({type(exc).__name__}; see the function's logs).",
-        )
-    return _answer(outcome, _record_uri(item, runtime))
+        error = UpstreamError(f"The task could not be run ({type(exc).__name__}; see the function's logs).")
+        if item is None:  # a task that cannot be read: no try will do better
+            return "PermanentFailure", error.message
+        # An AWS fault, most likely: S3 tries the task again; meanwhile its item is recorded
+        # failed, so that its batch finishes (a later try's collect records it succeeded).
+        _record_failed(item, error, runtime)
+        return "TemporaryFailure", error.message
+    return _answer(outcome, _record_uri(item, runtime))  # item: set by the try
+
+
+def _record_failed(item: ItemMessage, error: EditgateError, runtime: BatchRuntime) -> None:
+    record = {**failed_record(error), "message": item.model_dump()}
+    try:
+        settle(runtime, item.batch_id, item.item_id, 0, record, 0, 0.0)
+    except Exception:
+        logger.exception("an S3 Batch Operations task's item not recorded failed")
 
 
 def _record_uri(item: ItemMessage, runtime: BatchRuntime) -> str:

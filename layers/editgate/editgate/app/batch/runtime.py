@@ -28,6 +28,9 @@ class Collecting:
     queue: WorkQueue
     receipts: WebhookReceipts
     sweep_after_seconds: int
+    # How long a webhooked edit's journal and its requests' lookups are kept: as long as fal may
+    # still answer (its queue, 2 hours of webhook retries), so a late answer is still collected.
+    journal_ttl_seconds: int = 24 * 3600
     # The most requests one sweep looks at (the rest wait for the next minute's).
     sweep_limit: int = 200
 

@@ -11,9 +11,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from editgate.adapters.collect_journal import CollectState, Held
+from editgate.adapters.journal import EditJournal, SubmittedRequest
 from editgate.app.batch.messages import ItemMessage
 from editgate.app.batch.runtime import BatchRuntime, Collecting
-from editgate.app.fal_webhooks import CollectMessage
+from editgate.app.fal_webhooks import collect_message
 from editgate.app.preparing import Prepared, prepare
 from editgate.app.provider_calls import payload_digest
 from editgate.app.services import Services
@@ -46,7 +47,9 @@ def submit_edit(
     plan = prepared.plan
     work = {**owner, "calls": len(plan.calls), "model": plan.model.id,
             "alpha": prepared.alpha is not None, "plan": compact_plan(plan)}  # fmt: skip
-    ttl = services.deduplicator.ttl_seconds(edit)
+    # As long as fal may still answer for its requests (its queue, its webhook's retries), not
+    # only as long as the edit's name lasts: a lookup gone is a request never collected.
+    ttl = max(services.deduplicator.ttl_seconds(edit), collecting.journal_ttl_seconds)
     lease = max(1.0, deadline - time.monotonic())
     state = collecting.journal.begin(edit.key, edit.digest, work, lease_seconds=lease, ttl_seconds=ttl)
     if isinstance(state, Held) and state.other_edit:
@@ -58,7 +61,8 @@ def submit_edit(
         raise RequestInProgress("The edit is being submitted by another delivery.", retry_after=2)
     try:
         _collect_again(edit.key, state, collecting)
-        submitted = _submit_calls(edit.key, state, prepared, work, services, collecting, ttl, deadline)
+        journal = collecting.journal.edit_journal(edit.key, edit.digest, state, ttl)
+        submitted = _submit_calls(edit.key, state, journal, prepared, work, services, collecting, deadline)
     finally:
         collecting.journal.release(edit.key, state)
     logger.info("edit submitted", extra={"owner": list(owner), "calls": len(plan.calls)})
@@ -66,22 +70,27 @@ def submit_edit(
 
 
 def _submit_calls(
-    edit_key: str, state: CollectState, prepared: Prepared, work: dict[str, Any], services: Services,
-    collecting: Collecting, ttl: int, deadline: float,
+    edit_key: str, state: CollectState, journal: EditJournal, prepared: Prepared, work: dict[str, Any],
+    services: Services, collecting: Collecting, deadline: float,
 ) -> int:  # fmt: skip
-    journal = collecting.journal.edit_journal(edit_key, state, ttl)
-    plan, submitted = prepared.plan, 0
+    plan, submitted, unwatched = prepared.plan, 0, []
     for index, payload in enumerate(plan.payloads(prepared.image_uri)):
         digest = payload_digest(payload)
         known = journal.get(index)
-        if known is not None and known.get("payload") == digest:
-            continue  # submitted by an earlier delivery: its webhook (or the sweeper) collects it
+        if index in state.done or (known is not None and known.get("payload") == digest):
+            # Submitted by an earlier delivery: its webhook (or the sweeper) collects it, unless
+            # that delivery waited on fal (an earlier version): then it is collected now.
+            if known is not None and index not in state.done and not known.get("webhook"):
+                unwatched.append(index)
+            continue
         submission = services.fal.submit(
             plan.model.endpoint_id, payload, deadline, webhook_url=collecting.webhook_url
         )
-        entry = {"payload": digest, "submission": submission.model_dump(mode="json")}
+        entry = {"payload": digest, "submission": submission.model_dump(mode="json"), "webhook": True}
         journal.record(index, entry, collected_with={"work": work})
         submitted += 1
+    if unwatched:
+        _queue_collects(edit_key, {call: journal.get(call) or {} for call in unwatched}, work, collecting)
     return submitted
 
 
@@ -92,10 +101,19 @@ def _collect_again(edit_key: str, state: CollectState, collecting: Collecting) -
     if not again:
         return
     collecting.journal.reopen(edit_key, again)
+    _queue_collects(edit_key, {call: state.entries[call] for call in again}, state.work, collecting)
+
+
+def _queue_collects(
+    edit_key: str, entries: dict[int, dict[str, Any]], work: dict[str, Any], collecting: Collecting
+) -> None:
+    """The collect steps of calls fal has (or had) at work, queued now, as the sweeper would."""
     messages = [
-        CollectMessage(request_id=state.entries[call]["submission"]["request_id"], edit_key=edit_key,
-                       call=call, status="POLLED", received_at=time.time()).model_dump(mode="json")
-        for call in again
+        collect_message(entry["submission"]["request_id"],
+                        SubmittedRequest(entry["submission"]["request_id"], edit_key, call,
+                                         {"work": work, "submission": entry["submission"]}),
+                        "POLLED").model_dump(mode="json")
+        for call, entry in entries.items()
     ]  # fmt: skip
     collecting.queue.send(messages)
 

@@ -7,6 +7,7 @@ duplicate (the sweep claimed its request), and a sweep after the webhook finds n
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -16,7 +17,7 @@ from editgate.adapters.journal import SubmittedRequest
 from editgate.app import metrics
 from editgate.app.batch.job_sweeper import sweep_jobs
 from editgate.app.batch.runtime import BatchRuntime
-from editgate.app.fal_webhooks import CollectMessage
+from editgate.app.fal_webhooks import collect_message
 
 logger = Logger(child=True)
 
@@ -26,26 +27,42 @@ def sweep(runtime: BatchRuntime, deadline: float, now: float | None = None) -> i
     collecting = runtime.collecting
     submitted_before = (time.time() if now is None else now) - collecting.sweep_after_seconds
     queued = 0
-    for request in collecting.journal.pending(submitted_before, collecting.sweep_limit):
-        if time.monotonic() >= deadline:
-            break  # the next minute's sweep goes on
-        carried = _ended(request, runtime, deadline)
-        if carried is not None and collecting.receipts.claim(request.request_id):
-            work, submission = carried
-            message = CollectMessage(request_id=request.request_id, edit_key=request.edit_key,
-                                     call=request.call, status="POLLED", received_at=time.time(),
-                                     work=work, submission=submission)  # fmt: skip
-            try:
-                collecting.queue.send([message.model_dump(mode="json")])
-            except Exception:
-                collecting.receipts.release(request.request_id)
-                raise
-            queued += 1
-    sweep_jobs(runtime, deadline, now)
+    try:
+        for request in collecting.journal.pending(submitted_before, collecting.sweep_limit):
+            if time.monotonic() >= deadline:
+                break  # the next minute's sweep goes on
+            queued += _sweep_one(request, runtime, deadline)
+    finally:
+        sweep_jobs(runtime, deadline, now)  # whatever became of the fal requests' sweep
     if queued:
         logger.warning("fal requests collected without their webhook", extra={"queued": queued})
         metrics.add("WebhooksMissed", queued)
     return queued
+
+
+def _sweep_one(request: SubmittedRequest, runtime: BatchRuntime, deadline: float) -> int:
+    """1 when the request's collect step was queued. One that cannot be (fal or AWS failing for
+    it) is logged and left to the next sweep: it never holds up the others."""
+    collecting = runtime.collecting
+    try:
+        carried = _ended(request, runtime, deadline)
+        if carried is None or not collecting.receipts.claim(request.request_id):
+            return 0
+    except Exception:
+        logger.exception("a fal request not swept", extra={"fal_request_id": request.request_id})
+        return 0
+    work, submission = carried
+    lookup = replace(request, carried={"work": work, "submission": submission})
+    message = collect_message(request.request_id, lookup, "POLLED")
+    try:
+        collecting.queue.send([message.model_dump(mode="json")])
+    except Exception:
+        collecting.receipts.release(request.request_id)
+        logger.exception(
+            "a fal request's collect step not queued", extra={"fal_request_id": request.request_id}
+        )
+        return 0
+    return 1
 
 
 def _ended(
