@@ -8,19 +8,24 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from editgate.adapters.callbacks import CallbackSender
 from editgate.adapters.fal import FalSubmission
 from editgate.adapters.jobs import JobTable
+from editgate.adapters.journal import EditJournal
 from editgate.adapters.keys import WebhookSecrets
 from editgate.adapters.queue import WorkQueue
 from editgate.app.batch.job_sweeper import sweep_jobs
+from editgate.app.batch.jobs import run_job
 from editgate.app.batch.runtime import BatchRuntime, JobRunner
 from editgate.app.edit_service import EditService
 from editgate.domain import jobs
 from editgate.domain.errors import UpstreamError
 from editgate.domain.identity import job_edit_key
 from editgate.domain.jobs import Job, JobStatus
-from tests.unit.test_orchestration import FakeFal, FakeJournals, batch, services
+from editgate.domain.models import EditRequest
+from tests.unit.test_orchestration import INPUT, FakeCollectJournal, FakeFal, FakeJournals, batch, services
 
 STALE = 7200
 STARTED = 1_700_000_000.0
@@ -190,3 +195,40 @@ def test_given_fal_unreachable_when_expired_jobs_are_swept_then_each_still_fails
 
     assert [table.jobs[job_id(n)].status for n in (1, 2)] == ["failed", "failed"]
     assert [message["job_id"] for message in queue.sent] == [job_id(1), job_id(2)]
+
+
+def test_given_a_job_cancelled_while_its_run_submits_it_when_the_run_ends_then_fal_is_asked_to_cancel_its_request(  # noqa: E501
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The review's finding: a DELETE that came while the run was submitting found no fal request
+    to cancel yet, and the run submitted anyway: fal ran (and billed) a cancelled job's edit.
+    Given a queued job, when it is cancelled while its run submits its edit, then the run ends
+    answering "cancelled" and fal is asked to cancel the request it had just submitted."""
+    fal, table = CancellingFal(), FakeJobTable()
+    table.add(job_id(1), "queued", STARTED)
+    ran, _queue, journals = runtime(fal, table)
+    assert ran.jobs is not None
+    ran.jobs.edits.services.store.put("results/jobs/in/0", INPUT, "image/png")
+    request = EditRequest.from_values({"prompt": "make it green"}).model_dump(mode="json")
+    table.jobs[job_id(1)] = table.jobs[job_id(1)].model_copy(
+        update={"request": request, "inputs": ("results/jobs/in/0",)}
+    )
+    collected = ran.collecting.journal
+    assert isinstance(collected, FakeCollectJournal)
+
+    def journal_item(edit_key: str, ttl_seconds: int) -> EditJournal:
+        # The edit's journal item, which the submit wrote through the collect journal.
+        entries = {str(call): entry for call, entry in collected.entries.get(edit_key, {}).items()}
+        return EditJournal("idempotency", f"journal#{edit_key}", ttl_seconds, entries)
+
+    monkeypatch.setattr(journals, "open", journal_item)
+
+    def cancel() -> None:  # the caller's DELETE, while fal takes the submit
+        assert table.move(job_id(1), "cancelled", only_from=("queued", "in_progress"))
+
+    fal.meanwhile = cancel
+
+    assert run_job(job_id(1), ran, last_attempt=False, deadline=soon()) == "cancelled"
+
+    assert fal.cancelled == ["req-1"]
+    assert table.jobs[job_id(1)].status == "cancelled"
